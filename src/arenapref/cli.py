@@ -1,0 +1,176 @@
+"""Command line: thin wrappers that parse flags, call the library and print. Errors are one line, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import LABELS
+from .data import DataError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Predict which of two chatbot responses a human prefers (A wins / B wins / tie).")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # weight-loading bars; the Trainer keeps its own
+
+
+def metrics_table(metrics: dict, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("n", "log_loss", "prior_log_loss", "accuracy", "precision_macro", "recall_macro", "f1_macro", "ece"):
+        value = metrics[key]
+        table.add_row(key, str(value) if isinstance(value, int) else f"{value:.4f}")
+    per_class = Table(title="per class")
+    for col in ("class", "precision", "recall", "f1", "predicted A", "predicted B", "predicted tie"):
+        per_class.add_column(col, justify="right")
+    for j, name in enumerate(("model_a", "model_b", "tie")):
+        per_class.add_row(name, *(f"{metrics[f'{m}_{name}']:.4f}" for m in ("precision", "recall", "f1")),
+                          *(str(v) for v in metrics["confusion"][j]))
+    outer = Table.grid(padding=1)
+    outer.add_row(table)
+    outer.add_row(per_class)
+    return outer
+
+
+def round_rows(probs, decimals: int):
+    """Round probabilities so each row still sums to exactly 1 at that precision (Kaggle checks the sum)."""
+    import numpy as np
+
+    scale = 10 ** decimals
+    units = np.floor(probs * scale).astype(np.int64)
+    # Largest-remainder rounding: hand the missing units to the largest fractional parts.
+    missing = scale - units.sum(axis=1)
+    order = np.argsort(-(probs * scale - units), axis=1)
+    for k in range(probs.shape[1]):
+        units[np.arange(len(units)), order[:, k]] += (missing > k)
+    return units / scale
+
+
+@app.command()
+def train(
+    data: Optional[Path] = typer.Option(None, help="Training file (CSV / JSONL / Parquet, Kaggle LMSYS columns)."),
+    output: Optional[Path] = typer.Option(None, help="Model directory to write."),
+    valid: Optional[Path] = typer.Option(None, help="Validation file; default: a held-out part of --data."),
+    valid_fraction: Optional[float] = typer.Option(None, help="Share of --data held out, grouped by prompt."),
+    config: Optional[Path] = typer.Option(None, help="YAML file with any of these options; flags win."),
+    model: Optional[str] = typer.Option(None, help="Model family: dual-tower."),
+    objective: Optional[str] = typer.Option(None, help="classify (3-way head) or rank (a score per side)."),
+    rank_loss: Optional[str] = typer.Option(None, help="For --objective rank: davidson (Bradley-Terry with ties) or mse."),
+    backbone: Optional[str] = typer.Option(None, help="Hugging Face encoder name or local path."),
+    max_length: Optional[int] = typer.Option(None, help="Token budget per side."),
+    epochs: Optional[float] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None, help="Encoder learning rate."),
+    head_lr: Optional[float] = typer.Option(None, help="Learning rate of the new head."),
+    eval_steps: Optional[int] = typer.Option(None, help="Evaluate and checkpoint every N optimizer steps."),
+    seed: Optional[int] = typer.Option(None),
+    bf16: Optional[bool] = typer.Option(None, "--bf16", help="bfloat16 mixed precision (where supported)."),
+    fp16: Optional[bool] = typer.Option(None, "--fp16", help="float16 mixed precision (CUDA)."),
+    grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps."),
+    warmup_ratio: Optional[float] = typer.Option(None, help="Share of steps with linear warmup."),
+    resume: Optional[bool] = typer.Option(None, "--resume", help="Continue from the last checkpoint in --output."),
+):
+    """Train a model and save it as a Hugging Face style directory."""
+    overrides = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k != "config"}
+    from .config import load_config
+
+    cfg = load_config(config, overrides)
+    _quiet_libraries()
+    from .training import train as run_training
+
+    metrics = run_training(cfg)
+    if metrics:
+        console.print(metrics_table(metrics, f"validation ({cfg.output})"))
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
+    data: Path = typer.Option(..., help="Labelled file to score."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+):
+    """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file."""
+    from .api import Judge, read_meta
+    from .data import load_frame
+    from .metrics import classification_metrics
+
+    read_meta(model)
+    frame = load_frame(data, require_labels=True)
+    _quiet_libraries()
+    judge = Judge.from_pretrained(model)
+    metrics = classification_metrics(frame["label"].to_numpy(), judge.predict_proba(frame))
+    if as_json:
+        print(json.dumps(metrics))
+    else:
+        console.print(metrics_table(metrics, f"{data} ({model})"))
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
+    data: Path = typer.Option(..., help="File to score (labels not needed)."),
+    output: Path = typer.Option(..., help="CSV to write: id,winner_model_a,winner_model_b,winner_tie."),
+    scores: bool = typer.Option(False, "--scores", help="Add score_a, score_b (rank models)."),
+):
+    """Write a Kaggle submission: one row of probabilities per input row, same order."""
+    from .api import Judge, read_meta
+    from .data import check_output_path, load_frame, to_kaggle, write_csv_atomic
+
+    check_output_path(output)
+    read_meta(model)
+    frame = load_frame(data)
+    _quiet_libraries()
+    judge = Judge.from_pretrained(model)
+    out = judge.predict_frame(to_kaggle(frame), scores=scores)
+    out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
+    write_csv_atomic(out, output, float_format="%.6f")
+    console.print(f"wrote {len(out)} rows to {output}")
+
+
+@app.command()
+def split(
+    data: Path = typer.Option(..., help="Labelled file to split."),
+    output: Path = typer.Option(..., help="Directory for train.csv and holdout.csv."),
+    holdout_fraction: float = typer.Option(0.2, help="Share of rows held out."),
+    seed: int = typer.Option(42),
+):
+    """Split a file into train.csv / holdout.csv with no prompt on both sides."""
+    from .data import grouped_split, load_frame, to_kaggle, write_csv_atomic
+
+    frame = load_frame(data)
+    train_part, holdout_part = grouped_split(frame, holdout_fraction, seed)
+    output.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(to_kaggle(train_part), output / "train.csv")
+    write_csv_atomic(to_kaggle(holdout_part), output / "holdout.csv")
+    console.print(f"{len(train_part)} train rows, {len(holdout_part)} holdout rows -> {output}")
+
+
+def main() -> None:
+    try:
+        app()
+    except DataError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

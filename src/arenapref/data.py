@@ -1,0 +1,227 @@
+"""Read preference data (Kaggle LMSYS format) from CSV / JSONL / Parquet, validate it, split it by prompt.
+
+A loaded frame always has: `id` (str), `prompt`, `response_a`, `response_b` (lists of str, one per turn, `null`
+turns as ""), `label` (0 = A wins, 1 = B wins, 2 = tie, -1 = unlabelled), and `model_a` / `model_b` when present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LABEL_COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
+TEXT_COLUMNS = ("prompt", "response_a", "response_b")
+REQUIRED_COLUMNS = ("id",) + TEXT_COLUMNS
+
+
+class DataError(ValueError):
+    """A problem with a user's input: the message is one line saying what, where and what to do."""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, JSONL or Parquet file as strings/objects, with errors that name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a .csv, .jsonl or .parquet file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty; expected a header row and data rows")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".json", ".jsonl.gz", ".ndjson"):
+            frame = _read_jsonl(path)
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = _read_csv(path)
+    except DataError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from None
+    except Exception as exc:  # pandas / pyarrow raise many types; all mean "this is not a readable table"
+        kind = "Parquet" if suffix == ".parquet" else "CSV"
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as {kind} ({msg}); check the file format") from None
+    if len(frame) == 0:
+        raise DataError(f"{path}: has a header but no data rows")
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    head = path.open("rb").read(4096)
+    if b"\x00" in head:
+        raise DataError(f"{path}: looks binary, not a CSV; pass a CSV, .jsonl or .parquet file")
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        raise DataError(f"{path}: is an HTML page, not a CSV; download the raw file")
+    # keep_default_na=False: a text cell "null" or "" must stay text, not become NaN.
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    rows = []
+    with path.open(encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg}); fix or remove the line") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {lineno}: expected a JSON object per line")
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: has no data rows")
+    return pd.DataFrame(rows)
+
+
+def parse_turns(cell, where: str) -> list[str]:
+    """A JSON-encoded list of turns (or an actual list) -> list of str; `null` turns become ""."""
+    value = cell
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataError(f"{where}: not a JSON list of strings; write it as e.g. [\"turn 1\", \"turn 2\"]") from None
+    if not isinstance(value, list):
+        raise DataError(f"{where}: expected a JSON list of strings, got {type(value).__name__}")
+    turns = []
+    for item in value:
+        if item is None:
+            turns.append("")
+        elif isinstance(item, str):
+            turns.append(item)
+        else:
+            raise DataError(f"{where}: list holds a {type(item).__name__}, expected strings (or null)")
+    return turns
+
+
+def _parse_labels(frame: pd.DataFrame, path) -> np.ndarray:
+    values = np.zeros((len(frame), 3))
+    for j, col in enumerate(LABEL_COLUMNS):
+        numeric = pd.to_numeric(frame[col], errors="coerce")
+        bad = numeric.isna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{path}: row {i + 1} column {col}: {frame[col].iloc[i]!r} is not a number; use 0 or 1")
+        values[:, j] = numeric.to_numpy(dtype=float)
+    ok = np.isin(values, (0.0, 1.0)).all(axis=1) & (values.sum(axis=1) == 1)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise DataError(
+            f"{path}: row {i + 1} columns {','.join(LABEL_COLUMNS)}: {values[i].tolist()} is not one-hot; "
+            "exactly one of the three must be 1"
+        )
+    return values.argmax(axis=1)
+
+
+def load_frame(path: str | Path, require_labels: bool = False) -> pd.DataFrame:
+    """Read and validate a preference file; returns the normalised frame described in the module docstring."""
+    return normalize(read_table(path), str(path), require_labels)
+
+
+def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = False) -> pd.DataFrame:
+    """Validate a Kaggle-format frame (turn cells as JSON strings or lists) and normalise it."""
+    raw = raw.copy()
+    raw.columns = [str(c).strip() for c in raw.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise DataError(f"{where}: missing required column(s) {', '.join(missing)}; expected {', '.join(REQUIRED_COLUMNS)}")
+    has_labels = all(c in raw.columns for c in LABEL_COLUMNS)
+    if require_labels and not has_labels:
+        raise DataError(f"{where}: missing label column(s) {', '.join(c for c in LABEL_COLUMNS if c not in raw.columns)}; "
+                        "training and evaluation need winner_model_a, winner_model_b, winner_tie")
+    ids = raw["id"].astype(str).str.strip()
+    dup = ids.duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataError(f"{where}: row {i + 1} column id: duplicated id {ids.iloc[i]!r}; ids must be unique")
+    out = pd.DataFrame({"id": ids.to_numpy()})
+    for col in TEXT_COLUMNS:
+        cells = raw[col].tolist()
+        out[col] = [parse_turns(c, f"{where}: row {i + 1} column {col}") for i, c in enumerate(cells)]
+    for i, (p, a, b) in enumerate(zip(out["prompt"], out["response_a"], out["response_b"])):
+        if not (len(p) == len(a) == len(b)):
+            raise DataError(f"{where}: row {i + 1}: prompt has {len(p)} turns, response_a {len(a)}, response_b {len(b)}; "
+                            "each list needs one entry per turn")
+    out["label"] = _parse_labels(raw, where) if has_labels else -1
+    for col in ("model_a", "model_b"):
+        if col in raw.columns:
+            out[col] = raw[col].astype(str).to_numpy()
+    return out
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(3)[np.asarray(labels)]
+
+
+def prompt_groups(frame: pd.DataFrame) -> np.ndarray:
+    """One integer per row; rows that share the same prompt turns share a group (a split must not cut a group)."""
+    keys = frame["prompt"].map(lambda turns: json.dumps(turns, ensure_ascii=False))
+    return pd.factorize(keys)[0]
+
+
+def grouped_split(frame: pd.DataFrame, valid_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows so that no prompt appears on both sides; about `valid_fraction` of rows go to validation."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    if not 0.0 < valid_fraction < 1.0:
+        raise DataError(f"valid fraction {valid_fraction}: must be between 0 and 1 (exclusive)")
+    splitter = GroupShuffleSplit(n_splits=1, test_size=valid_fraction, random_state=seed)
+    train_idx, valid_idx = next(splitter.split(frame, groups=prompt_groups(frame)))
+    if len(train_idx) == 0 or len(valid_idx) == 0:
+        raise DataError(f"{len(frame)} rows are too few to hold out {valid_fraction:.0%} for validation; add rows")
+    return frame.iloc[np.sort(train_idx)].reset_index(drop=True), frame.iloc[np.sort(valid_idx)].reset_index(drop=True)
+
+
+def to_kaggle(frame: pd.DataFrame) -> pd.DataFrame:
+    """The normalised frame back in the Kaggle CSV layout (JSON-encoded turn lists, one-hot labels if known)."""
+    out = pd.DataFrame({"id": frame["id"]})
+    for col in ("model_a", "model_b"):
+        if col in frame.columns:
+            out[col] = frame[col]
+    for col in TEXT_COLUMNS:
+        out[col] = [json.dumps(t, ensure_ascii=False) for t in frame[col]]
+    if (frame["label"] >= 0).all():
+        onehot = one_hot(frame["label"].to_numpy()).astype(int)
+        for j, col in enumerate(LABEL_COLUMNS):
+            out[col] = onehot[:, j]
+    return out
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Fail early (before hours of work) if an output file cannot be written where asked."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise DataError(f"{path}: folder {parent} does not exist; create it or choose another output path")
+    if not os.access(parent, os.W_OK):
+        raise DataError(f"{path}: folder {parent} is not writable; choose another output path")
+    return path
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | Path, **kwargs) -> None:
+    write_text_atomic(frame.to_csv(index=False, **kwargs), check_output_path(path))
+
+
+def write_text_atomic(text: str, path: str | Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a kill never leaves a truncated file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,68 @@
+"""Metrics for 3-way preference probabilities (label order: A wins, B wins, tie)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+CLASS_NAMES = ("model_a", "model_b", "tie")
+EPS = 1e-15
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean negative log-likelihood; rows are renormalised and clipped like Kaggle's scorer."""
+    probs = np.clip(np.asarray(probs, dtype=np.float64), EPS, 1 - EPS)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    labels = np.asarray(labels)
+    return float(-np.mean(np.log(probs[np.arange(len(labels)), labels])))
+
+
+def confusion(labels: np.ndarray, preds: np.ndarray, n_classes: int = 3) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels), np.asarray(preds)), 1)
+    return matrix
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins."""
+    probs = np.asarray(probs)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(labels)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Everything `evaluate` reports, as plain Python values (JSON-serialisable)."""
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    preds = probs.argmax(axis=1)
+    matrix = confusion(labels, preds)
+    true_pos = np.diag(matrix).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(true_pos / matrix.sum(axis=0))
+        recall = np.nan_to_num(true_pos / matrix.sum(axis=1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    prior = np.bincount(labels, minlength=3) / len(labels)
+    out = {
+        "n": int(len(labels)),
+        "log_loss": log_loss(labels, probs),
+        "prior_log_loss": log_loss(labels, np.tile(prior, (len(labels), 1))),
+        "accuracy": float((preds == labels).mean()),
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "f1_macro": float(f1.mean()),
+        "ece": expected_calibration_error(labels, probs),
+        "confusion": matrix.tolist(),
+    }
+    for j, name in enumerate(CLASS_NAMES):
+        out[f"precision_{name}"] = float(precision[j])
+        out[f"recall_{name}"] = float(recall[j])
+        out[f"f1_{name}"] = float(f1[j])
+    return out

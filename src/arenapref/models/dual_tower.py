@@ -1,0 +1,151 @@
+"""The reference design: one shared encoder reads prompt+response A and prompt+response B.
+
+classify: masked mean pooling per side, concat, Linear(2H -> 3) with N(0, 0.02) weights and zero bias, cross-entropy.
+rank:     a scalar score per side. `rank_loss="davidson"` (default) trains a Bradley-Terry model with ties
+          (Davidson 1970): P(A) ∝ e^{s_a}, P(B) ∝ e^{s_b}, P(tie) ∝ ν e^{(s_a+s_b)/2}, so the same scores give proper
+          3-way probabilities. `rank_loss="mse"` is the reference regression (win 1, loss 0, tie 0.5 per side);
+          its scores become probabilities through the same Davidson form with a scale β and ν fitted afterwards on
+          validation data (`fit_link`).
+Both sides go through the encoder in one batch of shape (2B, L).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from .pooling import masked_mean
+
+
+class DualTowerConfig(PretrainedConfig):
+    model_type = "arenapref-dual-tower"
+
+    def __init__(self, encoder: dict | None = None, objective: str = "classify", rank_loss: str = "davidson",
+                 classifier_dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder or {}
+        self.objective = objective
+        self.rank_loss = rank_loss
+        self.classifier_dropout = classifier_dropout
+
+    @property
+    def hidden(self) -> int:
+        return int(self.encoder.get("hidden_size") or self.encoder.get("d_model") or self.encoder.get("dim"))
+
+
+@dataclass
+class DualTowerOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+
+
+def encoder_from_dict(values: dict):
+    values = dict(values)
+    return AutoModel.from_config(AutoConfig.for_model(values.pop("model_type"), **values))
+
+
+class DualTowerModel(PreTrainedModel):
+    config_class = DualTowerConfig
+    base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True
+    main_input_name = "input_ids"
+
+    def __init__(self, config: DualTowerConfig, encoder: nn.Module | None = None):
+        super().__init__(config)
+        self.encoder = encoder if encoder is not None else encoder_from_dict(config.encoder)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        if config.objective == "classify":
+            self.head = nn.Linear(2 * config.hidden, 3)
+        elif config.objective == "rank":
+            self.head = nn.Linear(config.hidden, 1)
+        else:
+            raise ValueError(f"objective {config.objective!r}: expected classify or rank")
+        # Davidson tie parameter (learned for rank/davidson, fitted afterwards for rank/mse) and score scale.
+        self.log_nu = nn.Parameter(torch.zeros(()), requires_grad=config.rank_loss == "davidson")
+        self.register_buffer("link_scale", torch.ones(()))
+        self.post_init()
+
+    def _init_head(self):
+        nn.init.normal_(self.head.weight, mean=0.0, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def _init_weights(self, module):
+        # The encoder arrives pretrained (or is initialised by its own class); only our head needs this.
+        if module is getattr(self, "head", None):
+            self._init_head()
+
+    @classmethod
+    def from_backbone(cls, backbone: str, objective: str = "classify", rank_loss: str = "davidson") -> "DualTowerModel":
+        encoder = AutoModel.from_pretrained(backbone)
+        config = DualTowerConfig(encoder=encoder.config.to_dict(), objective=objective, rank_loss=rank_loss)
+        return cls(config, encoder=encoder)
+
+    def _set_gradient_checkpointing(self, *args, **kwargs):
+        self.encoder.gradient_checkpointing_enable(*args, **kwargs)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+    def davidson_logits(self, scores: torch.Tensor) -> torch.Tensor:
+        """(B, 2) side scores -> (B, 3) logits whose softmax is the Davidson tie model."""
+        s = scores * self.link_scale
+        tie = self.log_nu + s.mean(dim=1)
+        return torch.stack([s[:, 0], s[:, 1], tie], dim=1)
+
+    def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, **unused):
+        batch, sides, length = input_ids.shape
+        hidden = self.encoder(input_ids=input_ids.view(-1, length),
+                              attention_mask=attention_mask.view(-1, length)).last_hidden_state
+        pooled = masked_mean(hidden, attention_mask.view(-1, length)).view(batch, sides, -1)
+        pooled = self.dropout(pooled)
+        scores = None
+        if self.config.objective == "classify":
+            logits = self.head(pooled.reshape(batch, -1))
+        else:
+            scores = self.head(pooled).squeeze(-1)
+            logits = self.davidson_logits(scores)
+        loss = None
+        if labels is not None or soft_labels is not None:
+            loss = self.loss(logits, scores, labels, soft_labels)
+        return DualTowerOutput(loss=loss, logits=logits, scores=scores)
+
+    def loss(self, logits, scores, labels, soft_labels):
+        if soft_labels is None:
+            soft_labels = nn.functional.one_hot(labels, 3).to(logits.dtype)
+        if self.config.objective == "rank" and self.config.rank_loss == "mse":
+            # Per-side targets: win 1, loss 0, tie 0.5 (the reference's regression).
+            target = soft_labels[:, :2] + 0.5 * soft_labels[:, 2:3]
+            return nn.functional.mse_loss(scores.float(), target.float())
+        return -(soft_labels.float() * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+
+    @torch.no_grad()
+    def fit_link(self, scores: np.ndarray, labels: np.ndarray) -> dict:
+        """Fit the Davidson scale β and tie weight ν on held-out (scores, labels) by maximum likelihood."""
+        s = torch.as_tensor(scores, dtype=torch.float64)
+        y = torch.as_tensor(labels, dtype=torch.long)
+        params = torch.zeros(2, dtype=torch.float64, requires_grad=True)  # log β, log ν
+        opt = torch.optim.LBFGS([params], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            with torch.enable_grad():
+                scaled = s * params[0].exp()
+                logits = torch.stack([scaled[:, 0], scaled[:, 1], params[1] + scaled.mean(1)], dim=1)
+                loss = nn.functional.cross_entropy(logits, y)
+                loss.backward()
+            return loss
+
+        opt.step(closure)
+        scale, log_nu = float(params[0].exp()), float(params[1])
+        if not (math.isfinite(scale) and math.isfinite(log_nu)):
+            scale, log_nu = 1.0, 0.0
+        self.link_scale.fill_(scale)
+        self.log_nu.data.fill_(log_nu)
+        return {"scale": scale, "log_nu": log_nu}

@@ -1,0 +1,80 @@
+"""Shared fixtures: the real data files (read in place) and tiny random backbones built on the fly, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("ARENAPREF_DATA", ROOT.parent / "shared" / "data"))
+ARENA = DATA_DIR / "arena_sample.csv"
+
+
+def run_cli(*args, check: bool = True, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess (as a user would), returning its completed process."""
+    proc = subprocess.run([sys.executable, "-m", "arenapref", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"arenapref {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def arena_csv() -> Path:
+    if not ARENA.exists():
+        pytest.skip(f"{ARENA} not available")
+    return ARENA
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory, arena_csv) -> Path:
+    """The first 96 real rows (includes multi-turn rows), in the original Kaggle format."""
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    pd.read_csv(arena_csv, dtype=str, keep_default_na=False).head(96).to_csv(path, index=False)
+    return path
+
+
+def _train_spm_tokenizer(directory: Path, texts: list[str], vocab_size: int = 800) -> None:
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=str(directory / "spm"), vocab_size=vocab_size,
+        model_type="unigram", pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]",
+        eos_piece="[SEP]", unk_piece="[UNK]", user_defined_symbols=["[MASK]"], minloglevel=2,
+        character_coverage=0.9995, num_threads=1,
+    )
+    # transformers 5: DebertaV2Tokenizer(vocab_file=...) silently yields a 7-token vocab; load from a directory.
+    (directory / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "DebertaV2Tokenizer", "model_max_length": 512, "do_lower_case": False}))
+
+
+@pytest.fixture(scope="session")
+def tiny_deberta(tmp_path_factory, arena_csv) -> Path:
+    """A randomly initialised DeBERTa-v2 backbone with relative attention (like v3) and an on-the-fly tokenizer."""
+    from transformers import AutoTokenizer, DebertaV2Config, DebertaV2Model, set_seed
+
+    set_seed(0)
+    frame = pd.read_csv(arena_csv, dtype=str, keep_default_na=False).head(300)
+    texts = [t for col in ("prompt", "response_a", "response_b") for cell in frame[col]
+             for t in json.loads(cell) if t]
+    spm_dir = tmp_path_factory.mktemp("spm")
+    _train_spm_tokenizer(spm_dir, texts)
+    tokenizer = AutoTokenizer.from_pretrained(spm_dir)
+    config = DebertaV2Config(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=64, max_relative_positions=-1,
+        position_biased_input=False, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+    )
+    out = tmp_path_factory.mktemp("tiny_deberta")
+    DebertaV2Model(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -30,10 +30,10 @@ class TrainConfig:
     objective: str = "classify"          # classify | rank
     rank_loss: str = "davidson"          # davidson (Bradley-Terry with ties) | mse (the reference regression)
     backbone: str = field(default_factory=default_backbone)
-    max_length: int = 256
+    max_length: int = 128
     response_weight: float = 2.0
     truncation_side: str = "right"
-    epochs: float = 2.0
+    epochs: float = 1.0
     batch_size: int = 8
     eval_batch_size: int = 32
     lr: float = 5e-5
@@ -41,7 +41,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     grad_accum: int = 1
-    eval_steps: int = 50
+    eval_steps: int = 25
     seed: int = 42
     bf16: bool = False
     fp16: bool = False

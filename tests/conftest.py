@@ -15,7 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("ARENAPREF_DATA", ROOT.parent / "shared" / "data"))
+# ../shared/data beside the checkout; a clone elsewhere (e.g. CI in /tmp) finds it through ARENAPREF_DATA or /work.
+_CANDIDATES = [os.environ.get("ARENAPREF_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"]
+DATA_DIR = next((Path(c) for c in _CANDIDATES if c and (Path(c) / "arena_sample.csv").exists()), ROOT.parent / "shared" / "data")
 ARENA = DATA_DIR / "arena_sample.csv"
 
 

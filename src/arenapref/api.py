@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import LABELS
 from .data import DataError, normalize
-from .inference import predict_pairs, softmax
+from .inference import softmax
 from .models import META_FILE, MODELS
-from .text import Renderer, TextSettings
 
 
 def read_meta(path: str | Path) -> dict:
@@ -42,55 +40,43 @@ def read_meta(path: str | Path) -> dict:
 
 
 class Judge:
-    """A trained preference model: probabilities that A wins, B wins, or it is a tie."""
+    """A trained preference model: probabilities that A wins, B wins, or it is a tie.
 
-    def __init__(self, model, tokenizer, meta: dict, device: str | torch.device = "cpu"):
-        self.model = model.to(device).eval()
-        self.tokenizer = tokenizer
+    `backend` is the model family's predictor (inference.NeuralBackend, models.gbdt.GBDTBackend, ...): anything with
+    `predict_logits(frame, progress) -> (logits (N, 3), side scores (N, 2) or None)`. The Judge applies the
+    calibration temperature stored in arenapref.json, so every family is calibrated the same way.
+    """
+
+    def __init__(self, backend, meta: dict):
+        self.backend = backend
         self.meta = meta
-        self.device = torch.device(device)
-        self.settings = TextSettings.from_dict(meta.get("text", {}))
-        self.renderer = Renderer(tokenizer, self.settings)
         self.temperature = float(meta.get("calibration", {}).get("temperature", 1.0))
-        self.max_tokens = 16384
+
+    # Neural backends expose their model and tokenizer (handy in notebooks); other families have none.
+    model = property(lambda self: getattr(self.backend, "model", None))
+    tokenizer = property(lambda self: getattr(self.backend, "tokenizer", None))
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None) -> "Judge":
-        from transformers import AutoTokenizer
-
         path = Path(path)
         meta = read_meta(path)
-        model_cls = MODELS[meta["model_type"]]
-        config_path = path / "config.json"
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            raise DataError(f"{config_path}: missing or corrupt; retrain or restore the model directory") from None
-        if config.get("model_type") != model_cls.config_class.model_type:
-            raise DataError(f"{config_path}: model type {config.get('model_type')!r} does not match "
-                            f"{meta['model_type']!r} in {META_FILE}; the directory mixes two models")
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise DataError(f"{weights}: missing; the model directory is incomplete, retrain or restore it")
-        try:
-            model = model_cls.from_pretrained(path)
-        except Exception as exc:  # safetensors / torch raise several types for a damaged file
-            raise DataError(f"{weights}: cannot be loaded ({str(exc).splitlines()[0][:120]}); "
-                            "the file is corrupt or truncated, retrain or restore it") from None
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except Exception as exc:
-            raise DataError(f"{path}: tokenizer files missing or corrupt ({str(exc).splitlines()[0][:120]})") from None
+        family = MODELS[meta["model_type"]]
+        if family.backend == "gbdt":
+            from .models.gbdt import GBDTBackend
+
+            return cls(GBDTBackend.load(path, meta), meta)
+        import torch
+
+        from .inference import NeuralBackend
+
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model, tokenizer, meta, device)
+        return cls(NeuralBackend.load(path, meta, family.load_class(), device), meta)
 
     # -- prediction -------------------------------------------------------------------------------------------
     def predict_logits(self, frame: pd.DataFrame, progress=None):
         """Calibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame."""
-        side_a, side_b = self.renderer.dual_tower_inputs(frame)
-        logits, scores = predict_pairs(self.model, side_a, side_b, self.tokenizer.pad_token_id or 0,
-                                       self.max_tokens, self.device, progress)
-        return logits / self.temperature, scores
+        logits, scores = self.backend.predict_logits(frame, progress)
+        return np.asarray(logits, dtype=np.float64) / self.temperature, scores
 
     def predict_proba(self, frame: pd.DataFrame, progress=None) -> np.ndarray:
         """(N, 3) probabilities in label order (A wins, B wins, tie) for a normalised frame."""

@@ -68,8 +68,9 @@ def train(
     output: Optional[Path] = typer.Option(None, help="Model directory to write."),
     valid: Optional[Path] = typer.Option(None, help="Validation file; default: a held-out part of --data."),
     valid_fraction: Optional[float] = typer.Option(None, help="Share of --data held out, grouped by prompt."),
+    extra: Optional[list[Path]] = typer.Option(None, help="Extra labelled file(s) used for training only (repeat)."),
     config: Optional[Path] = typer.Option(None, help="YAML file with any of these options; flags win."),
-    model: Optional[str] = typer.Option(None, help="Model family: dual-tower."),
+    model: Optional[str] = typer.Option(None, help="Model family: dual-tower, gbdt."),
     objective: Optional[str] = typer.Option(None, help="classify (3-way head) or rank (a score per side)."),
     rank_loss: Optional[str] = typer.Option(None, help="For --objective rank: davidson (Bradley-Terry with ties) or mse."),
     backbone: Optional[str] = typer.Option(None, help="Hugging Face encoder name or local path."),
@@ -88,6 +89,7 @@ def train(
 ):
     """Train a model and save it as a Hugging Face style directory."""
     overrides = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k != "config"}
+    overrides["extra"] = [str(p) for p in extra] if extra else None
     from .config import load_config
 
     cfg = load_config(config, overrides)

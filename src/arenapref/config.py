@@ -26,6 +26,7 @@ class TrainConfig:
     output: str | None = None
     valid: str | None = None
     valid_fraction: float = 0.15
+    extra: list = field(default_factory=list)  # extra labelled files: training rows only, never validation
     model: str = "dual-tower"
     objective: str = "classify"          # classify | rank
     rank_loss: str = "davidson"          # davidson (Bradley-Terry with ties) | mse (the reference regression)
@@ -52,6 +53,13 @@ class TrainConfig:
             raise DataError("no training data: pass --data FILE (or `data:` in the YAML config)")
         if not self.output:
             raise DataError("no output directory: pass --output DIR (or `output:` in the YAML config)")
+        from .models import MODELS
+
+        if self.model not in MODELS:
+            raise DataError(f"model {self.model!r}: expected one of {', '.join(MODELS)}")
+        if isinstance(self.extra, str):
+            self.extra = [self.extra]
+        self.extra = [str(p) for p in self.extra or []]
         choices = {"objective": ("classify", "rank"), "rank_loss": ("davidson", "mse"),
                    "truncation_side": ("left", "right")}
         for name, allowed in choices.items():

@@ -69,3 +69,57 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+class NeuralBackend:
+    """A transformers model directory (weights + tokenizer): renders rows into token ids, returns raw logits."""
+
+    def __init__(self, model, tokenizer, meta: dict, device: str | torch.device = "cpu"):
+        from .text import Renderer, TextSettings
+
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.device = torch.device(device)
+        self.settings = TextSettings.from_dict(meta.get("text", {}))
+        self.renderer = Renderer(tokenizer, self.settings)
+        self.max_tokens = 16384
+
+    @classmethod
+    def load(cls, path, meta: dict, model_cls, device: str | torch.device = "cpu") -> "NeuralBackend":
+        import json
+        from pathlib import Path
+
+        from transformers import AutoTokenizer
+
+        from .data import DataError
+        from .models import META_FILE
+
+        path = Path(path)
+        config_path = path / "config.json"
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            raise DataError(f"{config_path}: missing or corrupt; retrain or restore the model directory") from None
+        if config.get("model_type") != model_cls.config_class.model_type:
+            raise DataError(f"{config_path}: model type {config.get('model_type')!r} does not match "
+                            f"{meta['model_type']!r} in {META_FILE}; the directory mixes two models")
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise DataError(f"{weights}: missing; the model directory is incomplete, retrain or restore it")
+        try:
+            model = model_cls.from_pretrained(path)
+        except Exception as exc:  # safetensors / torch raise several types for a damaged file
+            raise DataError(f"{weights}: cannot be loaded ({str(exc).splitlines()[0][:120]}); "
+                            "the file is corrupt or truncated, retrain or restore it") from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except Exception as exc:
+            raise DataError(f"{path}: tokenizer files missing or corrupt ({str(exc).splitlines()[0][:120]})") from None
+        return cls(model, tokenizer, meta, device)
+
+    def predict_logits(self, frame, progress=None):
+        """Uncalibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame."""
+        side_a, side_b = self.renderer.dual_tower_inputs(frame)
+        return predict_pairs(self.model, side_a, side_b, self.tokenizer.pad_token_id or 0,
+                             self.max_tokens, self.device, progress)

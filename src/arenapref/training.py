@@ -15,10 +15,11 @@ from torch.utils.data import Dataset
 
 from . import LABELS
 from .config import TrainConfig
+from .calibration import calibrate
 from .data import DataError, grouped_split, load_frame, write_text_atomic
 from .inference import PairCollator, predict_pairs, softmax
 from .metrics import classification_metrics, log_loss
-from .models import META_FILE, DualTowerModel
+from .models import META_FILE, MODELS, DualTowerModel
 from .text import Renderer, TextSettings
 
 
@@ -73,19 +74,46 @@ def _optimizer(model, cfg: TrainConfig):
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def train(cfg: TrainConfig, log=print) -> dict:
-    """Train one model as configured; returns the validation metrics of the saved (best) model."""
-    from transformers import Trainer, TrainingArguments, set_seed
+def load_train_valid(cfg: TrainConfig):
+    """Training and validation frames: --valid, or a prompt-grouped hold-out of --data; --extra rows train only."""
+    import pandas as pd
 
-    set_seed(cfg.seed)
-    output = Path(cfg.output)
-    if output.exists() and not output.is_dir():
-        raise DataError(f"{output}: exists and is a file; choose a directory for --output")
     frame = load_frame(cfg.data, require_labels=True)
     if cfg.valid:
         train_frame, valid_frame = frame, load_frame(cfg.valid, require_labels=True)
     else:
         train_frame, valid_frame = grouped_split(frame, cfg.valid_fraction, cfg.seed)
+    if cfg.extra:
+        extras = [load_frame(path, require_labels=True) for path in cfg.extra]
+        # Ids only need to be unique within a file; prefix extra rows so they cannot collide.
+        extras = [x.assign(id=[f"extra{k}-{i}" for i in x["id"]]) for k, x in enumerate(extras)]
+        train_frame = pd.concat([train_frame, *extras], ignore_index=True)
+    return train_frame, valid_frame
+
+
+def prepare_output(cfg: TrainConfig) -> Path:
+    output = Path(cfg.output)
+    if output.exists() and not output.is_dir():
+        raise DataError(f"{output}: exists and is a file; choose a directory for --output")
+    return output
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train one model as configured (any family); returns the validation metrics of the saved model."""
+    if MODELS[cfg.model].backend == "gbdt":
+        from .models.gbdt import train_gbdt
+
+        return train_gbdt(cfg, log)
+    return train_neural(cfg, log)
+
+
+def train_neural(cfg: TrainConfig, log=print) -> dict:
+    """HF Trainer run for a neural family; keeps the best checkpoint by validation log loss."""
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    set_seed(cfg.seed)
+    output = prepare_output(cfg)
+    train_frame, valid_frame = load_train_valid(cfg)
     output.mkdir(parents=True, exist_ok=True)
 
     tokenizer = _load_tokenizer(cfg.backbone)
@@ -157,7 +185,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         meta["link"] = model.fit_link(scores, labels)
         logits, _ = predict_pairs(model, valid_ds.side_a, valid_ds.side_b, tokenizer.pad_token_id,
                                   device=trainer.args.device)
-    metrics = classification_metrics(labels, softmax(logits))
+    temperature, probs = calibrate(logits, labels, log)
+    meta["calibration"] = {"temperature": temperature, "fitted_on": "validation", "rows": int(len(labels))}
+    metrics = classification_metrics(labels, probs)
     meta["valid_metrics"] = {k: v for k, v in metrics.items() if k != "confusion"}
     save_model_dir(output, model, tokenizer, meta)
     return metrics

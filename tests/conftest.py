@@ -80,3 +80,33 @@ def tiny_deberta(tmp_path_factory, arena_csv) -> Path:
     DebertaV2Model(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def _word_texts(arena_csv: Path, rows: int = 300) -> list[str]:
+    frame = pd.read_csv(arena_csv, dtype=str, keep_default_na=False).head(rows)
+    return [t for col in ("prompt", "response_a", "response_b") for cell in frame[col] for t in json.loads(cell) if t]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, arena_csv) -> Path:
+    """A randomly initialised 2-layer Llama decoder (hidden 32) with a BPE tokenizer trained on the fly.
+
+    Like Llama itself the tokenizer has bos/eos but no pad token: the llm family must set one.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, set_seed
+
+    set_seed(0)
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(_word_texts(arena_csv), trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    out = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import LABELS
 from .data import DataError, normalize
+from .augment import TTA_MODES, average_with_swapped, swap_frame
 from .inference import softmax
 from .models import META_FILE, MODELS
 
@@ -39,17 +40,27 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
+def check_tta(tta: str) -> str:
+    if tta not in TTA_MODES:
+        raise DataError(f"tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
+    return tta
+
+
 class Judge:
     """A trained preference model: probabilities that A wins, B wins, or it is a tie.
 
     `backend` is the model family's predictor (inference.NeuralBackend, models.gbdt.GBDTBackend, ...): anything with
     `predict_logits(frame, progress) -> (logits (N, 3), side scores (N, 2) or None)`. The Judge applies the
     calibration temperature stored in arenapref.json, so every family is calibrated the same way.
+
+    `tta="swap"` also scores every row with its responses exchanged and averages the two predictions (classes
+    mapped back), which cancels a position bias the model may have learned; it costs a second pass.
     """
 
-    def __init__(self, backend, meta: dict):
+    def __init__(self, backend, meta: dict, tta: str = "none"):
         self.backend = backend
         self.meta = meta
+        self.tta = check_tta(tta)
         self.temperature = float(meta.get("calibration", {}).get("temperature", 1.0))
 
     # Neural backends expose their model and tokenizer (handy in notebooks); other families have none.
@@ -57,35 +68,44 @@ class Judge:
     tokenizer = property(lambda self: getattr(self.backend, "tokenizer", None))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None) -> "Judge":
+    def from_pretrained(cls, path: str | Path, device: str | None = None, tta: str = "none") -> "Judge":
         path = Path(path)
         meta = read_meta(path)
         family = MODELS[meta["model_type"]]
         if family.backend == "gbdt":
             from .models.gbdt import GBDTBackend
 
-            return cls(GBDTBackend.load(path, meta), meta)
+            return cls(GBDTBackend.load(path, meta), meta, tta)
         import torch
 
         from .inference import NeuralBackend
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(NeuralBackend.load(path, meta, family.load_class(), device), meta)
+        return cls(NeuralBackend.load(path, meta, family.load_recipe(), device), meta, tta)
 
     # -- prediction -------------------------------------------------------------------------------------------
-    def predict_logits(self, frame: pd.DataFrame, progress=None):
-        """Calibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame."""
+    def predict_logits(self, frame: pd.DataFrame, progress=None, tta: str | None = None):
+        """Calibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame.
+
+        `tta` overrides the Judge's setting for this call ("none" or "swap")."""
+        tta = self.tta if tta is None else check_tta(tta)
         logits, scores = self.backend.predict_logits(frame, progress)
+        if tta == "swap":
+            swapped_logits, swapped_scores = self.backend.predict_logits(swap_frame(frame), progress)
+            logits = average_with_swapped(logits, swapped_logits)
+            if scores is not None and swapped_scores is not None:
+                scores = 0.5 * (scores + swapped_scores[:, ::-1])
         return np.asarray(logits, dtype=np.float64) / self.temperature, scores
 
-    def predict_proba(self, frame: pd.DataFrame, progress=None) -> np.ndarray:
+    def predict_proba(self, frame: pd.DataFrame, progress=None, tta: str | None = None) -> np.ndarray:
         """(N, 3) probabilities in label order (A wins, B wins, tie) for a normalised frame."""
-        return softmax(self.predict_logits(frame, progress)[0])
+        return softmax(self.predict_logits(frame, progress, tta)[0])
 
-    def predict_frame(self, df: pd.DataFrame, scores: bool = False, progress=None) -> pd.DataFrame:
+    def predict_frame(self, df: pd.DataFrame, scores: bool = False, progress=None,
+                      tta: str | None = None) -> pd.DataFrame:
         """Kaggle-format DataFrame in -> id, winner_model_a, winner_model_b, winner_tie (+ score_a, score_b)."""
         frame = normalize(df, "frame")
-        logits, side_scores = self.predict_logits(frame, progress)
+        logits, side_scores = self.predict_logits(frame, progress, tta)
         probs = softmax(logits)
         out = pd.DataFrame({"id": frame["id"]})
         for j, name in enumerate(LABELS):

@@ -70,7 +70,7 @@ def train(
     valid_fraction: Optional[float] = typer.Option(None, help="Share of --data held out, grouped by prompt."),
     extra: Optional[list[Path]] = typer.Option(None, help="Extra labelled file(s) used for training only (repeat)."),
     config: Optional[Path] = typer.Option(None, help="YAML file with any of these options; flags win."),
-    model: Optional[str] = typer.Option(None, help="Model family: dual-tower, gbdt."),
+    model: Optional[str] = typer.Option(None, help="Model family: dual-tower, cross-encoder, llm, gbdt."),
     objective: Optional[str] = typer.Option(None, help="classify (3-way head) or rank (a score per side)."),
     rank_loss: Optional[str] = typer.Option(None, help="For --objective rank: davidson (Bradley-Terry with ties) or mse."),
     backbone: Optional[str] = typer.Option(None, help="Hugging Face encoder name or local path."),
@@ -86,6 +86,18 @@ def train(
     grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps."),
     warmup_ratio: Optional[float] = typer.Option(None, help="Share of steps with linear warmup."),
     resume: Optional[bool] = typer.Option(None, "--resume", help="Continue from the last checkpoint in --output."),
+    truncation_side: Optional[str] = typer.Option(None, help="Cut over-long fields at the right (end) or left (start)."),
+    field_budget: Optional[str] = typer.Option(None, help="cross-encoder / llm: budget shares of prompt, response A, "
+                                                          "response B (default 0.2,0.4,0.4)."),
+    pooling: Optional[str] = typer.Option(None, help="cross-encoder: mean or first token."),
+    lora_r: Optional[int] = typer.Option(None, help="llm: LoRA rank."),
+    lora_alpha: Optional[float] = typer.Option(None, help="llm: LoRA alpha (scale = alpha / r)."),
+    lora_dropout: Optional[float] = typer.Option(None, help="llm: dropout on the LoRA input."),
+    lora_targets: Optional[str] = typer.Option(None, help="llm: all-linear or module names, e.g. q_proj,v_proj."),
+    gguf_file: Optional[str] = typer.Option(None, help="llm: GGUF file inside the --backbone directory."),
+    swap_augment: Optional[str] = typer.Option(None, help="A/B swap augmentation: none, random or full."),
+    teacher_probs: Optional[Path] = typer.Option(None, help="Distillation: CSV of id + teacher probabilities."),
+    distill_alpha: Optional[float] = typer.Option(None, help="Weight of the teacher in the loss (rest: labels)."),
 ):
     """Train a model and save it as a Hugging Face style directory."""
     overrides = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k != "config"}
@@ -106,17 +118,19 @@ def evaluate(
     model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
     data: Path = typer.Option(..., help="Labelled file to score."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    tta: str = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped)."),
 ):
     """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file."""
-    from .api import Judge, read_meta
+    from .api import Judge, check_tta, read_meta
     from .data import load_frame
     from .metrics import classification_metrics
 
+    check_tta(tta)
     read_meta(model)
     frame = load_frame(data, require_labels=True)
     _quiet_libraries()
     judge = Judge.from_pretrained(model)
-    metrics = classification_metrics(frame["label"].to_numpy(), judge.predict_proba(frame))
+    metrics = classification_metrics(frame["label"].to_numpy(), judge.predict_proba(frame, tta=tta))
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -129,17 +143,19 @@ def predict(
     data: Path = typer.Option(..., help="File to score (labels not needed)."),
     output: Path = typer.Option(..., help="CSV to write: id,winner_model_a,winner_model_b,winner_tie."),
     scores: bool = typer.Option(False, "--scores", help="Add score_a, score_b (rank models)."),
+    tta: str = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped)."),
 ):
     """Write a Kaggle submission: one row of probabilities per input row, same order."""
-    from .api import Judge, read_meta
+    from .api import Judge, check_tta, read_meta
     from .data import check_output_path, load_frame, to_kaggle, write_csv_atomic
 
     check_output_path(output)
+    check_tta(tta)
     read_meta(model)
     frame = load_frame(data)
     _quiet_libraries()
     judge = Judge.from_pretrained(model)
-    out = judge.predict_frame(to_kaggle(frame), scores=scores)
+    out = judge.predict_frame(to_kaggle(frame), scores=scores, tta=tta)
     out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
     write_csv_atomic(out, output, float_format="%.6f")
     console.print(f"wrote {len(out)} rows to {output}")

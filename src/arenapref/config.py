@@ -27,7 +27,7 @@ class TrainConfig:
     valid: str | None = None
     valid_fraction: float = 0.15
     extra: list = field(default_factory=list)  # extra labelled files: training rows only, never validation
-    model: str = "dual-tower"
+    model: str = "dual-tower"            # a name in models.MODELS: dual-tower | cross-encoder | llm | gbdt
     objective: str = "classify"          # classify | rank
     rank_loss: str = "davidson"          # davidson (Bradley-Terry with ties) | mse (the reference regression)
     backbone: str = field(default_factory=default_backbone)
@@ -47,6 +47,21 @@ class TrainConfig:
     bf16: bool = False
     fp16: bool = False
     resume: bool = False
+    # Joint input (cross-encoder, llm): relative budget of prompt / response A / response B; how to pool (cross-encoder).
+    field_budget: str = "0.2,0.4,0.4"
+    pooling: str = "mean"                # mean | first
+    # llm: LoRA adapters on the decoder; a GGUF checkpoint is read from the --backbone directory with --gguf-file.
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    lora_targets: str = "all-linear"     # or a comma-separated list of module names, e.g. q_proj,v_proj
+    gguf_file: str | None = None
+    # A/B swap augmentation: none | random (each row swapped with probability 0.5 per epoch) | full (row + swap in
+    # the same optimizer step).
+    swap_augment: str = "none"
+    # Distillation: CSV of id + teacher probabilities; loss = alpha * CE(teacher) + (1 - alpha) * CE(label).
+    teacher_probs: str | None = None
+    distill_alpha: float = 0.5
 
     def validate(self) -> "TrainConfig":
         if not self.data:
@@ -61,7 +76,8 @@ class TrainConfig:
             self.extra = [self.extra]
         self.extra = [str(p) for p in self.extra or []]
         choices = {"objective": ("classify", "rank"), "rank_loss": ("davidson", "mse"),
-                   "truncation_side": ("left", "right")}
+                   "truncation_side": ("left", "right"), "pooling": ("mean", "first"),
+                   "swap_augment": ("none", "random", "full")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise DataError(f"{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -74,7 +90,30 @@ class TrainConfig:
             raise DataError(f"max-length {self.max_length} is too small; use at least 16")
         if self.epochs <= 0 or self.lr <= 0:
             raise DataError("epochs and lr must be positive")
+        self.field_budget = self._parse_field_budget(self.field_budget)
+        if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
+            raise DataError(f"LoRA settings r={self.lora_r}, alpha={self.lora_alpha}, dropout={self.lora_dropout}: "
+                            "need r >= 1, alpha > 0 and 0 <= dropout < 1")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise DataError(f"distill-alpha {self.distill_alpha}: must be between 0 and 1")
         return self
+
+    @staticmethod
+    def _parse_field_budget(value) -> str:
+        """"0.2,0.4,0.4" (or a YAML list) -> normalised "0.2,0.4,0.4"; three positive numbers."""
+        parts = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        try:
+            weights = [float(p) for p in parts]
+        except (TypeError, ValueError):
+            weights = []
+        if len(weights) != 3 or min(weights) <= 0:
+            raise DataError(f"field-budget {value!r}: expected three positive numbers for prompt, response A, "
+                            "response B, e.g. 0.2,0.4,0.4")
+        return ",".join(f"{w:g}" for w in weights)
+
+    @property
+    def field_weights(self) -> tuple:
+        return tuple(float(w) for w in self.field_budget.split(","))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -28,6 +28,46 @@ class PairCollator:
         return batch
 
 
+class SequenceCollator:
+    """Pads one joint sequence per row (cross-encoder, llm) on the right: input_ids (B, L)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]) -> dict:
+        length = max(len(row["input_ids"]) for row in rows)
+        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row["input_ids"])] = torch.as_tensor(row["input_ids"], dtype=torch.long)
+            mask[i, : len(row["input_ids"])] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "labels" in rows[0]:
+            batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
+        if "soft_labels" in rows[0]:
+            batch["soft_labels"] = torch.tensor(np.array([row["soft_labels"] for row in rows]), dtype=torch.float32)
+        return batch
+
+
+def collator_for(inputs: str, pad_id: int):
+    """The collator of a family's input kind: "pair" -> (B, 2, L), "joint" -> (B, L)."""
+    return PairCollator(pad_id) if inputs == "pair" else SequenceCollator(pad_id)
+
+
+def encode_rows(renderer, inputs: str, frame) -> list:
+    """Model inputs per row: (side A, side B) token ids for "pair" families, one joint sequence for "joint"."""
+    if inputs == "pair":
+        return list(zip(*renderer.dual_tower_inputs(frame)))
+    return renderer.cross_inputs(frame)
+
+
+def padded_cost(inputs: str, rows: list) -> np.ndarray:
+    """Tokens a row occupies in a batch: both sides of a pair share one padded length."""
+    if inputs == "pair":
+        return np.array([2 * max(len(a), len(b)) for a, b in rows], dtype=np.int64)
+    return np.array([len(r) for r in rows], dtype=np.int64)
+
+
 def token_budget_batches(lengths: np.ndarray, max_tokens: int, max_rows: int = 256) -> list[np.ndarray]:
     """Row indices sorted longest first, cut into batches whose padded size (rows x longest) stays in budget."""
     order = np.argsort(-lengths, kind="stable")
@@ -41,27 +81,34 @@ def token_budget_batches(lengths: np.ndarray, max_tokens: int, max_rows: int = 2
 
 
 @torch.inference_mode()
-def predict_pairs(model, side_a: list[list[int]], side_b: list[list[int]], pad_id: int,
-                  max_tokens: int = 16384, device: str | torch.device = "cpu", progress=None):
-    """Logits (N, 3) and, for rank models, side scores (N, 2), in the input order."""
+def predict_rows(model, rows: list, inputs: str, pad_id: int, max_tokens: int = 16384,
+                 device: str | torch.device = "cpu", progress=None):
+    """Logits (N, 3) and, for rank models, side scores (N, 2), in the input order.
+
+    `rows` are pairs of sides (inputs="pair") or joint sequences (inputs="joint").
+    """
     model.eval()
-    n = len(side_a)
-    # Both sides of a row share one padded length, so a row costs 2 x its longer side.
-    lengths = np.array([2 * max(len(a), len(b)) for a, b in zip(side_a, side_b)], dtype=np.int64)
-    collate = PairCollator(pad_id)
+    n = len(rows)
+    collate = collator_for(inputs, pad_id)
     logits = np.zeros((n, 3), dtype=np.float32)
     scores = None
-    for batch_idx in token_budget_batches(lengths, max_tokens):
-        batch = collate([{"input_ids": (side_a[i], side_b[i])} for i in batch_idx])
+    for batch_idx in token_budget_batches(padded_cost(inputs, rows), max_tokens):
+        batch = collate([{"input_ids": rows[i]} for i in batch_idx])
         out = model(**{k: v.to(device) for k, v in batch.items()})
         logits[batch_idx] = out.logits.float().cpu().numpy()
-        if out.scores is not None:
+        if getattr(out, "scores", None) is not None:
             if scores is None:
                 scores = np.zeros((n, 2), dtype=np.float32)
             scores[batch_idx] = out.scores.float().cpu().numpy()
         if progress is not None:
             progress(len(batch_idx))
     return logits, scores
+
+
+def predict_pairs(model, side_a: list[list[int]], side_b: list[list[int]], pad_id: int,
+                  max_tokens: int = 16384, device: str | torch.device = "cpu", progress=None):
+    """Dual-tower shortcut of `predict_rows`."""
+    return predict_rows(model, list(zip(side_a, side_b)), "pair", pad_id, max_tokens, device, progress)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -74,52 +121,34 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 class NeuralBackend:
     """A transformers model directory (weights + tokenizer): renders rows into token ids, returns raw logits."""
 
-    def __init__(self, model, tokenizer, meta: dict, device: str | torch.device = "cpu"):
+    def __init__(self, model, tokenizer, meta: dict, device: str | torch.device = "cpu", inputs: str = "pair"):
         from .text import Renderer, TextSettings
 
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.meta = meta
         self.device = torch.device(device)
+        self.inputs = inputs  # "pair" (dual tower) or "joint" (cross-encoder, llm)
         self.settings = TextSettings.from_dict(meta.get("text", {}))
         self.renderer = Renderer(tokenizer, self.settings)
         self.max_tokens = 16384
 
     @classmethod
-    def load(cls, path, meta: dict, model_cls, device: str | torch.device = "cpu") -> "NeuralBackend":
-        import json
+    def load(cls, path, meta: dict, recipe, device: str | torch.device = "cpu") -> "NeuralBackend":
+        """`recipe`: the family's recipe (models/families.py), which checks and loads the weights."""
         from pathlib import Path
 
-        from transformers import AutoTokenizer
-
         from .data import DataError
-        from .models import META_FILE
 
         path = Path(path)
-        config_path = path / "config.json"
+        model = recipe.load(path)
         try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            raise DataError(f"{config_path}: missing or corrupt; retrain or restore the model directory") from None
-        if config.get("model_type") != model_cls.config_class.model_type:
-            raise DataError(f"{config_path}: model type {config.get('model_type')!r} does not match "
-                            f"{meta['model_type']!r} in {META_FILE}; the directory mixes two models")
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise DataError(f"{weights}: missing; the model directory is incomplete, retrain or restore it")
-        try:
-            model = model_cls.from_pretrained(path)
-        except Exception as exc:  # safetensors / torch raise several types for a damaged file
-            raise DataError(f"{weights}: cannot be loaded ({str(exc).splitlines()[0][:120]}); "
-                            "the file is corrupt or truncated, retrain or restore it") from None
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except Exception as exc:
-            raise DataError(f"{path}: tokenizer files missing or corrupt ({str(exc).splitlines()[0][:120]})") from None
-        return cls(model, tokenizer, meta, device)
+            tokenizer = recipe.tokenizer(path)
+        except DataError as exc:
+            raise DataError(f"{path}: tokenizer files missing or corrupt ({str(exc)[:160]})") from None
+        return cls(model, tokenizer, meta, device, recipe.inputs)
 
     def predict_logits(self, frame, progress=None):
         """Uncalibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame."""
-        side_a, side_b = self.renderer.dual_tower_inputs(frame)
-        return predict_pairs(self.model, side_a, side_b, self.tokenizer.pad_token_id or 0,
-                             self.max_tokens, self.device, progress)
+        return predict_rows(self.model, encode_rows(self.renderer, self.inputs, frame), self.inputs,
+                            self.tokenizer.pad_token_id or 0, self.max_tokens, self.device, progress)

@@ -21,13 +21,17 @@ class TextSettings:
     truncation_side: str = "right"
     user_marker: str = "User:"
     assistant_marker: str = "Assistant:"
+    # Joint (cross-encoder / llm) input: relative budget of prompt, response A, response B, and the marker that
+    # starts every turn of each field.
+    field_weights: tuple = (0.2, 0.4, 0.4)
+    field_markers: tuple = ("Prompt:", "Response A:", "Response B:")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TextSettings":
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        known = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
 
@@ -70,9 +74,12 @@ class Renderer:
         first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         self.prefix = [first] if first is not None else []
-        self.suffix = [last] if last is not None else []
+        # Decoders often pad with their end token; a final token equal to the pad id would be read as padding by
+        # last-token pooling, so such a suffix is left out.
+        self.suffix = [last] if last is not None and last != tokenizer.pad_token_id else []
         self.user = self.tokenize([settings.user_marker])[0]
         self.assistant = self.tokenize([settings.assistant_marker])[0]
+        self.field_markers = self.tokenize(list(settings.field_markers))
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         if not texts:
@@ -115,6 +122,53 @@ class Renderer:
         side_a = [self.side(p, a) for p, a in zip(prompts, resp_a)]
         side_b = [self.side(p, b) for p, b in zip(prompts, resp_b)]
         return side_a, side_b
+
+    def field(self, turns: list[list[int]], marker: list[int], budget: int) -> list[int]:
+        """marker turn marker turn ... within `budget` tokens, cutting as few turns as possible.
+
+        The field is truncated as one sequence on the truncation side: "left" keeps the latest turns whole and
+        cuts (or drops) the oldest, "right" keeps the first turns whole. The first kept turn's marker always stays.
+        """
+        left = self.settings.truncation_side == "left"
+        order = list(reversed(turns)) if left else list(turns)
+        kept, used = [], 0
+        for k, turn in enumerate(order):
+            room = budget - used - len(marker)
+            if k > 0 and room <= 0:
+                break
+            piece = clip(turn, max(room, 0), self.settings.truncation_side)
+            kept.append(marker + piece)
+            used += len(marker) + len(piece)
+            if len(piece) < len(turn):
+                break
+        if left:
+            kept.reverse()
+        return [t for piece in kept for t in piece]
+
+    def joint(self, prompt: list[list[int]], resp_a: list[list[int]], resp_b: list[list[int]]) -> list[int]:
+        """prefix + Prompt: p.. + Response A: a.. + Response B: b.. + suffix, within max_length tokens.
+
+        Each field gets its weighted share of the budget (default 20/40/40); a short field hands its unused share
+        to the others (the same water-filling as `allocate`). Every field's first marker is always present.
+        """
+        s = self.settings
+        fields = (prompt, resp_a, resp_b)
+        first_markers = sum(len(m) for m in self.field_markers)
+        budget = s.max_length - len(self.prefix) - len(self.suffix) - first_markers
+        # Cost of a field beyond its first marker: its turns plus the markers of turns after the first.
+        costs = [sum(len(t) for t in turns) + len(m) * max(len(turns) - 1, 0) for turns, m in zip(fields, self.field_markers)]
+        alloc = allocate(costs, list(s.field_weights), budget)
+        ids = list(self.prefix)
+        for turns, marker, extra in zip(fields, self.field_markers, alloc):
+            ids += self.field(turns, marker, len(marker) + extra)
+        return ids + self.suffix
+
+    def cross_inputs(self, frame) -> list[list[int]]:
+        """One joint sequence (prompt, response A, response B) per row."""
+        prompts = self.tokenize_turn_lists(frame["prompt"])
+        resp_a = self.tokenize_turn_lists(frame["response_a"])
+        resp_b = self.tokenize_turn_lists(frame["response_b"])
+        return [self.joint(p, a, b) for p, a, b in zip(prompts, resp_a, resp_b)]
 
 
 def lengths_of(sequences: list[list[int]]) -> np.ndarray:

@@ -11,29 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from . import LABELS
-from .config import TrainConfig
+from .augment import FlattenCollator, PreferenceDataset, swap_frame
 from .calibration import calibrate
+from .config import TrainConfig
 from .data import DataError, grouped_split, load_frame, write_text_atomic
-from .inference import PairCollator, predict_pairs, softmax
+from .distill import read_teacher_probs, soft_targets
+from .inference import collator_for, encode_rows, predict_rows, softmax
 from .metrics import classification_metrics, log_loss
-from .models import META_FILE, MODELS, DualTowerModel
+from .models import META_FILE, MODELS
 from .text import Renderer, TextSettings
-
-
-class PairDataset(Dataset):
-    """Pre-tokenised pairs: every text is tokenised once per run, not once per epoch or per tower."""
-
-    def __init__(self, side_a: list[list[int]], side_b: list[list[int]], labels: np.ndarray):
-        self.side_a, self.side_b, self.labels = side_a, side_b, np.asarray(labels)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"input_ids": (self.side_a[i], self.side_b[i]), "labels": int(self.labels[i])}
 
 
 def compute_metrics(eval_pred) -> dict:
@@ -43,32 +31,12 @@ def compute_metrics(eval_pred) -> dict:
     return {"log_loss": log_loss(labels, probs), "accuracy": float((probs.argmax(1) == labels).mean())}
 
 
-def _load_tokenizer(backbone: str):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(backbone)
-    except Exception as exc:
-        raise DataError(f"backbone {backbone!r}: cannot load its tokenizer ({str(exc).splitlines()[0][:160]}); "
-                        "pass a local model directory or a Hub name (the Hub must be reachable)") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    return tokenizer
-
-
-def _build_model(cfg: TrainConfig):
-    try:
-        return DualTowerModel.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss)
-    except OSError as exc:
-        raise DataError(f"backbone {cfg.backbone!r}: cannot load its weights ({str(exc).splitlines()[0][:160]})") from None
-
-
-def _optimizer(model, cfg: TrainConfig):
-    """AdamW with the encoder at `lr` and the new head (and Davidson tie weight) at `head_lr`."""
+def _optimizer(model, cfg: TrainConfig, is_head):
+    """AdamW with the backbone (or its LoRA adapters) at `lr` and the new head (and Davidson tie weight) at `head_lr`."""
     head, encoder = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (encoder if name.startswith("encoder.") else head).append(param)
+            (head if is_head(name) else encoder).append(param)
     groups = [{"params": encoder, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
               {"params": head, "lr": cfg.head_lr, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -109,20 +77,33 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
 def train_neural(cfg: TrainConfig, log=print) -> dict:
     """HF Trainer run for a neural family; keeps the best checkpoint by validation log loss."""
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
 
+    from .trainer import PreferenceTrainer
+
+    recipe = MODELS[cfg.model].load_recipe()
     set_seed(cfg.seed)
     output = prepare_output(cfg)
     train_frame, valid_frame = load_train_valid(cfg)
+    teacher = read_teacher_probs(cfg.teacher_probs, train_frame["id"]) if cfg.teacher_probs else None
     output.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = _load_tokenizer(cfg.backbone)
+    tokenizer = recipe.tokenizer(cfg.backbone, cfg)
     settings = TextSettings(max_length=cfg.max_length, response_weight=cfg.response_weight,
-                            truncation_side=cfg.truncation_side)
+                            truncation_side=cfg.truncation_side, field_weights=cfg.field_weights)
     renderer = Renderer(tokenizer, settings)
-    train_ds = PairDataset(*renderer.dual_tower_inputs(train_frame), train_frame["label"].to_numpy())
-    valid_ds = PairDataset(*renderer.dual_tower_inputs(valid_frame), valid_frame["label"].to_numpy())
-    model = _build_model(cfg)
+    train_labels = train_frame["label"].to_numpy()
+    train_inputs = encode_rows(renderer, recipe.inputs, train_frame)
+    swapped = None
+    if cfg.swap_augment != "none":
+        # A pair's swap is its two sides exchanged; a joint sequence is rendered again with A and B exchanged.
+        swapped = ([(b, a) for a, b in train_inputs] if recipe.inputs == "pair"
+                   else encode_rows(renderer, recipe.inputs, swap_frame(train_frame)))
+    soft = soft_targets(teacher, train_labels, cfg.distill_alpha) if teacher is not None else None
+    train_ds = PreferenceDataset(train_inputs, train_labels, soft, swapped, cfg.swap_augment, cfg.seed)
+    valid_ds = PreferenceDataset(encode_rows(renderer, recipe.inputs, valid_frame), valid_frame["label"].to_numpy())
+    model = recipe.build(cfg, tokenizer)
+    pad_id = tokenizer.pad_token_id
 
     args = TrainingArguments(
         output_dir=str(output / "checkpoints"),
@@ -153,15 +134,16 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
         save_only_model=False,
         disable_tqdm=False,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
-                      data_collator=PairCollator(tokenizer.pad_token_id), compute_metrics=compute_metrics,
-                      optimizers=(_optimizer(model, cfg), None))
+    trainer = PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
+                                data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
+                                compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
+                                model_computes_loss=recipe.model_computes_loss)
     resume = cfg.resume and any((output / "checkpoints").glob("checkpoint-*"))
     start = time.time()
     trainer.train(resume_from_checkpoint=True if resume else None)
     train_seconds = time.time() - start
 
-    model = trainer.model
+    model = recipe.for_saving(trainer.model)
     meta = {
         "format_version": 1,
         "model_type": cfg.model,
@@ -179,12 +161,11 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
     if not trainer.is_world_process_zero():
         return {}
     labels = valid_ds.labels
-    logits, scores = predict_pairs(model, valid_ds.side_a, valid_ds.side_b, tokenizer.pad_token_id,
-                                   device=trainer.args.device)
-    if cfg.objective == "rank" and cfg.rank_loss == "mse":
+    device = trainer.args.device
+    logits, scores = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device)
+    if cfg.model == "dual-tower" and cfg.objective == "rank" and cfg.rank_loss == "mse":
         meta["link"] = model.fit_link(scores, labels)
-        logits, _ = predict_pairs(model, valid_ds.side_a, valid_ds.side_b, tokenizer.pad_token_id,
-                                  device=trainer.args.device)
+        logits, _ = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device)
     temperature, probs = calibrate(logits, labels, log)
     meta["calibration"] = {"temperature": temperature, "fitted_on": "validation", "rows": int(len(labels))}
     metrics = classification_metrics(labels, probs)

@@ -1,8 +1,9 @@
 """Model registry: the name used on the command line -> its family (how it is trained, saved and loaded).
 
-Two backends exist. "neural": a transformers PreTrainedModel trained by the HF Trainer (training.py) and served by
-inference.NeuralBackend. "gbdt": hand-made features + LightGBM (models/gbdt.py). Classes are imported lazily so
-that loading a GBDT model never has to import a transformers model class.
+Two backends exist. "neural": a transformers model trained by the HF Trainer (training.py) and served by
+inference.NeuralBackend; its `recipe` (models/families.py, models/llm.py) says how it tokenises, builds, loads and
+saves. "gbdt": hand-made features + LightGBM (models/gbdt.py). Recipes are imported lazily so that loading a GBDT
+model never has to import a transformers model class.
 """
 
 from __future__ import annotations
@@ -14,22 +15,34 @@ from dataclasses import dataclass
 META_FILE = "arenapref.json"
 
 
+def _resolve(target: str):
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class Family:
     backend: str                  # "neural" | "gbdt"
-    model_class: str | None = None  # "module:Class" of the PreTrainedModel, for neural families
+    recipe: str | None = None     # neural: "module:object" of the family's recipe (see models/families.py)
+
+    def load_recipe(self):
+        return _resolve(self.recipe)
 
     def load_class(self):
-        module, name = self.model_class.split(":")
-        return getattr(importlib.import_module(module), name)
+        """The PreTrainedModel class of our own neural families (None for the llm: a Hugging Face class)."""
+        return getattr(self.load_recipe(), "model_cls", None)
 
 
 MODELS = {
-    "dual-tower": Family("neural", "arenapref.models.dual_tower:DualTowerModel"),
+    "dual-tower": Family("neural", "arenapref.models.families:DUAL_TOWER"),
+    "cross-encoder": Family("neural", "arenapref.models.families:CROSS_ENCODER"),
+    "llm": Family("neural", "arenapref.models.llm:LLM"),
 }
 
 
 def __getattr__(name):  # `from arenapref.models import DualTowerModel` keeps working without an eager import
     if name in ("DualTowerModel", "DualTowerConfig"):
         return getattr(importlib.import_module("arenapref.models.dual_tower"), name)
+    if name in ("CrossEncoderModel", "CrossEncoderConfig"):
+        return getattr(importlib.import_module("arenapref.models.cross_encoder"), name)
     raise AttributeError(name)

@@ -1,0 +1,94 @@
+"""A/B swap: as training augmentation (`--swap-augment`) and at test time (`--tta swap`).
+
+Swapping the two responses of a row turns "A wins" into "B wins" and keeps a tie a tie. Arena votes have a
+position bias that a model should not learn as a rule; seeing both orders (and averaging both at test time)
+removes it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import Dataset
+
+# Class j of a row is class SWAP_CLASSES[j] of the swapped row (A <-> B, tie stays; -1 "unlabelled" stays).
+SWAP_CLASSES = np.array([1, 0, 2])
+SWAP_MODES = ("none", "random", "full")
+TTA_MODES = ("none", "swap")
+
+
+def swap_labels(labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    return np.where(labels >= 0, SWAP_CLASSES[np.clip(labels, 0, 2)], labels)
+
+
+def swap_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same rows with response A and response B (and model_a / model_b) exchanged, labels mapped."""
+    out = frame.copy()
+    out["response_a"], out["response_b"] = frame["response_b"], frame["response_a"]
+    if "model_a" in frame.columns and "model_b" in frame.columns:
+        out["model_a"], out["model_b"] = frame["model_b"], frame["model_a"]
+    if "label" in frame.columns:
+        out["label"] = swap_labels(frame["label"].to_numpy())
+    return out
+
+
+def swap_columns(values: np.ndarray) -> np.ndarray:
+    """Per-class values (N, 3) of swapped rows, mapped back to the original rows' classes."""
+    return np.asarray(values)[:, SWAP_CLASSES]
+
+
+def average_with_swapped(logits: np.ndarray, swapped_logits: np.ndarray) -> np.ndarray:
+    """Swap test-time augmentation: mean of the two probability vectors, returned as log-probabilities."""
+    from .inference import softmax
+
+    probs = 0.5 * (softmax(logits) + softmax(swap_columns(swapped_logits)))
+    return np.log(np.clip(probs, 1e-12, 1.0)).astype(np.float32)
+
+
+class PreferenceDataset(Dataset):
+    """Pre-tokenised rows (a pair of sides or one joint sequence), labels, optional soft labels, and the rows'
+    swapped rendering for `--swap-augment`.
+
+    random: every time a row is drawn (so once per epoch) it is swapped with probability 0.5.
+    full:   an item is the row *and* its swap; `FlattenCollator` puts both in the same batch, so every optimizer
+            step sees both orders (a batch of --batch-size items holds 2 x batch-size rows).
+    """
+
+    def __init__(self, inputs: list, labels: np.ndarray, soft_labels: np.ndarray | None = None,
+                 swapped: list | None = None, swap: str = "none", seed: int = 0):
+        if swap not in SWAP_MODES:
+            raise ValueError(f"swap {swap!r}: expected one of {SWAP_MODES}")
+        if swap != "none" and swapped is None:
+            raise ValueError("swap augmentation needs the swapped inputs")
+        self.inputs, self.swapped, self.swap = inputs, swapped, swap
+        self.labels = np.asarray(labels)
+        self.soft_labels = None if soft_labels is None else np.asarray(soft_labels, dtype=np.float32)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def row(self, i: int, swapped: bool) -> dict:
+        label = int(self.labels[i])
+        item = {"input_ids": self.swapped[i] if swapped else self.inputs[i],
+                "labels": int(SWAP_CLASSES[label]) if swapped else label}
+        if self.soft_labels is not None:
+            soft = self.soft_labels[i]
+            item["soft_labels"] = soft[SWAP_CLASSES] if swapped else soft
+        return item
+
+    def __getitem__(self, i: int) -> dict:
+        if self.swap == "full":
+            return {"rows": [self.row(i, False), self.row(i, True)]}
+        return self.row(i, self.swap == "random" and self.rng.random() < 0.5)
+
+
+class FlattenCollator:
+    """Expands `full` swap items (a row and its swap) into separate rows, then pads with the inner collator."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, items: list[dict]) -> dict:
+        return self.inner([row for item in items for row in item.get("rows", [item])])

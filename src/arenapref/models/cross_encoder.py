@@ -1,0 +1,79 @@
+"""Cross-encoder: prompt, response A and response B in one sequence, so attention compares the responses directly.
+
+The sequence comes from `Renderer.cross_inputs` (per-field budgets, field markers); the encoder's token states
+are pooled (masked mean, or the first token) and a Linear(H -> 3) head with N(0, 0.02) weights gives the logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from .dual_tower import encoder_from_dict
+from .heads import preference_loss
+from .pooling import masked_mean
+
+
+class CrossEncoderConfig(PretrainedConfig):
+    model_type = "arenapref-cross-encoder"
+
+    def __init__(self, encoder: dict | None = None, pooling: str = "mean", classifier_dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder or {}
+        self.pooling = pooling
+        self.classifier_dropout = classifier_dropout
+
+    @property
+    def hidden(self) -> int:
+        return int(self.encoder.get("hidden_size") or self.encoder.get("d_model") or self.encoder.get("dim"))
+
+
+@dataclass
+class CrossEncoderOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    scores: torch.Tensor | None = None  # always None: a joint model has no per-side score
+
+
+class CrossEncoderModel(PreTrainedModel):
+    config_class = CrossEncoderConfig
+    base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True
+    main_input_name = "input_ids"
+    inputs = "joint"  # one sequence per row (see models/__init__.py)
+
+    def __init__(self, config: CrossEncoderConfig, encoder: nn.Module | None = None):
+        super().__init__(config)
+        if config.pooling not in ("mean", "first"):
+            raise ValueError(f"pooling {config.pooling!r}: expected mean or first")
+        self.encoder = encoder if encoder is not None else encoder_from_dict(config.encoder)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.head = nn.Linear(config.hidden, 3)
+        self.post_init()
+
+    def _init_weights(self, module):
+        # The encoder arrives pretrained; only the new head is initialised here.
+        if module is getattr(self, "head", None):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    @classmethod
+    def from_backbone(cls, backbone: str, pooling: str = "mean") -> "CrossEncoderModel":
+        encoder = AutoModel.from_pretrained(backbone)
+        return cls(CrossEncoderConfig(encoder=encoder.config.to_dict(), pooling=pooling), encoder=encoder)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+    def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, **unused):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = masked_mean(hidden, attention_mask) if self.config.pooling == "mean" else hidden[:, 0]
+        logits = self.head(self.dropout(pooled))
+        loss = None
+        if labels is not None or soft_labels is not None:
+            loss = preference_loss(logits, labels, soft_labels)
+        return CrossEncoderOutput(loss=loss, logits=logits)

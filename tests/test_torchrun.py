@@ -1,0 +1,29 @@
+"""A real 2-process data-parallel training on CPU (gloo) through torchrun, no home-made distribution."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from arenapref.api import Judge
+from arenapref.data import load_frame
+
+from conftest import ROOT
+
+
+def test_torchrun_two_processes(small_csv, tiny_deberta, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "arenapref", "train", "--data", str(small_csv), "--output", str(out), "--backbone",
+           str(tiny_deberta), "--max-length", "32", "--epochs", "1", "--batch-size", "4", "--eval-steps", "5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads(max((out / "checkpoints").glob("checkpoint-*/trainer_state.json")).read_text())
+    # 2 processes x batch 4 = 8 rows per optimizer step
+    train_rows = json.loads((out / "arenapref.json").read_text())["train_rows"]
+    assert state["max_steps"] == int(np.ceil(train_rows / 8))
+    probs = Judge.from_pretrained(out).predict_proba(load_frame(small_csv))
+    assert probs.shape == (96, 3) and np.allclose(probs.sum(1), 1, atol=1e-6)

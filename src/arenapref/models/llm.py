@@ -52,6 +52,19 @@ def resolve_backbone(backbone: str, gguf_file: str | None = None) -> tuple[str, 
     return backbone, {}
 
 
+def _drop_gguf_quantizer(model, backbone: str) -> None:
+    """A GGUF checkpoint comes back dequantized to float32 on CPU, yet still marked as quantized, which makes the
+    Trainer refuse to train it and save_pretrained refuse to save it: once every weight is a float it is a plain
+    model, so the quantization marker is removed."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    if not all(p.is_floating_point() for p in model.parameters()):
+        raise DataError(f"backbone {backbone!r}: loaded with quantized weights that cannot be trained here; "
+                        "use a float checkpoint or a GGUF file that transformers dequantizes")
+    quantizer.remove_quantization_config(model)
+
+
 class LlmFamily:
     """Recipe of the llm family (see models/families.py for the interface)."""
 
@@ -75,6 +88,7 @@ class LlmFamily:
         except (OSError, ValueError) as exc:
             raise DataError(f"backbone {cfg.backbone!r}: cannot load it as a sequence classifier "
                             f"({str(exc).splitlines()[0][:160]}); pass a decoder LM directory or .gguf file") from None
+        _drop_gguf_quantizer(model, cfg.backbone)
         model.config.pad_token_id = tokenizer.pad_token_id
         # The head starts like the cross-encoder's: N(0, 0.02) (some configs use a wider initializer_range).
         torch.nn.init.normal_(model.score.weight, mean=0.0, std=0.02)

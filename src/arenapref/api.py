@@ -3,6 +3,7 @@
     from arenapref import Judge
     judge = Judge.from_pretrained("runs/demo")
     judge.predict("What is 2+2?", "4", "It is 4, because 2+2=4.")   # {"winner_model_a": ..., ...}
+    judge.rank("What is 2+2?", ["4", "5", "It is 4."])                # best first, with scores
 """
 
 from __future__ import annotations
@@ -121,3 +122,36 @@ class Judge:
                                         "response_b": [turns[2]]}), "predict()")
         probs = self.predict_proba(frame)[0]
         return {name: float(p) for name, p in zip(LABELS, probs)}
+
+    # -- ranking ----------------------------------------------------------------------------------------------
+    @property
+    def scores_sides(self) -> bool:
+        """True when the model scores one response on its own (dual tower, rank objective)."""
+        return bool(getattr(self.backend, "scores_sides", False))
+
+    def score_responses(self, prompts: list[list[str]], responses: list[list[str]]) -> np.ndarray:
+        """Rank models: one calibrated score per (prompt turns, response turns); P(i beats j) grows with s_i - s_j."""
+        if not self.scores_sides:
+            raise DataError("this model compares two responses; it has no per-response score (train --objective rank)")
+        return np.asarray(self.backend.score_responses(prompts, responses), dtype=np.float64) / self.temperature
+
+    def rank(self, prompt, responses, method: str = "auto") -> list[dict]:
+        """Order candidate responses to one prompt, best first: [{"rank", "index", "score", "response"}].
+
+        method "scores" (rank-objective models; "auto" picks it there) scores each response once.
+        method "pairwise" (every model; "auto" picks it otherwise) judges all n(n-1) ordered pairs, so position
+        bias cancels, and fits Bradley-Terry strengths with ties as half wins; scores are log-strengths (mean 0).
+        """
+        from .ranking import bradley_terry, check_candidates, ordered_pairs, pair_frame, ranked, soft_wins
+
+        if method not in ("auto", "scores", "pairwise"):
+            raise DataError(f"method {method!r}: expected auto, scores or pairwise")
+        prompt_turns, turn_lists = check_candidates(prompt, responses)
+        n = len(turn_lists)
+        if method == "scores" or (method == "auto" and self.scores_sides):
+            scores = self.score_responses([prompt_turns] * n, turn_lists)
+        else:
+            pairs = ordered_pairs(n)
+            probs = self.predict_proba(pair_frame(prompt_turns, turn_lists, pairs)) if n > 1 else np.zeros((0, 3))
+            scores = bradley_terry(soft_wins(n, pairs, probs))
+        return ranked(list(responses), scores)

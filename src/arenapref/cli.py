@@ -179,6 +179,115 @@ def split(
     console.print(f"{len(train_part)} train rows, {len(holdout_part)} holdout rows -> {output}")
 
 
+@app.command()
+def serve(
+    model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    batch_wait_ms: float = typer.Option(5.0, help="How long a forward pass waits to gather concurrent requests."),
+    max_items: int = typer.Option(256, help="Most comparisons (or ordered rank pairs) in one request; 413 past it."),
+    max_body_bytes: int = typer.Option(4_000_000, help="Largest request body in bytes; 413 past it."),
+):
+    """HTTP service: POST /v1/compare, POST /v1/rank, GET /v1/model, GET /healthz; docs at /docs."""
+    from .api import Judge, read_meta
+    from .serve import port_free, run
+
+    read_meta(model)
+    if not port_free(host, port):
+        raise DataError(f"{host}:{port} is in use or not an address of this machine; pass another --port or --host")
+    _quiet_libraries()
+    judge = Judge.from_pretrained(model)
+    err_console.print(f"serving {model} on http://{host}:{port} (docs: http://{host}:{port}/docs)")
+    run(judge, host, port, batch_wait_ms=batch_wait_ms, max_items=max_items, max_body_bytes=max_body_bytes)
+
+
+@app.command()
+def leaderboard(
+    data: Path = typer.Option(..., help="Battles: model_a, model_b and votes (winner_model_a/_b/_tie or winner)."),
+    predictions: Optional[Path] = typer.Option(None, help="A judge's predictions for the same battles (id + 3 "
+                                                          "probabilities, as `arenapref predict` writes)."),
+    bootstrap: int = typer.Option(100, help="Bootstrap resamples of the battles for the 95% intervals (0: none)."),
+    output: Optional[Path] = typer.Option(None, help="Directory for leaderboard.csv and leaderboard.png."),
+    ties: str = typer.Option("half", help="half (a tie is half a win each way, as LMSYS) or davidson."),
+    anchor: Optional[str] = typer.Option(None, help="Model fixed at 1000; default: the mean rating is 1000."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+):
+    """Bradley-Terry ratings on the Elo scale with bootstrap intervals, from votes and/or a judge's predictions."""
+    import numpy as np
+
+    from .leaderboard import load_battles, load_predictions, write_leaderboards
+
+    if ties not in ("half", "davidson"):
+        raise DataError(f"--ties {ties}: expected half or davidson")
+    if bootstrap < 0:
+        raise DataError(f"--bootstrap {bootstrap}: must be 0 or more")
+    if output is not None and output.exists() and not output.is_dir():
+        raise DataError(f"{output}: exists and is a file; --output is a directory")
+    battles = load_battles(data)
+    tables = {}
+    if "outcome" in battles.columns:
+        tables["votes"] = np.stack(battles["outcome"].to_numpy())
+    if predictions is not None:
+        tables["judge"] = load_predictions(predictions, battles["id"])
+    if not tables:
+        raise DataError(f"{data}: has no votes (winner_model_a/_b/_tie or winner columns) and no --predictions "
+                        "were given; nothing to rate")
+    boards, summary = write_leaderboards(battles, tables, output, bootstrap=bootstrap, ties=ties, anchor=anchor,
+                                         seed=seed)
+    console.print(leaderboard_table(boards, summary))
+    if output is not None:
+        console.print(f"wrote {', '.join(summary['files'])} to {output}")
+
+
+def leaderboard_table(boards: dict, summary: dict) -> Table:
+    import math
+
+    names = list(boards)
+    first = boards[names[0]]
+    table = Table(title=f"Bradley-Terry ratings, Elo scale ({summary['battles']} battles, ties: {summary['ties']})")
+    table.add_column("#", justify="right")
+    table.add_column("model")
+    for name in names:
+        table.add_column(f"{name} rating", justify="right")
+        table.add_column("95% CI", justify="right", no_wrap=True)
+    table.add_column("battles", justify="right")
+    indexed = {name: board.set_index("model") for name, board in boards.items()}
+    for i, row in first.iterrows():
+        cells = []
+        for name in names:
+            r = indexed[name].loc[row["model"]]
+            ci = "-" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:.0f}, {r['ci_high']:.0f}]"
+            cells += [f"{r['rating']:.0f}", ci]
+        table.add_row(str(i + 1), row["model"], *cells, str(row["battles"]))
+    if "spearman" in summary:
+        table.caption = (f"rank correlation, votes vs judge: Spearman {summary['spearman']:.3f}, "
+                         f"Kendall {summary['kendall']:.3f} ({summary['models']} models)")
+    return table
+
+
+@app.command()
+def report(
+    model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
+    data: Path = typer.Option(..., help="Labelled file to analyse."),
+    output: Path = typer.Option(..., help="Directory for index.html and its PNG figures."),
+    worst: int = typer.Option(20, help="How many worst-predicted rows to list."),
+):
+    """An HTML report: metrics, reliability before/after calibration, confusion matrix, log loss by length and
+    turns, position bias, worst-predicted rows."""
+    from .api import Judge, read_meta
+    from .data import load_frame
+    from .report import write_report
+
+    read_meta(model)
+    if output.exists() and not output.is_dir():
+        raise DataError(f"{output}: exists and is a file; --output is a directory")
+    frame = load_frame(data, require_labels=True)
+    _quiet_libraries()
+    judge = Judge.from_pretrained(model)
+    path = write_report(judge, frame, output, model_name=str(model), data_name=str(data), worst=worst)
+    console.print(f"wrote {path}")
+
+
 def main() -> None:
     try:
         app()

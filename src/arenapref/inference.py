@@ -111,6 +111,24 @@ def predict_pairs(model, side_a: list[list[int]], side_b: list[list[int]], pad_i
     return predict_rows(model, list(zip(side_a, side_b)), "pair", pad_id, max_tokens, device, progress)
 
 
+@torch.inference_mode()
+def score_sides(model, sides: list[list[int]], pad_id: int, max_tokens: int = 16384,
+                device: str | torch.device = "cpu") -> np.ndarray:
+    """Rank models: one score per single side (prompt + one response), in the input order."""
+    model.eval()
+    lengths = np.array([len(side) for side in sides], dtype=np.int64)
+    scores = np.zeros(len(sides), dtype=np.float32)
+    for batch_idx in token_budget_batches(lengths, max_tokens):
+        length = max(int(lengths[batch_idx].max()), 1)
+        ids = torch.full((len(batch_idx), length), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch_idx), length), dtype=torch.long)
+        for row, i in enumerate(batch_idx):
+            ids[row, : lengths[i]] = torch.as_tensor(sides[i], dtype=torch.long)
+            mask[row, : lengths[i]] = 1
+        scores[batch_idx] = model.side_scores(ids.to(device), mask.to(device)).float().cpu().numpy()
+    return scores
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = z - z.max(axis=1, keepdims=True)
@@ -152,3 +170,15 @@ class NeuralBackend:
         """Uncalibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame."""
         return predict_rows(self.model, encode_rows(self.renderer, self.inputs, frame), self.inputs,
                             self.tokenizer.pad_token_id or 0, self.max_tokens, self.device, progress)
+
+    @property
+    def scores_sides(self) -> bool:
+        """Rank-objective models score one response without a partner (ranking n responses costs n passes)."""
+        return hasattr(self.model, "side_scores") and getattr(self.model.config, "objective", None) == "rank"
+
+    def score_responses(self, prompts: list[list[str]], responses: list[list[str]]) -> np.ndarray:
+        """Uncalibrated score of each (prompt turns, response turns), rendered exactly like one side of a pair."""
+        prompt_ids = self.renderer.tokenize_turn_lists(prompts)
+        response_ids = self.renderer.tokenize_turn_lists(responses)
+        sides = [self.renderer.side(p, r) for p, r in zip(prompt_ids, response_ids)]
+        return score_sides(self.model, sides, self.tokenizer.pad_token_id or 0, self.max_tokens, self.device)

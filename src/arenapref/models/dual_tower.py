@@ -99,6 +99,16 @@ class DualTowerModel(PreTrainedModel):
         tie = self.log_nu + s.mean(dim=1)
         return torch.stack([s[:, 0], s[:, 1], tie], dim=1)
 
+    def side_scores(self, input_ids, attention_mask) -> torch.Tensor:
+        """Rank objective: (B, L) single sides (prompt + one response) -> (B,) scores on the Davidson logit scale.
+
+        Scores one response without a partner, so ranking n responses costs n encoder passes, not n(n-1).
+        """
+        if self.config.objective != "rank":
+            raise ValueError("side_scores needs a rank-objective model; a classify head only compares two sides")
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(masked_mean(hidden, attention_mask)).squeeze(-1) * self.link_scale
+
     def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, **unused):
         batch, sides, length = input_ids.shape
         hidden = self.encoder(input_ids=input_ids.view(-1, length),

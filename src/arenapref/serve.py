@@ -1,0 +1,345 @@
+"""HTTP service over a Judge (FastAPI): compare pairs, rank candidates, describe the model.
+
+The model is loaded once. Concurrent requests are micro-batched: each request puts its rows on a queue, a worker
+gathers whatever arrives within a few milliseconds (and everything that queued while the previous forward pass ran)
+and runs one forward pass for all of them in a thread, so the event loop keeps accepting requests meanwhile.
+Requests are bounded in bytes and items (413 past the limits); malformed bodies get 422 with a readable message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from contextlib import asynccontextmanager
+from typing import Annotated, Callable, Union
+
+import numpy as np
+import pandas as pd
+from fastapi import Body, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, model_validator
+
+from . import LABELS, __version__
+from .data import DataError, normalize
+from .ranking import bradley_terry, ordered_pairs, ranked, soft_wins
+
+log = logging.getLogger("arenapref.serve")
+
+
+def _turn_list(value) -> list[str]:
+    """A string is one turn; a list holds one string per turn (null -> "")."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(v is None or isinstance(v, str) for v in value):
+        return [v or "" for v in value]
+    raise ValueError("expected a string or a non-empty list of strings (one per turn)")
+
+
+Turns = Annotated[list[str], BeforeValidator(_turn_list), WithJsonSchema({"anyOf": [
+    {"type": "string"}, {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "minItems": 1}],
+    "description": "one turn as a string, or a list of turns"})]
+
+
+class Comparison(BaseModel):
+    """One conversation: the prompt turns and two candidate responses (a string is a single turn)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"prompt": "What is 2+2?", "response_a": "4", "response_b": "2+2 is 4."}]})
+    prompt: Turns
+    response_a: Turns
+    response_b: Turns
+
+    @model_validator(mode="after")
+    def _same_turn_count(self):
+        n = len(self.prompt)
+        for name in ("response_a", "response_b"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} turn(s) but prompt has {n}; "
+                                 "give one response turn per prompt turn")
+        return self
+
+
+# One comparison or a list of them; the discriminator picks the branch by the JSON type, so a bad body gets the
+# errors of the shape it was meant to have, not those of both.
+CompareBody = Annotated[
+    Union[Annotated[Comparison, Tag("one")], Annotated[list[Comparison], Tag("list")]],
+    Discriminator(lambda value: "list" if isinstance(value, list) else "one"),
+]
+
+
+class Probabilities(BaseModel):
+    winner_model_a: float
+    winner_model_b: float
+    winner_tie: float
+
+
+class RankRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"prompt": "What is 2+2?", "responses": ["5", "4", "2+2 is 4."]}]})
+    prompt: Turns
+    responses: list[Turns] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_turn_count(self):
+        for i, turns in enumerate(self.responses):
+            if len(turns) != len(self.prompt):
+                raise ValueError(f"responses[{i}] has {len(turns)} turn(s) but prompt has {len(self.prompt)}")
+        return self
+
+
+class RankedResponse(BaseModel):
+    rank: int
+    index: int
+    score: float
+
+
+class RankResult(BaseModel):
+    method: str = Field(description="scores: one score per response (rank models); pairwise: Bradley-Terry "
+                                    "over all ordered pairs, ties as half wins")
+    ranking: list[RankedResponse]
+
+
+class TooLarge(Exception):
+    def __init__(self, detail: str):
+        self.detail = detail
+
+
+class MicroBatcher:
+    """Runs `run(items) -> results` (one result per item) over the items of all requests queued together."""
+
+    def __init__(self, run: Callable[[list], list], wait_ms: float, max_items: int, lock: threading.Lock):
+        self.run, self.wait, self.max_items, self.lock = run, wait_ms / 1000, max_items, lock
+        self.queue: asyncio.Queue | None = None
+        self.forward_passes = 0
+        self.items = 0
+
+    async def submit(self, items: list) -> list:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((items, future))
+        return await future
+
+    def _run_locked(self, items: list) -> list:
+        with self.lock:  # one forward pass at a time across batchers: they share the model and the cores
+            return self.run(items)
+
+    async def worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            size = len(jobs[0][0])
+            deadline = loop.time() + self.wait
+            while size < self.max_items:
+                try:
+                    job = self.queue.get_nowait() if not self.queue.empty() else \
+                        await asyncio.wait_for(self.queue.get(), max(deadline - loop.time(), 0))
+                except (asyncio.TimeoutError, TimeoutError):
+                    break
+                jobs.append(job)
+                size += len(job[0])
+            items = [item for job_items, _ in jobs for item in job_items]
+            try:
+                results = await asyncio.to_thread(self._run_locked, items)
+            except Exception as exc:  # one bad batch fails its requests, not the worker
+                log.exception("forward pass failed")
+                for _, future in jobs:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.forward_passes += 1
+            self.items += len(items)
+            start = 0
+            for job_items, future in jobs:
+                if not future.done():  # a client that went away has a cancelled future
+                    future.set_result(results[start:start + len(job_items)])
+                start += len(job_items)
+
+
+def model_card(judge) -> dict:
+    """What GET /v1/model reports from arenapref.json."""
+    meta = judge.meta
+    return {
+        "model_type": meta.get("model_type"),
+        "backbone": meta.get("backbone"),
+        "objective": meta.get("objective"),
+        "labels": meta.get("labels", list(LABELS)),
+        "ranking": "scores" if judge.scores_sides else "pairwise",
+        "text": meta.get("text"),
+        "calibration": meta.get("calibration"),
+        "valid_metrics": meta.get("valid_metrics"),
+        "train_rows": meta.get("train_rows"),
+        "valid_rows": meta.get("valid_rows"),
+        "arenapref_version": __version__,
+    }
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `max_bytes`, checked on Content-Length and while reading."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = JSONResponse(status_code=413, content={
+            "detail": f"request body over {self.max_bytes} bytes; send fewer or shorter items per request"})
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await too_large(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:  # chunked uploads have no Content-Length: count as we read
+                return await too_large(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def _readable(errors: list[dict]) -> str:
+    """Pydantic errors -> one line such as "prompt: Field required; responses.1: Input should be a valid string"."""
+    parts = []
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            parts.append(f"body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')} at character "
+                         f"{err['loc'][-1]})")
+            continue
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "one", "list")) or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts[:5]) + (f" (and {len(parts) - 5} more)" if len(parts) > 5 else "")
+
+
+def create_app(judge, batch_wait_ms: float = 5.0, max_items: int = 256, max_body_bytes: int = 4_000_000,
+               max_batch_rows: int = 512) -> FastAPI:
+    """The FastAPI app over an already loaded Judge."""
+    lock = threading.Lock()
+
+    def predict_rows(rows: list[tuple]) -> list:
+        raw = pd.DataFrame({"id": [str(i) for i in range(len(rows))], "prompt": [r[0] for r in rows],
+                            "response_a": [r[1] for r in rows], "response_b": [r[2] for r in rows]})
+        return list(judge.predict_proba(normalize(raw, "request")))
+
+    def score_rows(rows: list[tuple]) -> list:
+        return list(judge.score_responses([r[0] for r in rows], [r[1] for r in rows]))
+
+    pairs = MicroBatcher(predict_rows, batch_wait_ms, max_batch_rows, lock)
+    sides = MicroBatcher(score_rows, batch_wait_ms, max_batch_rows, lock)
+    max_rank = max(2, int((1 + (1 + 4 * max_items) ** 0.5) / 2))  # n(n-1) ordered pairs stay within max_items
+
+    @asynccontextmanager
+    async def lifespan(app):
+        workers = []
+        for batcher in (pairs, sides):
+            batcher.queue = asyncio.Queue()
+            workers.append(asyncio.create_task(batcher.worker()))
+        yield
+        for task in workers:
+            task.cancel()
+
+    app = FastAPI(title="arenapref judge", version=__version__, lifespan=lifespan,
+                  description="Which of two chatbot responses would a human prefer? Probabilities for A wins, "
+                              "B wins, tie; best-of-n ranking.")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.state.judge, app.state.batchers = judge, {"pairs": pairs, "sides": sides}
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError):
+        return JSONResponse(status_code=422, content={"detail": _readable(exc.errors()),
+                                                      "errors": jsonable_encoder(exc.errors(), exclude={"input"})})
+
+    @app.exception_handler(TooLarge)
+    async def too_large(request: Request, exc: TooLarge):
+        return JSONResponse(status_code=413, content={"detail": exc.detail})
+
+    @app.exception_handler(DataError)
+    async def bad_data(request: Request, exc: DataError):
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    async def model_info() -> dict:
+        return {**model_card(judge), "serving": serving_stats()}
+
+    def serving_stats() -> dict:
+        return {"forward_passes": pairs.forward_passes + sides.forward_passes,
+                "rows": pairs.items + sides.items, "requests": app.state.requests,
+                "batch_wait_ms": batch_wait_ms, "max_items": max_items, "max_body_bytes": max_body_bytes}
+
+    app.state.requests = 0
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> str:
+        stats = serving_stats()
+        return "".join(f"arenapref_{name}_total {stats[name]}\n" for name in ("requests", "forward_passes", "rows"))
+
+    @app.post("/v1/compare", response_model=Union[Probabilities, list[Probabilities]])
+    async def compare(body: Annotated[CompareBody, Body()]):
+        """P(A wins), P(B wins), P(tie) for one comparison, or for each of a list of them."""
+        items = body if isinstance(body, list) else [body]
+        if len(items) > max_items:
+            raise TooLarge(f"{len(items)} comparisons in one request; the limit is {max_items} (split the list)")
+        app.state.requests += 1
+        if not items:
+            return []
+        probs = await pairs.submit([(c.prompt, c.response_a, c.response_b) for c in items])
+        out = [dict(zip(LABELS, map(float, p))) for p in probs]
+        return out if isinstance(body, list) else out[0]
+
+    @app.post("/v1/rank", response_model=RankResult)
+    async def rank(body: RankRequest):
+        """Candidate responses to one prompt, best first, with scores."""
+        n = len(body.responses)
+        if n > max_rank:
+            raise TooLarge(f"{n} responses in one request; the limit is {max_rank}")
+        app.state.requests += 1
+        if judge.scores_sides:
+            method = "scores"
+            scores = np.asarray(await sides.submit([(body.prompt, r) for r in body.responses]))
+        else:
+            method = "pairwise"
+            order = ordered_pairs(n)
+            probs = await pairs.submit([(body.prompt, body.responses[i], body.responses[j]) for i, j in order]) \
+                if n > 1 else []
+            scores = bradley_terry(soft_wins(n, order, np.asarray(probs).reshape(-1, 3)))
+        return {"method": method, "ranking": [{k: r[k] for k in ("rank", "index", "score")}
+                                              for r in ranked(body.responses, scores)]}
+
+    return app
+
+
+def port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def run(judge, host: str, port: int, **limits) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(judge, **limits), host=host, port=port, log_level="info", access_log=False)
+

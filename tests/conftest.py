@@ -110,3 +110,13 @@ def tiny_llama(tmp_path_factory, arena_csv) -> Path:
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def rank_model(tmp_path_factory, small_csv, tiny_deberta) -> Path:
+    """A tiny dual-tower rank-objective model trained through the CLI; serves both ranking paths (per-response
+    scores and pairwise Bradley-Terry) and every service / report / API test."""
+    out = tmp_path_factory.mktemp("models") / "rank"
+    run_cli("train", "--data", small_csv, "--output", out, "--backbone", tiny_deberta, "--max-length", 32,
+            "--epochs", 1, "--objective", "rank", "--seed", 0)
+    return out

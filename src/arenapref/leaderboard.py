@@ -3,8 +3,9 @@
 Rating R on the Elo scale: P(a beats b) = 1 / (1 + 10^((R_b - R_a) / 400)); the mean rating (or a chosen anchor
 model) is 1000. Each battle has an outcome as three weights (A wins, B wins, tie): one-hot for a human vote, or a
 judge's predicted probabilities ("soft" outcomes: the ratings a model would get if the judge's votes were cast).
-Ties: "half" counts a tie as half a win for each side (FastChat duplicates tie rows as one win each way, which is the
-same likelihood); "davidson" models ties explicitly (Davidson 1970: P(tie) grows with nu * sqrt(pi_a pi_b)).
+Ties: "half" counts a tie as half a win for each side (FastChat counts every battle twice and splits a tie's two
+copies into one win each way: the same likelihood); "davidson" models ties explicitly (Davidson 1970: P(tie) grows
+with nu * sqrt(pi_a pi_b)).
 """
 
 from __future__ import annotations

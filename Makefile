@@ -7,7 +7,7 @@ OUT     ?= runs/demo
 # The pinned CPU wheel is installed first: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
 
-.PHONY: venv dev demo test clean
+.PHONY: venv dev browser demo test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,14 @@ demo: venv
 	HF_HUB_OFFLINE=1 $(BIN)/arenapref train --data $(DATA) --output $(OUT) --valid-fraction 0.2
 	HF_HUB_OFFLINE=1 $(BIN)/arenapref evaluate --model $(OUT) --data $(OUT)/valid.csv
 
-test: dev
+# Headless Chromium + ChromeDriver (Debian packages) for the report test; a no-op when both are installed.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "warning: install chromium and chromium-driver (Debian packages) for the report test" >&2; fi
+
+test: dev browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 clean:

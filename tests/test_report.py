@@ -1,0 +1,118 @@
+"""`arenapref report`: the HTML page is rendered in headless Chromium (as a person would open it) and every figure
+must load; texts from the data are escaped; the calibration section says where its temperature comes from."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arenapref.report import fit_temperature, swap_sides, temper, write_report
+from conftest import run_cli
+
+FIGURES = {"reliability.png", "confusion.png", "loss_by_length.png", "loss_by_turns.png", "position_bias.png"}
+HOSTILE = "<script>document.title='pwned'</script><b>bold?</b> & more"
+
+
+def chromium():
+    """Headless Debian Chromium through its ChromeDriver (installed by `make test`)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert browser and driver, "Chromium not found: `make test` installs Debian packages chromium and chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}", "--window-size=1200,2400"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory, small_csv, rank_model):
+    rows = pd.read_csv(small_csv, dtype=str, keep_default_na=False).head(40)
+    turns = json.loads(rows.loc[0, "response_a"])
+    rows.loc[0, "response_a"] = json.dumps([HOSTILE] + turns[1:])  # first turn: shown before the 400-char cut
+    data = tmp_path_factory.mktemp("report_data") / "rows.csv"
+    rows.to_csv(data, index=False)
+    out = tmp_path_factory.mktemp("report") / "site"
+    proc = run_cli("report", "--model", rank_model, "--data", data, "--output", out, "--worst", 40)
+    assert "index.html" in proc.stdout
+    return out
+
+
+def test_report_renders_in_chromium_with_every_figure_loaded(report_dir, tmp_path):
+    assert FIGURES <= {p.name for p in report_dir.iterdir()}
+    driver = chromium()
+    try:
+        driver.get((report_dir / "index.html").as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        assert {src for src, _, _ in images} == FIGURES
+        assert all(complete and width > 0 for _, complete, width in images), images
+        assert driver.execute_script("return document.scripts.length") == 0  # the hostile text stayed text
+        assert driver.title.startswith("arenapref report")
+        body = driver.find_element("tag name", "body").text
+        for heading in ("Metrics", "Calibration and errors", "Position bias", "Worst-predicted rows"):
+            assert heading in body
+        assert HOSTILE in body  # shown literally in the worst-rows table
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    finally:
+        driver.quit()
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_report_numbers_match_the_model(report_dir, rank_model):
+    page = (report_dir / "index.html").read_text()
+    meta = json.loads((rank_model / "arenapref.json").read_text())
+    temperature = meta.get("calibration", {}).get("temperature", 1.0)
+    if temperature == 1.0:
+        assert "fitted on this same data" in page
+    else:
+        assert f"T = {temperature:.3f}" in page
+    assert "40 labelled rows" in page
+    # The rank model is a Davidson model of two side scores: swapping A and B swaps P(A) and P(B) exactly,
+    # so its position-bias agreement is 100%.
+    assert "agrees on <b>100.0%</b>" in page
+
+
+class SwapSensitiveBackend:
+    """A stand-in model that prefers side A (position bias) and is overconfident."""
+
+    def predict_logits(self, frame, progress=None):
+        diff = np.array([len(" ".join(a)) - len(" ".join(b)) for a, b in zip(frame["response_a"], frame["response_b"])])
+        return np.stack([np.tanh(diff / 200) * 3 + 0.8, -np.tanh(diff / 200) * 3, np.zeros(len(diff))], 1), None
+
+
+def test_report_with_a_stored_temperature_and_position_bias(tmp_path, small_csv):
+    from arenapref.api import Judge
+    from arenapref.data import load_frame
+
+    frame = load_frame(small_csv, require_labels=True)
+    judge = Judge(SwapSensitiveBackend(), {"model_type": "stub", "calibration": {"temperature": 2.5}})
+    path = write_report(judge, frame, tmp_path / "out", model_name="stub", data_name="small.csv", worst=5)
+    page = path.read_text()
+    assert "stores a calibration temperature T = 2.500" in page
+    assert page.count("<tr><td>") >= 5 + 3  # metrics rows and the five worst rows
+    agreement = float(page.split("agrees on <b>")[1].split("%")[0])
+    assert agreement < 100.0  # the +0.8 logit for side A flips some rows when swapped
+    assert FIGURES <= {p.name for p in (tmp_path / "out").iterdir()}
+
+
+def test_temperature_helpers():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 3)) * 2
+    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = (rng.random(4000)[:, None] > np.cumsum(truth, 1)).sum(1)
+    overconfident = temper(truth, 0.5)  # sharpened twice as much as the truth
+    assert fit_temperature(labels, overconfident) == pytest.approx(2.0, rel=0.1)
+    assert np.allclose(temper(temper(truth, 3.0), 1 / 3.0), truth, atol=1e-9)
+    frame = pd.DataFrame({"id": ["1"], "prompt": [["p"]], "response_a": [["a"]], "response_b": [["b"]], "label": [0]})
+    swapped = swap_sides(frame)
+    assert swapped.loc[0, "response_a"] == ["b"] and swapped.loc[0, "label"] == 1

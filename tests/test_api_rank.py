@@ -107,3 +107,17 @@ def test_bradley_terry_recovers_known_strengths():
     p_win = 1 / (1 + np.exp(-(truth[pairs[:, 0]] - truth[pairs[:, 1]])))
     probs = np.stack([p_win, 1 - p_win, np.zeros_like(p_win)], axis=1)  # no ties: soft wins = exact BT expectations
     assert np.allclose(bradley_terry(soft_wins(len(truth), pairs, probs)), truth, atol=1e-6)
+
+
+def test_readme_python_example_runs(rank_model, arena_csv, capsys):
+    """The README's Python API example, run as written (model and data paths pointed at the test fixtures)."""
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    code = code.replace('"runs/demo"', repr(str(rank_model))).replace('"../shared/data/arena_sample.csv"',
+                                                                       repr(str(arena_csv)))
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "winner_model_a" in out and "Seven is prime" in out and out.count("\n") >= 9

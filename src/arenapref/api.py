@@ -69,7 +69,10 @@ class Judge:
     tokenizer = property(lambda self: getattr(self.backend, "tokenizer", None))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None, tta: str = "none") -> "Judge":
+    def from_pretrained(cls, path: str | Path, device: str | None = None, tta: str = "none", dtype: str = "fp32",
+                        quantize: str | None = None, max_tokens: int | None = None) -> "Judge":
+        """Load a model directory. Neural models: `dtype` fp32 | bf16 | fp16 (GPU), `quantize="int8"` (CPU dynamic
+        quantization of the encoder's Linear layers), `max_tokens` per encoder call (default by device)."""
         path = Path(path)
         meta = read_meta(path)
         family = MODELS[meta["model_type"]]
@@ -81,8 +84,12 @@ class Judge:
 
         from .inference import NeuralBackend
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(NeuralBackend.load(path, meta, family.load_recipe(), device), meta, tta)
+        quantize = None if quantize in (None, "none") else quantize
+        # Dynamic int8 quantization is a CPU feature: it picks the CPU unless a device is asked for.
+        device = device or ("cuda" if torch.cuda.is_available() and quantize is None else "cpu")
+        backend = NeuralBackend.load(path, meta, family.load_recipe(), device, dtype=dtype, quantize=quantize,
+                                     max_tokens=max_tokens)
+        return cls(backend, meta, tta)
 
     # -- prediction -------------------------------------------------------------------------------------------
     def predict_logits(self, frame: pd.DataFrame, progress=None, tta: str | None = None):

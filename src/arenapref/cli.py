@@ -62,6 +62,24 @@ def round_rows(probs, decimals: int):
     return units / scale
 
 
+def _speed_options(dtype: str, quantize: str, batch_tokens: Optional[int]) -> dict:
+    """Validate the inference speed flags before any model is loaded."""
+    if dtype not in ("fp32", "bf16", "fp16"):
+        raise DataError(f"--dtype {dtype!r}: expected fp32, bf16 or fp16")
+    if quantize not in ("none", "int8"):
+        raise DataError(f"--quantize {quantize!r}: expected none or int8")
+    if quantize == "int8" and dtype != "fp32":
+        raise DataError("--quantize int8 quantizes the fp32 model; drop --dtype (or use --dtype fp32)")
+    if batch_tokens is not None and batch_tokens < 1:
+        raise DataError(f"--batch-tokens must be at least 1, got {batch_tokens}")
+    return {"dtype": dtype, "quantize": None if quantize == "none" else quantize, "max_tokens": batch_tokens}
+
+
+DTYPE_HELP = "Inference precision: fp32, bf16 (GPU or CPUs with bf16 units; slow on plain AVX2) or fp16 (GPU)."
+QUANTIZE_HELP = "none, or int8: dynamic int8 quantization of the encoder's Linear layers (CPU)."
+BATCH_TOKENS_HELP = "Encoder tokens per batch (default 8192 on CPU, 65536 on GPU)."
+
+
 @app.command()
 def train(
     data: Optional[Path] = typer.Option(None, help="Training file (CSV / JSONL / Parquet, Kaggle LMSYS columns)."),
@@ -98,6 +116,10 @@ def train(
     swap_augment: Optional[str] = typer.Option(None, help="A/B swap augmentation: none, random or full."),
     teacher_probs: Optional[Path] = typer.Option(None, help="Distillation: CSV of id + teacher probabilities."),
     distill_alpha: Optional[float] = typer.Option(None, help="Weight of the teacher in the loss (rest: labels)."),
+    group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--no-group-by-length",
+                                                   help="Batch rows of similar length together (default on)."),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing",
+                                                          help="Trade compute for memory: recompute activations."),
 ):
     """Train a model and save it as a Hugging Face style directory."""
     overrides = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k != "config"}
@@ -119,6 +141,9 @@ def evaluate(
     data: Path = typer.Option(..., help="Labelled file to score."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     tta: str = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped)."),
+    dtype: str = typer.Option("fp32", help=DTYPE_HELP),
+    quantize: str = typer.Option("none", help=QUANTIZE_HELP),
+    batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
 ):
     """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file."""
     from .api import Judge, check_tta, read_meta
@@ -126,10 +151,11 @@ def evaluate(
     from .metrics import classification_metrics
 
     check_tta(tta)
+    options = _speed_options(dtype, quantize, batch_tokens)
     read_meta(model)
     frame = load_frame(data, require_labels=True)
     _quiet_libraries()
-    judge = Judge.from_pretrained(model)
+    judge = Judge.from_pretrained(model, **options)
     metrics = classification_metrics(frame["label"].to_numpy(), judge.predict_proba(frame, tta=tta))
     if as_json:
         print(json.dumps(metrics))
@@ -144,17 +170,21 @@ def predict(
     output: Path = typer.Option(..., help="CSV to write: id,winner_model_a,winner_model_b,winner_tie."),
     scores: bool = typer.Option(False, "--scores", help="Add score_a, score_b (rank models)."),
     tta: str = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped)."),
+    dtype: str = typer.Option("fp32", help=DTYPE_HELP),
+    quantize: str = typer.Option("none", help=QUANTIZE_HELP),
+    batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
 ):
     """Write a Kaggle submission: one row of probabilities per input row, same order."""
     from .api import Judge, check_tta, read_meta
     from .data import check_output_path, load_frame, to_kaggle, write_csv_atomic
 
-    check_output_path(output)
     check_tta(tta)
+    options = _speed_options(dtype, quantize, batch_tokens)
+    check_output_path(output)
     read_meta(model)
     frame = load_frame(data)
     _quiet_libraries()
-    judge = Judge.from_pretrained(model)
+    judge = Judge.from_pretrained(model, **options)
     out = judge.predict_frame(to_kaggle(frame), scores=scores, tta=tta)
     out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
     write_csv_atomic(out, output, float_format="%.6f")

@@ -46,6 +46,8 @@ class TrainConfig:
     seed: int = 42
     bf16: bool = False
     fp16: bool = False
+    group_by_length: bool = True         # length-grouped training batches (batching.LengthGroupedTrainer)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     resume: bool = False
     # Joint input (cross-encoder, llm): relative budget of prompt / response A / response B; how to pool (cross-encoder).
     field_budget: str = "0.2,0.4,0.4"

@@ -6,21 +6,31 @@ import numpy as np
 import torch
 
 
-class PairCollator:
-    """Pads the two sides of every row to the longest side in the batch: input_ids (B, 2, L)."""
+def pad_batch(sequences: list, pad_id: int, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists to `length` (default: the longest): input_ids and attention_mask, (n, L)."""
+    length = length or max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[i, : len(seq)] = 1
+    return ids, mask
 
-    def __init__(self, pad_id: int):
+
+class PairCollator:
+    """Pads the two sides of every row to the longest side in the batch: input_ids (B, 2, L).
+
+    `pad_to` pads every batch to a fixed length instead (the reference pipeline; benchmarks only).
+    """
+
+    def __init__(self, pad_id: int, pad_to: int | None = None):
         self.pad_id = pad_id
+        self.pad_to = pad_to
 
     def __call__(self, rows: list[dict]) -> dict:
-        length = max(len(side) for row in rows for side in row["input_ids"])
-        ids = torch.full((len(rows), 2, length), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), 2, length), dtype=torch.long)
-        for i, row in enumerate(rows):
-            for j, side in enumerate(row["input_ids"]):
-                ids[i, j, : len(side)] = torch.as_tensor(side, dtype=torch.long)
-                mask[i, j, : len(side)] = 1
-        batch = {"input_ids": ids, "attention_mask": mask}
+        sides = [side for row in rows for side in row["input_ids"]]
+        ids, mask = pad_batch(sides, self.pad_id, self.pad_to)
+        batch = {"input_ids": ids.view(len(rows), 2, -1), "attention_mask": mask.view(len(rows), 2, -1)}
         if "labels" in rows[0]:
             batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
         if "soft_labels" in rows[0]:
@@ -69,7 +79,11 @@ def padded_cost(inputs: str, rows: list) -> np.ndarray:
 
 
 def token_budget_batches(lengths: np.ndarray, max_tokens: int, max_rows: int = 256) -> list[np.ndarray]:
-    """Row indices sorted longest first, cut into batches whose padded size (rows x longest) stays in budget."""
+    """Indices sorted longest first, cut into batches whose padded size (rows x longest) stays in budget.
+
+    Every index appears in exactly one batch; a single sequence longer than the budget gets a batch of its own.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
     batches, start = [], 0
     while start < len(order):
@@ -80,20 +94,36 @@ def token_budget_batches(lengths: np.ndarray, max_tokens: int, max_rows: int = 2
     return batches
 
 
+# Tokens per encoder call. On a CPU larger batches buy nothing and cost memory (attention is rows x L^2);
+# a GPU wants more rows per call.
+DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
+
+
 @torch.inference_mode()
-def predict_rows(model, rows: list, inputs: str, pad_id: int, max_tokens: int = 16384,
-                 device: str | torch.device = "cpu", progress=None):
+def predict_rows(model, rows: list, inputs: str, pad_id: int, max_tokens: int | None = None,
+                 device: str | torch.device = "cpu", progress=None, stats: dict | None = None):
     """Logits (N, 3) and, for rank models, side scores (N, 2), in the input order.
 
-    `rows` are pairs of sides (inputs="pair") or joint sequences (inputs="joint").
+    `rows` are pairs of sides (inputs="pair") or joint sequences (inputs="joint"). Rows are sorted by length and
+    cut into batches by a token budget (default by device), padded only to their batch's longest member; a
+    dual-tower model goes through `predict_sides` (each side its own sequence). `stats` (a dict) receives
+    real_tokens and padded_tokens, the encoder tokens computed.
     """
     model.eval()
+    device = torch.device(device)
+    max_tokens = max_tokens or DEFAULT_BATCH_TOKENS.get(device.type, 16384)
+    if inputs == "pair" and hasattr(model, "encode") and hasattr(model, "head_logits"):
+        return predict_sides(model, [a for a, _ in rows], [b for _, b in rows], pad_id, max_tokens, device,
+                             progress, stats)
     n = len(rows)
+    real = padded = 0
     collate = collator_for(inputs, pad_id)
     logits = np.zeros((n, 3), dtype=np.float32)
     scores = None
     for batch_idx in token_budget_batches(padded_cost(inputs, rows), max_tokens):
         batch = collate([{"input_ids": rows[i]} for i in batch_idx])
+        real += int(batch["attention_mask"].sum())
+        padded += batch["attention_mask"].numel()
         out = model(**{k: v.to(device) for k, v in batch.items()})
         logits[batch_idx] = out.logits.float().cpu().numpy()
         if getattr(out, "scores", None) is not None:
@@ -102,13 +132,94 @@ def predict_rows(model, rows: list, inputs: str, pad_id: int, max_tokens: int = 
             scores[batch_idx] = out.scores.float().cpu().numpy()
         if progress is not None:
             progress(len(batch_idx))
+    if stats is not None:
+        stats.update(real_tokens=real, padded_tokens=padded)
+    return logits, scores
+
+
+def predict_sides(model, side_a: list[list[int]], side_b: list[list[int]], pad_id: int, max_tokens: int,
+                  device: torch.device, progress=None, stats: dict | None = None):
+    """Dual tower: the towers share one encoder, so the 2N sides of all rows are encoded as independent
+    sequences, sorted by their own length and batched by the token budget (a short side never pays for its
+    long partner's padding). Pooled vectors go back to row order and the head scores each row's pair.
+    `progress(k)` advances in rows (a side counts 0.5)."""
+    n = len(side_a)
+    sides = list(side_a) + list(side_b)
+    lengths = np.fromiter((len(s) for s in sides), dtype=np.int64, count=len(sides))
+    real = padded = 0
+    pooled = None
+    for idx in token_budget_batches(lengths, max_tokens):
+        ids, mask = pad_batch([sides[i] for i in idx], pad_id)
+        out = model.encode(ids.to(device), mask.to(device))
+        if pooled is None:
+            pooled = torch.empty((2 * n, out.shape[-1]), dtype=out.dtype, device=out.device)
+        pooled[torch.as_tensor(idx, device=out.device)] = out
+        real += int(lengths[idx].sum())
+        padded += ids.numel()
+        if progress is not None:
+            progress(len(idx) / 2)
+    if stats is not None:
+        stats.update(real_tokens=real, padded_tokens=padded)
+    logits = np.zeros((n, 3), dtype=np.float32)
+    scores = None
+    if n == 0:
+        return logits, scores
+    pairs = pooled.view(2, n, -1).transpose(0, 1)  # (N, 2, H): side A and side B of each row
+    for start in range(0, n, 4096):
+        row_logits, row_scores = model.head_logits(pairs[start:start + 4096])
+        logits[start:start + 4096] = row_logits.float().cpu().numpy()
+        if row_scores is not None:
+            if scores is None:
+                scores = np.zeros((n, 2), dtype=np.float32)
+            scores[start:start + 4096] = row_scores.float().cpu().numpy()
     return logits, scores
 
 
 def predict_pairs(model, side_a: list[list[int]], side_b: list[list[int]], pad_id: int,
-                  max_tokens: int = 16384, device: str | torch.device = "cpu", progress=None):
+                  max_tokens: int | None = None, device: str | torch.device = "cpu", progress=None,
+                  stats: dict | None = None):
     """Dual-tower shortcut of `predict_rows`."""
-    return predict_rows(model, list(zip(side_a, side_b)), "pair", pad_id, max_tokens, device, progress)
+    return predict_rows(model, list(zip(side_a, side_b)), "pair", pad_id, max_tokens, device, progress, stats)
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantization of the encoder's Linear layers (CPU): int8 weights, activations quantized per call.
+
+    A small head outside `model.encoder` stays in fp32. Uses torch.ao's eager-mode API (deprecated in favour of
+    torchao, still shipped with torch).
+    """
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    target = getattr(model, "encoder", model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(target, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model
+
+
+def prepare_for_inference(model, device: str | torch.device, dtype: str = "fp32", quantize: str | None = None):
+    """Move/cast/quantize a model for prediction, with one-line errors for combinations that cannot work."""
+    from .data import DataError
+
+    device = torch.device(device)
+    if dtype not in DTYPES:
+        raise DataError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    if quantize not in (None, "none", "int8"):
+        raise DataError(f"quantize {quantize!r}: expected none or int8")
+    if quantize == "int8":
+        if device.type != "cpu":
+            raise DataError("--quantize int8 is CPU dynamic quantization; on a GPU use --dtype bf16 or fp16 instead")
+        if dtype != "fp32":
+            raise DataError("--quantize int8 works on the fp32 model; drop --dtype or use --dtype fp32")
+        return quantize_int8(model.eval())
+    if dtype == "fp16" and device.type == "cpu":
+        raise DataError("--dtype fp16 needs a GPU; on a CPU use fp32, bf16 or --quantize int8")
+    return model.to(device=device, dtype=DTYPES[dtype]).eval()
 
 
 @torch.inference_mode()
@@ -139,21 +250,23 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 class NeuralBackend:
     """A transformers model directory (weights + tokenizer): renders rows into token ids, returns raw logits."""
 
-    def __init__(self, model, tokenizer, meta: dict, device: str | torch.device = "cpu", inputs: str = "pair"):
+    def __init__(self, model, tokenizer, meta: dict, device: str | torch.device = "cpu", inputs: str = "pair",
+                 dtype: str = "fp32", quantize: str | None = None, max_tokens: int | None = None):
         from .text import Renderer, TextSettings
 
-        self.model = model.to(device).eval()
+        self.model = prepare_for_inference(model, device, dtype, quantize)
         self.tokenizer = tokenizer
         self.meta = meta
         self.device = torch.device(device)
         self.inputs = inputs  # "pair" (dual tower) or "joint" (cross-encoder, llm)
         self.settings = TextSettings.from_dict(meta.get("text", {}))
         self.renderer = Renderer(tokenizer, self.settings)
-        self.max_tokens = 16384
+        self.max_tokens = max_tokens
 
     @classmethod
-    def load(cls, path, meta: dict, recipe, device: str | torch.device = "cpu") -> "NeuralBackend":
-        """`recipe`: the family's recipe (models/families.py), which checks and loads the weights."""
+    def load(cls, path, meta: dict, recipe, device: str | torch.device = "cpu", **options) -> "NeuralBackend":
+        """`recipe`: the family's recipe (models/families.py), which checks and loads the weights.
+        `options`: dtype ("fp32" | "bf16" | "fp16"), quantize (None | "int8"), max_tokens (per encoder call)."""
         from pathlib import Path
 
         from .data import DataError
@@ -164,7 +277,7 @@ class NeuralBackend:
             tokenizer = recipe.tokenizer(path)
         except DataError as exc:
             raise DataError(f"{path}: tokenizer files missing or corrupt ({str(exc)[:160]})") from None
-        return cls(model, tokenizer, meta, device, recipe.inputs)
+        return cls(model, tokenizer, meta, device, recipe.inputs, **options)
 
     def predict_logits(self, frame, progress=None):
         """Uncalibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from transformers import Trainer
-
+from .batching import LengthGroupedTrainer
 from .models.heads import preference_loss
 
 
-class PreferenceTrainer(Trainer):
+class PreferenceTrainer(LengthGroupedTrainer):
     """The HF Trainer with our loss: a per-batch mean cross-entropy, against soft labels when distilling.
+    Batches are grouped by length (batching.py; `group_by_length=False` restores random batches).
 
     Our own models (dual tower, cross-encoder) compute it in forward; Hugging Face classifiers (the llm family)
     get it here, so soft labels reach every family. The loss is a per-batch mean, so the Trainer must divide it by

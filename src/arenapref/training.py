@@ -18,10 +18,11 @@ from .calibration import calibrate
 from .config import TrainConfig
 from .data import DataError, grouped_split, load_frame, write_text_atomic
 from .distill import read_teacher_probs, soft_targets
-from .inference import collator_for, encode_rows, predict_rows, softmax
+from .inference import collator_for, predict_rows, softmax
 from .metrics import classification_metrics, log_loss
 from .models import META_FILE, MODELS
 from .text import Renderer, TextSettings
+from .token_cache import cached_encode_rows
 
 
 def compute_metrics(eval_pred) -> dict:
@@ -95,15 +96,19 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
                             truncation_side=cfg.truncation_side, field_weights=cfg.field_weights)
     renderer = Renderer(tokenizer, settings)
     train_labels = train_frame["label"].to_numpy()
-    train_inputs = encode_rows(renderer, recipe.inputs, train_frame)
+    # Tokenised once per run, and reused from OUTPUT/token_cache by a rerun or --resume on the same rows, text
+    # settings and tokenizer (token_cache.py).
+    cache = output / "token_cache"
+    train_inputs = cached_encode_rows(renderer, recipe.inputs, train_frame, cache, log)[0]
     swapped = None
     if cfg.swap_augment != "none":
         # A pair's swap is its two sides exchanged; a joint sequence is rendered again with A and B exchanged.
         swapped = ([(b, a) for a, b in train_inputs] if recipe.inputs == "pair"
-                   else encode_rows(renderer, recipe.inputs, swap_frame(train_frame)))
+                   else cached_encode_rows(renderer, recipe.inputs, swap_frame(train_frame), cache, log)[0])
     soft = soft_targets(teacher, train_labels, cfg.distill_alpha) if teacher is not None else None
     train_ds = PreferenceDataset(train_inputs, train_labels, soft, swapped, cfg.swap_augment, cfg.seed)
-    valid_ds = PreferenceDataset(encode_rows(renderer, recipe.inputs, valid_frame), valid_frame["label"].to_numpy())
+    valid_inputs = cached_encode_rows(renderer, recipe.inputs, valid_frame, cache, log)[0]
+    valid_ds = PreferenceDataset(valid_inputs, valid_frame["label"].to_numpy())
     model = recipe.build(cfg, tokenizer)
     pad_id = tokenizer.pad_token_id
 
@@ -131,6 +136,7 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
         # Without use_cpu a CPU-only torchrun launch would run N independent trainings instead of one DDP job.
         use_cpu=not torch.cuda.is_available(),
         fp16=cfg.fp16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         report_to=[],
         remove_unused_columns=False,
         label_names=["labels"],
@@ -141,7 +147,7 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
     trainer = PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
                                 data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
                                 compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
-                                model_computes_loss=recipe.model_computes_loss)
+                                model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length)
     resume = cfg.resume and any((output / "checkpoints").glob("checkpoint-*"))
     start = time.time()
     trainer.train(resume_from_checkpoint=True if resume else None)

@@ -6,7 +6,10 @@ rank:     a scalar score per side. `rank_loss="davidson"` (default) trains a Bra
           3-way probabilities. `rank_loss="mse"` is the reference regression (win 1, loss 0, tie 0.5 per side);
           its scores become probabilities through the same Davidson form with a scale β and ν fitted afterwards on
           validation data (`fit_link`).
-Both sides go through the encoder in one batch of shape (2B, L).
+Both sides of every row go through the one shared encoder together: the (B, 2, L) batch is flattened to 2B
+sequences, sorted by real length and encoded in up to `side_chunks` sub-batches, each cut to its own longest
+sequence (models/packing.py), so a short side never pays for its long partner's padding. Inference
+(inference.predict_pairs) goes further: it sorts the sides of all rows together and calls `encode` / `head_logits`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
+from .packing import plan_chunks
 from .pooling import masked_mean
 
 
@@ -56,6 +60,8 @@ class DualTowerModel(PreTrainedModel):
     base_model_prefix = "encoder"
     supports_gradient_checkpointing = True
     main_input_name = "input_ids"
+    # Sub-batches per forward pass (see packing.py). 1 = the reference's single (2B, L) pass over the padded batch.
+    side_chunks = 3
 
     def __init__(self, config: DualTowerConfig, encoder: nn.Module | None = None):
         super().__init__(config)
@@ -99,6 +105,34 @@ class DualTowerModel(PreTrainedModel):
         tie = self.log_nu + s.mean(dim=1)
         return torch.stack([s[:, 0], s[:, 1], tie], dim=1)
 
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(n, L) token ids -> (n, H) masked-mean pooled encoder states; one encoder call."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return masked_mean(hidden, attention_mask)
+
+    def encode_sides(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(n, L) -> (n, H), in sub-batches of similar length, each trimmed to its longest member."""
+        if self.side_chunks <= 1:
+            return self.encode(input_ids, attention_mask)
+        positions = torch.arange(1, attention_mask.shape[1] + 1, device=attention_mask.device)
+        # Extent = index of the last real token + 1 (right padding makes it the length; left padding stays safe).
+        extent = (attention_mask.bool() * positions).amax(dim=1).clamp(min=1)
+        order = torch.argsort(extent, descending=True, stable=True)
+        sorted_extent = extent[order].tolist()
+        pooled = []
+        for start, end in plan_chunks(sorted_extent, self.side_chunks):
+            rows, width = order[start:end], sorted_extent[start]
+            pooled.append(self.encode(input_ids[rows, :width], attention_mask[rows, :width]))
+        return torch.cat(pooled)[torch.argsort(order)]
+
+    def head_logits(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 2, H) pooled sides -> logits (B, 3) and, for rank models, side scores (B, 2)."""
+        pooled = self.dropout(pooled)
+        if self.config.objective == "classify":
+            return self.head(pooled.reshape(pooled.shape[0], -1)), None
+        scores = self.head(pooled).squeeze(-1)
+        return self.davidson_logits(scores), scores
+
     def side_scores(self, input_ids, attention_mask) -> torch.Tensor:
         """Rank objective: (B, L) single sides (prompt + one response) -> (B,) scores on the Davidson logit scale.
 
@@ -106,21 +140,12 @@ class DualTowerModel(PreTrainedModel):
         """
         if self.config.objective != "rank":
             raise ValueError("side_scores needs a rank-objective model; a classify head only compares two sides")
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(masked_mean(hidden, attention_mask)).squeeze(-1) * self.link_scale
+        return self.head(self.encode(input_ids, attention_mask)).squeeze(-1) * self.link_scale
 
     def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, **unused):
         batch, sides, length = input_ids.shape
-        hidden = self.encoder(input_ids=input_ids.view(-1, length),
-                              attention_mask=attention_mask.view(-1, length)).last_hidden_state
-        pooled = masked_mean(hidden, attention_mask.view(-1, length)).view(batch, sides, -1)
-        pooled = self.dropout(pooled)
-        scores = None
-        if self.config.objective == "classify":
-            logits = self.head(pooled.reshape(batch, -1))
-        else:
-            scores = self.head(pooled).squeeze(-1)
-            logits = self.davidson_logits(scores)
+        pooled = self.encode_sides(input_ids.view(-1, length), attention_mask.view(-1, length))
+        logits, scores = self.head_logits(pooled.view(batch, sides, -1))
         loss = None
         if labels is not None or soft_labels is not None:
             loss = self.loss(logits, scores, labels, soft_labels)

@@ -93,11 +93,8 @@ class DualTowerModel(PreTrainedModel):
         config = DualTowerConfig(encoder=encoder.config.to_dict(), objective=objective, rank_loss=rank_loss)
         return cls(config, encoder=encoder)
 
-    def _set_gradient_checkpointing(self, *args, **kwargs):
-        self.encoder.gradient_checkpointing_enable(*args, **kwargs)
-
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
-        self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+    # Gradient checkpointing: transformers' own `activation_checkpointing_enable` (what the Trainer calls) walks all
+    # submodules and switches on the encoder's checkpointed layers; no override needed.
 
     def davidson_logits(self, scores: torch.Tensor) -> torch.Tensor:
         """(B, 2) side scores -> (B, 3) logits whose softmax is the Davidson tie model."""

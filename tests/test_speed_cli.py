@@ -8,7 +8,7 @@ import pytest
 
 from arenapref.data import load_frame
 from arenapref.text import Renderer, TextSettings
-from arenapref.token_cache import cached_dual_tower_inputs
+from arenapref.token_cache import cached_encode_rows
 from conftest import run_cli
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models on a shared machine: threads only wait for each other
@@ -25,6 +25,10 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def cached(renderer, frame, directory):
+    return cached_encode_rows(renderer, "pair", frame, directory)
+
+
 class CountingRenderer(Renderer):
     calls = 0
 
@@ -39,27 +43,27 @@ def test_token_cache_hits_and_is_invalidated_by_settings_data_and_corruption(tmp
     tokenizer = AutoTokenizer.from_pretrained(tiny_deberta)
     frame = load_frame(small_csv).head(20)
     renderer = CountingRenderer(tokenizer, TextSettings(max_length=32))
-    first = cached_dual_tower_inputs(renderer, frame, tmp_path)
-    second = cached_dual_tower_inputs(renderer, frame, tmp_path)
-    assert (first[2], second[2]) == (False, True) and CountingRenderer.calls == 1
-    assert first[:2] == second[:2]  # identical token ids from the cache
+    first = cached(renderer, frame, tmp_path)
+    second = cached(renderer, frame, tmp_path)
+    assert (first[1], second[1]) == (False, True) and CountingRenderer.calls == 1
+    assert first[0] == second[0]  # identical token ids from the cache
     # Different text settings: a different entry, tokenised anew, with different ids.
     longer = CountingRenderer(tokenizer, TextSettings(max_length=48))
-    third = cached_dual_tower_inputs(longer, frame, tmp_path)
-    assert third[2] is False and CountingRenderer.calls == 2 and third[:2] != first[:2]
-    assert cached_dual_tower_inputs(CountingRenderer(tokenizer, TextSettings(max_length=32, truncation_side="left")),
-                                    frame, tmp_path)[2] is False
+    third = cached(longer, frame, tmp_path)
+    assert third[1] is False and CountingRenderer.calls == 2 and third[0] != first[0]
+    assert cached(CountingRenderer(tokenizer, TextSettings(max_length=32, truncation_side="left")),
+                  frame, tmp_path)[1] is False
     # Different rows (one edited response): a miss.
     edited = frame.copy()
     edited.at[0, "response_a"] = ["something else entirely"]
-    assert cached_dual_tower_inputs(renderer, edited, tmp_path)[2] is False
-    assert len(list(tmp_path.glob("sides-*.npz"))) == 4 and not list(tmp_path.glob(".tmp-*"))
+    assert cached(renderer, edited, tmp_path)[1] is False
+    assert len(list(tmp_path.glob("pair-*.npz"))) == 4 and not list(tmp_path.glob(".tmp-*"))
     # A damaged entry is ignored and rewritten.
-    for path in tmp_path.glob("sides-*.npz"):
+    for path in tmp_path.glob("pair-*.npz"):
         path.write_bytes(b"truncated")
-    again = cached_dual_tower_inputs(renderer, frame, tmp_path)
-    assert again[2] is False and again[:2] == first[:2]
-    assert cached_dual_tower_inputs(renderer, frame, tmp_path)[2] is True
+    again = cached(renderer, frame, tmp_path)
+    assert again[1] is False and again[0] == first[0]
+    assert cached(renderer, frame, tmp_path)[1] is True
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +81,7 @@ def test_second_training_run_reads_tokens_from_the_cache(tiny_model_dir):
     out, first, second = tiny_model_dir
     assert first.count("token cache hit") == 0 and first.count("tokenised") == 2  # train and validation rows
     assert second.count("token cache hit") == 2 and "tokenised" not in second
-    assert len(list((out / "token_cache").glob("sides-*.npz"))) == 2
+    assert len(list((out / "token_cache").glob("pair-*.npz"))) == 2
     assert (out / "arenapref.json").is_file()
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from arenapref.batching import LongestFirstSampler, PairLengthSampler, PairTrainer, pair_length_keys
+from arenapref.batching import LongestFirstSampler, PairLengthSampler, pair_length_keys, row_length_keys
 from arenapref.inference import PairCollator, predict_pairs, token_budget_batches
 from arenapref.models.dual_tower import DualTowerConfig, DualTowerModel
 from arenapref.models.packing import padded_tokens, plan_chunks
@@ -172,21 +172,26 @@ def test_length_grouped_sampler_is_a_permutation_that_groups_lengths():
     assert sorted(second) == list(range(400)) and second != order
 
 
-def test_pair_trainer_uses_the_pair_samplers(tmp_path):
+def test_training_trainer_uses_the_length_samplers(tmp_path):
     from transformers import TrainingArguments
 
-    from arenapref.training import PairDataset
+    from arenapref.augment import PreferenceDataset
+    from arenapref.trainer import PreferenceTrainer
 
     side_a, side_b = random_sides(32, seed=8)
-    dataset = PairDataset(side_a, side_b, np.zeros(32, dtype=int))
+    dataset = PreferenceDataset(list(zip(side_a, side_b)), np.zeros(32, dtype=int))
+    keys = pair_length_keys(side_a, side_b)
+    assert row_length_keys(dataset.inputs) == keys
+    assert row_length_keys([[1, 2, 3], [4]]) == [3, 1]  # joint rows (cross-encoder, llm): their length
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to=[],
                              use_cpu=True, seed=5)
-    trainer = PairTrainer(model=tiny_model(), args=args, train_dataset=dataset, eval_dataset=dataset,
-                          data_collator=PairCollator(PAD))
+    trainer = PreferenceTrainer(model=tiny_model(), args=args, train_dataset=dataset, eval_dataset=dataset,
+                                data_collator=PairCollator(PAD))
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, PairLengthSampler) and sampler.seed == 5 and sampler.batch_size == 4
-    eval_order = list(trainer._get_eval_sampler(dataset))
-    assert isinstance(trainer._get_eval_sampler(dataset), LongestFirstSampler)
-    assert [dataset.length_keys[i] for i in eval_order] == sorted(dataset.length_keys, reverse=True)
+    assert sampler.lengths == keys
+    eval_sampler = trainer._get_eval_sampler(dataset)
+    assert isinstance(eval_sampler, LongestFirstSampler)
+    assert [keys[i] for i in eval_sampler] == sorted(keys, reverse=True)
     trainer.group_by_length = False
     assert not isinstance(trainer._get_train_sampler(), PairLengthSampler)

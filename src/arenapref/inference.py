@@ -137,6 +137,7 @@ def predict_rows(model, rows: list, inputs: str, pad_id: int, max_tokens: int | 
     return logits, scores
 
 
+@torch.inference_mode()
 def predict_sides(model, side_a: list[list[int]], side_b: list[list[int]], pad_id: int, max_tokens: int,
                   device: torch.device, progress=None, stats: dict | None = None):
     """Dual tower: the towers share one encoder, so the 2N sides of all rows are encoded as independent
@@ -223,19 +224,16 @@ def prepare_for_inference(model, device: str | torch.device, dtype: str = "fp32"
 
 
 @torch.inference_mode()
-def score_sides(model, sides: list[list[int]], pad_id: int, max_tokens: int = 16384,
+def score_sides(model, sides: list[list[int]], pad_id: int, max_tokens: int | None = None,
                 device: str | torch.device = "cpu") -> np.ndarray:
     """Rank models: one score per single side (prompt + one response), in the input order."""
     model.eval()
+    device = torch.device(device)
+    max_tokens = max_tokens or DEFAULT_BATCH_TOKENS.get(device.type, 16384)
     lengths = np.array([len(side) for side in sides], dtype=np.int64)
     scores = np.zeros(len(sides), dtype=np.float32)
     for batch_idx in token_budget_batches(lengths, max_tokens):
-        length = max(int(lengths[batch_idx].max()), 1)
-        ids = torch.full((len(batch_idx), length), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch_idx), length), dtype=torch.long)
-        for row, i in enumerate(batch_idx):
-            ids[row, : lengths[i]] = torch.as_tensor(sides[i], dtype=torch.long)
-            mask[row, : lengths[i]] = 1
+        ids, mask = pad_batch([sides[i] for i in batch_idx], pad_id)
         scores[batch_idx] = model.side_scores(ids.to(device), mask.to(device)).float().cpu().numpy()
     return scores
 

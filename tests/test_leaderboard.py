@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize
 
-from arenapref.leaderboard import fit_davidson, fit_half_wins, leaderboard, pair_weights
+from arenapref.data import DataError
+from arenapref.leaderboard import drop_rare_models, fit_davidson, fit_half_wins, leaderboard, pair_weights
 from conftest import run_cli
 
 TRUTH = {"alpha": 1250.0, "bravo": 1150.0, "charlie": 1080.0, "delta": 1000.0, "echo": 900.0, "foxtrot": 820.0}
@@ -155,3 +156,12 @@ def test_cli_accepts_fastchat_winner_column_and_reports_bad_input(tmp_path):
                       "--output", tmp_path / "never", check=False)
     assert missing.returncode == 2 and "missing column(s) id" in missing.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_min_battles_leaves_out_rare_models_and_their_battles():
+    battles = pd.DataFrame({"model_a": ["a", "a", "b", "c", "a"], "model_b": ["b", "c", "c", "rare", "b"]})
+    kept = drop_rare_models(battles, 3)  # counts: a 4, b 3, c 3, rare 1
+    assert set(kept["model_a"]) | set(kept["model_b"]) == {"a", "b", "c"} and len(kept) == 4
+    assert drop_rare_models(battles, 1) is battles
+    with pytest.raises(DataError, match="--min-battles"):
+        drop_rare_models(battles, 50)

@@ -175,3 +175,42 @@ def test_serve_on_a_busy_port_is_a_one_line_error(rank_model):
         proc = run_cli("serve", "--model", rank_model, "--port", port, check=False, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and f"127.0.0.1:{port} is in use" in proc.stderr
+
+
+class LengthBackend:
+    """A stand-in pairwise model (no per-response score): the longer response wins, side A gets +1 logit."""
+
+    def predict_logits(self, frame, progress=None):
+        diff = np.array([len(" ".join(a)) - len(" ".join(b)) for a, b in zip(frame["response_a"], frame["response_b"])])
+        return np.stack([diff / 20 + 1.0, -diff / 20, np.zeros(len(diff))], axis=1), None
+
+
+def test_pairwise_rank_over_http_for_a_model_without_side_scores():
+    """The /v1/rank path of classify / cross-encoder / llm / gbdt models, served by uvicorn in a thread."""
+    import threading
+
+    import uvicorn
+
+    from arenapref.api import Judge
+    from arenapref.serve import create_app
+
+    judge = Judge(LengthBackend(), {"model_type": "stub", "labels": LABELS})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(judge), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        responses = ["a" * 30, "a" * 5, "a" * 50, "a" * 12]
+        body = httpx.post(f"http://127.0.0.1:{port}/v1/rank", json={"prompt": "p", "responses": responses}).json()
+        assert body["method"] == "pairwise"
+        assert [r["index"] for r in body["ranking"]] == [2, 0, 3, 1]
+        expected = judge.rank("p", responses)
+        assert np.allclose([r["score"] for r in body["ranking"]], [r["score"] for r in expected], atol=1e-9)
+        card = httpx.get(f"http://127.0.0.1:{port}/v1/model").json()
+        assert card["ranking"] == "pairwise" and card["serving"]["rows"] == 12  # 4 x 3 ordered pairs
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

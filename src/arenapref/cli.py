@@ -240,12 +240,13 @@ def leaderboard(
     output: Optional[Path] = typer.Option(None, help="Directory for leaderboard.csv and leaderboard.png."),
     ties: str = typer.Option("half", help="half (a tie is half a win each way, as LMSYS) or davidson."),
     anchor: Optional[str] = typer.Option(None, help="Model fixed at 1000; default: the mean rating is 1000."),
+    min_battles: int = typer.Option(1, help="Leave out models with fewer battles (and their battles)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
 ):
     """Bradley-Terry ratings on the Elo scale with bootstrap intervals, from votes and/or a judge's predictions."""
     import numpy as np
 
-    from .leaderboard import load_battles, load_predictions, write_leaderboards
+    from .leaderboard import drop_rare_models, load_battles, load_predictions, write_leaderboards
 
     if ties not in ("half", "davidson"):
         raise DataError(f"--ties {ties}: expected half or davidson")
@@ -253,7 +254,7 @@ def leaderboard(
         raise DataError(f"--bootstrap {bootstrap}: must be 0 or more")
     if output is not None and output.exists() and not output.is_dir():
         raise DataError(f"{output}: exists and is a file; --output is a directory")
-    battles = load_battles(data)
+    battles = drop_rare_models(load_battles(data), min_battles)
     tables = {}
     if "outcome" in battles.columns:
         tables["votes"] = np.stack(battles["outcome"].to_numpy())

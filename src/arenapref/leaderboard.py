@@ -96,6 +96,18 @@ def load_predictions(path, ids: pd.Series) -> np.ndarray:
     return probs / probs.sum(axis=1, keepdims=True)
 
 
+def drop_rare_models(battles: pd.DataFrame, min_battles: int) -> pd.DataFrame:
+    """Battles between models that each have at least `min_battles` battles (a rating from 2 votes is noise)."""
+    if min_battles <= 1:
+        return battles
+    counts = pd.concat([battles["model_a"], battles["model_b"]]).value_counts()
+    keep = counts.index[counts >= min_battles]
+    kept = battles[battles["model_a"].isin(keep) & battles["model_b"].isin(keep)]
+    if kept.empty:
+        raise DataError(f"no model has {min_battles} or more battles; lower --min-battles")
+    return kept.reset_index(drop=True)
+
+
 # -- fitting -----------------------------------------------------------------------------------------------------
 def pair_weights(a: np.ndarray, b: np.ndarray, outcomes: np.ndarray, counts: np.ndarray | None = None):
     """Sum the outcome weights of battles between the same ordered pair: (pairs (P, 2), weights (P, 3))."""

@@ -202,7 +202,7 @@ th, td { border: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; vert
 th { background: #f3f3f3; }
 td.text { text-align: left; white-space: pre-wrap; max-width: 22rem; font-size: 0.8rem; }
 .figures { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-img { max-width: calc(50% - 0.5rem); border: 1px solid #eee; }
+img { max-width: calc(50% - 0.5rem); box-sizing: border-box; border: 1px solid #eee; }
 .note { color: #555; font-size: 0.9rem; }
 """
 

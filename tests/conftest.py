@@ -120,3 +120,26 @@ def rank_model(tmp_path_factory, small_csv, tiny_deberta) -> Path:
     run_cli("train", "--data", small_csv, "--output", out, "--backbone", tiny_deberta, "--max-length", 32,
             "--epochs", 1, "--objective", "rank", "--seed", 0)
     return out
+
+
+# A tiny but real training run: 2 epochs of 12 steps (48 rows, batch 4), a checkpoint every 4 steps (so the resume
+# test can kill it in the middle), random A/B swaps (so resume must replay them too). The reliability tests use it
+# for model-directory cases, resume and determinism.
+TINY_TRAIN_ARGS = ("--max-length", "32", "--batch-size", "4", "--epochs", "2", "--eval-steps", "4", "--seed", "7",
+                   "--valid-fraction", "0.25", "--lr", "1e-3", "--warmup-ratio", "0.1", "--swap-augment", "random")
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(small_csv) -> Path:
+    """The first 64 real rows."""
+    path = small_csv.parent / "tiny.csv"
+    pd.read_csv(small_csv, dtype=str, keep_default_na=False).head(64).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tiny_csv, tiny_deberta) -> Path:
+    """One tiny model trained through the real CLI once per session."""
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    run_cli("train", "--data", tiny_csv, "--output", out, "--backbone", tiny_deberta, *TINY_TRAIN_ARGS)
+    return out

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,27 +17,8 @@ from . import LABELS
 from .data import DataError, normalize
 from .augment import TTA_MODES, average_with_swapped, swap_frame
 from .inference import softmax
-from .models import META_FILE, MODELS
-
-
-def read_meta(path: str | Path) -> dict:
-    """arenapref.json of a model directory, with one-line errors for every way the directory can be wrong."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"model directory {path} not found; pass the --output directory of `arenapref train`")
-    if not path.is_dir():
-        raise DataError(f"{path}: is a file, expected a model directory written by `arenapref train`")
-    meta_path = path / META_FILE
-    if not meta_path.is_file():
-        raise DataError(f"{path}: not an arenapref model directory (no {META_FILE}); train one with `arenapref train`")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{meta_path}: corrupt ({exc}); retrain or restore the model directory") from None
-    if not isinstance(meta, dict) or meta.get("model_type") not in MODELS:
-        kind = meta.get("model_type") if isinstance(meta, dict) else None
-        raise DataError(f"{meta_path}: unknown model type {kind!r}; expected one of {', '.join(MODELS)}")
-    return meta
+from .modeldir import check_model_dir as read_meta  # every way a model directory can be wrong, one line each
+from .models import MODELS
 
 
 def check_tta(tta: str) -> str:

@@ -50,7 +50,9 @@ class PreferenceDataset(Dataset):
     """Pre-tokenised rows (a pair of sides or one joint sequence), labels, optional soft labels, and the rows'
     swapped rendering for `--swap-augment`.
 
-    random: every time a row is drawn (so once per epoch) it is swapped with probability 0.5.
+    random: every time a row is drawn (so once per epoch) it is swapped with probability 0.5. The coin is a function
+            of (seed, epoch, row), not a running generator, so a run resumed mid-epoch (which skips batches without
+            drawing them) flips the same coins as an uninterrupted one. The Trainer sets the epoch (`set_epoch`).
     full:   an item is the row *and* its swap; `FlattenCollator` puts both in the same batch, so every optimizer
             step sees both orders (a batch of --batch-size items holds 2 x batch-size rows).
     """
@@ -64,10 +66,16 @@ class PreferenceDataset(Dataset):
         self.inputs, self.swapped, self.swap = inputs, swapped, swap
         self.labels = np.asarray(labels)
         self.soft_labels = None if soft_labels is None else np.asarray(soft_labels, dtype=np.float32)
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.epoch = seed, 0
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def coin(self, i: int) -> bool:
+        return bool(np.random.default_rng((self.seed, self.epoch, i)).random() < 0.5)
 
     def row(self, i: int, swapped: bool) -> dict:
         label = int(self.labels[i])
@@ -81,7 +89,7 @@ class PreferenceDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         if self.swap == "full":
             return {"rows": [self.row(i, False), self.row(i, True)]}
-        return self.row(i, self.swap == "random" and self.rng.random() < 0.5)
+        return self.row(i, self.swap == "random" and self.coin(i))
 
 
 class FlattenCollator:

@@ -80,6 +80,18 @@ QUANTIZE_HELP = "none, or int8: dynamic int8 quantization of the encoder's Linea
 BATCH_TOKENS_HELP = "Encoder tokens per batch (default 8192 on CPU, 65536 on GPU)."
 
 
+def _check_train_inputs(cfg) -> None:
+    """Every input problem is reported before the libraries load, long before training starts."""
+    from .checkpoints import plan_start
+    from .data import check_output_dir, load_frame
+
+    check_output_dir(cfg.output)
+    plan_start(cfg.output, cfg.resume)
+    for path in [cfg.data, cfg.valid, *(cfg.extra or [])]:
+        if path:
+            load_frame(path, require_labels=True)
+
+
 @app.command()
 def train(
     data: Optional[Path] = typer.Option(None, help="Training file (CSV / JSONL / Parquet, Kaggle LMSYS columns)."),
@@ -127,6 +139,7 @@ def train(
     from .config import load_config
 
     cfg = load_config(config, overrides)
+    _check_train_inputs(cfg)
     _quiet_libraries()
     from .training import train as run_training
 
@@ -146,15 +159,17 @@ def evaluate(
     batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
 ):
     """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file."""
-    from .api import Judge, check_tta, read_meta
     from .data import load_frame
+    from .modeldir import check_model_dir
+
+    options = _speed_options(dtype, quantize, batch_tokens)
+    check_model_dir(model)
+    frame = load_frame(data, require_labels=True)
+    _quiet_libraries()
+    from .api import Judge, check_tta
     from .metrics import classification_metrics
 
     check_tta(tta)
-    options = _speed_options(dtype, quantize, batch_tokens)
-    read_meta(model)
-    frame = load_frame(data, require_labels=True)
-    _quiet_libraries()
     judge = Judge.from_pretrained(model, **options)
     metrics = classification_metrics(frame["label"].to_numpy(), judge.predict_proba(frame, tta=tta))
     if as_json:
@@ -175,15 +190,17 @@ def predict(
     batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
 ):
     """Write a Kaggle submission: one row of probabilities per input row, same order."""
-    from .api import Judge, check_tta, read_meta
     from .data import check_output_path, load_frame, to_kaggle, write_csv_atomic
+    from .modeldir import check_model_dir
 
-    check_tta(tta)
     options = _speed_options(dtype, quantize, batch_tokens)
     check_output_path(output)
-    read_meta(model)
+    check_model_dir(model)
     frame = load_frame(data)
     _quiet_libraries()
+    from .api import Judge, check_tta
+
+    check_tta(tta)
     judge = Judge.from_pretrained(model, **options)
     out = judge.predict_frame(to_kaggle(frame), scores=scores, tta=tta)
     out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
@@ -199,8 +216,9 @@ def split(
     seed: int = typer.Option(42),
 ):
     """Split a file into train.csv / holdout.csv with no prompt on both sides."""
-    from .data import grouped_split, load_frame, to_kaggle, write_csv_atomic
+    from .data import check_output_dir, grouped_split, load_frame, to_kaggle, write_csv_atomic
 
+    check_output_dir(output)
     frame = load_frame(data)
     train_part, holdout_part = grouped_split(frame, holdout_fraction, seed)
     output.mkdir(parents=True, exist_ok=True)
@@ -219,13 +237,16 @@ def serve(
     max_body_bytes: int = typer.Option(4_000_000, help="Largest request body in bytes; 413 past it."),
 ):
     """HTTP service: POST /v1/compare, POST /v1/rank, GET /v1/model, GET /healthz; docs at /docs."""
-    from .api import Judge, read_meta
+    from .modeldir import check_model_dir
+
+    check_model_dir(model)
     from .serve import port_free, run
 
-    read_meta(model)
     if not port_free(host, port):
         raise DataError(f"{host}:{port} is in use or not an address of this machine; pass another --port or --host")
     _quiet_libraries()
+    from .api import Judge
+
     judge = Judge.from_pretrained(model)
     err_console.print(f"serving {model} on http://{host}:{port} (docs: http://{host}:{port}/docs)")
     run(judge, host, port, batch_wait_ms=batch_wait_ms, max_items=max_items, max_body_bytes=max_body_bytes)
@@ -252,8 +273,10 @@ def leaderboard(
         raise DataError(f"--ties {ties}: expected half or davidson")
     if bootstrap < 0:
         raise DataError(f"--bootstrap {bootstrap}: must be 0 or more")
-    if output is not None and output.exists() and not output.is_dir():
-        raise DataError(f"{output}: exists and is a file; --output is a directory")
+    if output is not None:
+        from .data import check_output_dir
+
+        check_output_dir(output)
     battles = drop_rare_models(load_battles(data), min_battles)
     tables = {}
     if "outcome" in battles.columns:
@@ -305,15 +328,16 @@ def report(
 ):
     """An HTML report: metrics, reliability before/after calibration, confusion matrix, log loss by length and
     turns, position bias, worst-predicted rows."""
-    from .api import Judge, read_meta
-    from .data import load_frame
-    from .report import write_report
+    from .data import check_output_dir, load_frame
+    from .modeldir import check_model_dir
 
-    read_meta(model)
-    if output.exists() and not output.is_dir():
-        raise DataError(f"{output}: exists and is a file; --output is a directory")
+    check_model_dir(model)
+    check_output_dir(output)
     frame = load_frame(data, require_labels=True)
     _quiet_libraries()
+    from .api import Judge
+    from .report import write_report
+
     judge = Judge.from_pretrained(model)
     path = write_report(judge, frame, output, model_name=str(model), data_name=str(data), worst=worst)
     console.print(f"wrote {path}")
@@ -324,6 +348,13 @@ def main() -> None:
         app()
     except DataError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.filename is None:  # not about a file: a bug or a system fault, keep the traceback
+            raise
+        # A file the user named or a disk that filled up: one line, not a traceback.
+        err_console.print(f"error: {exc.filename}: {exc.strerror or exc}", markup=False, highlight=False,
+                          soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)

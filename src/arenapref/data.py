@@ -42,8 +42,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
             frame = _read_csv(path)
     except DataError:
         raise
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {_first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
     except Exception as exc:  # pandas / pyarrow raise many types; all mean "this is not a readable table"
         kind = "Parquet" if suffix == ".parquet" else "CSV"
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -51,6 +51,17 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if len(frame) == 0:
         raise DataError(f"{path}: has a header but no data rows")
     return frame
+
+
+def _first_bad_utf8(path: Path) -> str:
+    """'line L' of the first byte that is not UTF-8 (pandas' own offset is per chunk, useless to a user)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"line {line} (byte {exc.start})"
+    return "somewhere"
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -100,7 +111,8 @@ def parse_turns(cell, where: str) -> list[str]:
         elif isinstance(item, str):
             turns.append(item)
         else:
-            raise DataError(f"{where}: list holds a {type(item).__name__}, expected strings (or null)")
+            raise DataError(f"{where}: list holds {json.dumps(item)[:40]} ({type(item).__name__}); "
+                            "every turn must be a string (or null)")
     return turns
 
 
@@ -143,7 +155,9 @@ def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = Fa
     dup = ids.duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise DataError(f"{where}: row {i + 1} column id: duplicated id {ids.iloc[i]!r}; ids must be unique")
+        first = int(np.flatnonzero((ids == ids.iloc[i]).to_numpy())[0])
+        raise DataError(f"{where}: row {i + 1} column id: id {ids.iloc[i]!r} already used by row {first + 1}; "
+                        "ids must be unique")
     out = pd.DataFrame({"id": ids.to_numpy()})
     for col in TEXT_COLUMNS:
         cells = raw[col].tolist()
@@ -197,14 +211,39 @@ def to_kaggle(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _check_writable(folder: Path, path: Path) -> None:
+    """Create and delete a scratch file: os.access is wrong for root and for read-only mounts."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".arenapref-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DataError(f"{path}: folder {folder} is not writable ({exc.strerror}); choose another output path") from None
+
+
 def check_output_path(path: str | Path) -> Path:
     """Fail early (before hours of work) if an output file cannot be written where asked."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; pass a file name for the output, e.g. {path / 'predictions.csv'}")
     if not parent.is_dir():
         raise DataError(f"{path}: folder {parent} does not exist; create it or choose another output path")
-    if not os.access(parent, os.W_OK):
-        raise DataError(f"{path}: folder {parent} is not writable; choose another output path")
+    _check_writable(parent, path)
+    return path
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """Fail early if an output directory cannot be created or written (missing parents are created later)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: exists and is a file; choose a directory for the output")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"{path}: {existing} is a file, not a folder; choose another output directory")
+    _check_writable(existing, path)
     return path
 
 
@@ -212,11 +251,18 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path, **kwargs) -> None:
     write_text_atomic(frame.to_csv(index=False, **kwargs), check_output_path(path))
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_text_atomic(text: str, path: str | Path) -> None:
     """Write to a temporary file in the same folder, then rename: a kill never leaves a truncated file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes files private (0600); outputs get the usual mode
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -15,6 +15,7 @@ import torch
 from . import LABELS
 from .augment import FlattenCollator, PreferenceDataset, swap_frame
 from .calibration import calibrate
+from .checkpoints import mark_complete, plan_start, remove_checkpoints
 from .config import TrainConfig
 from .data import DataError, grouped_split, load_frame, write_text_atomic
 from .distill import read_teacher_probs, soft_targets
@@ -41,6 +42,19 @@ def _optimizer(model, cfg: TrainConfig, is_head):
     groups = [{"params": encoder, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
               {"params": head, "lr": cfg.head_lr, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _checkpoint_callback():
+    from transformers import TrainerCallback
+
+    class MarkCheckpointComplete(TrainerCallback):
+        """After the Trainer has written checkpoint-N (on_save comes after it), mark it whole for --resume."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    return MarkCheckpointComplete()
 
 
 def load_train_valid(cfg: TrainConfig):
@@ -89,7 +103,15 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
     teacher = read_teacher_probs(cfg.teacher_probs, train_frame["id"]) if cfg.teacher_probs else None
     if cfg.fp16 and not torch.cuda.is_available():
         raise DataError("--fp16 needs a CUDA GPU and none is visible; use --bf16 on CPU, or neither")
+    resume_from, stale = plan_start(output, cfg.resume)
     output.mkdir(parents=True, exist_ok=True)
+    if stale:
+        log(f"removing {len(stale)} incomplete or stale checkpoint(s): {', '.join(p.name for p in stale)}")
+        remove_checkpoints(stale)
+    if cfg.resume and resume_from is None:
+        log(f"no complete checkpoint in {output / 'checkpoints'}; starting from the beginning")
+    # From here until save_model_dir finishes, the directory must not look like a finished model.
+    (output / META_FILE).unlink(missing_ok=True)
 
     tokenizer = recipe.tokenizer(cfg.backbone, cfg)
     settings = TextSettings(max_length=cfg.max_length, response_weight=cfg.response_weight,
@@ -147,10 +169,13 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
     trainer = PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
                                 data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
                                 compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
-                                model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length)
-    resume = cfg.resume and any((output / "checkpoints").glob("checkpoint-*"))
+                                model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length,
+                                callbacks=[_checkpoint_callback()])
+    if resume_from is not None:
+        log(f"resuming from {resume_from}")
     start = time.time()
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    # The Trainer restores weights, optimizer, scheduler, RNG states and the position in the data order.
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.time() - start
 
     model = recipe.for_saving(trainer.model)

@@ -1,0 +1,78 @@
+"""Check a model directory before any work, without importing torch: every way it can be wrong is one line.
+
+A command that reads a model directory calls `check_model_dir` first, so a wrong path, an unfinished training
+run or a damaged weights file is reported in a second, not after loading libraries and data for a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from .data import DataError
+from .models import META_FILE, MODELS  # the registry imports no model code until a family is used
+
+
+def read_meta(path: str | Path) -> dict:
+    """arenapref.json of a model directory; a missing, unfinished or damaged directory raises DataError."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"model directory {path} not found; pass the --output directory of `arenapref train`")
+    if not path.is_dir():
+        raise DataError(f"{path}: is a file, expected a model directory written by `arenapref train`")
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        if not any(path.iterdir()):
+            raise DataError(f"{path}: model directory is empty; train one with `arenapref train --output {path}`")
+        if (path / "checkpoints").is_dir() or (path / "config.json").exists():
+            raise DataError(f"{path}: unfinished model directory (no {META_FILE}: training stopped before saving); "
+                            "rerun the same `arenapref train` command with --resume")
+        raise DataError(f"{path}: not an arenapref model directory (no {META_FILE}); train one with `arenapref train`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{meta_path}: corrupt ({exc}); retrain or restore the model directory") from None
+    if not isinstance(meta, dict) or meta.get("model_type") not in MODELS:
+        kind = meta.get("model_type") if isinstance(meta, dict) else None
+        raise DataError(f"{meta_path}: unknown model type {kind!r}; expected one of {', '.join(MODELS)}")
+    return meta
+
+
+def check_safetensors(path: Path) -> None:
+    """A .safetensors file whose header parses and whose size matches it (a truncated copy fails here)."""
+    size = path.stat().st_size
+    what = "retrain or restore the model directory"
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise DataError(f"{path}: truncated ({size} bytes, not a safetensors file); {what}")
+        header_len = struct.unpack("<Q", head)[0]
+        if header_len > min(size - 8, 100_000_000):
+            raise DataError(f"{path}: corrupt (bad safetensors header); {what}")
+        try:
+            header = json.loads(fh.read(header_len))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise DataError(f"{path}: corrupt (unreadable safetensors header); {what}") from None
+    expected = 8 + header_len + end
+    if size != expected:
+        state = "truncated" if size < expected else "corrupt"
+        raise DataError(f"{path}: {state} ({size} bytes, its header says {expected}); {what}")
+
+
+def check_model_dir(path: str | Path) -> dict:
+    """read_meta plus the files every model needs: a readable config.json and intact weights. Returns the meta."""
+    path = Path(path)
+    meta = read_meta(path)
+    config_path = path / "config.json"
+    if config_path.exists():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise DataError(f"{config_path}: corrupt (not JSON); retrain or restore the model directory") from None
+        if not isinstance(config, dict):
+            raise DataError(f"{config_path}: corrupt (not a JSON object); retrain or restore the model directory")
+    for weights in sorted(path.glob("*.safetensors")):
+        check_safetensors(weights)
+    return meta

@@ -39,7 +39,7 @@ def test_parse_turns():
     assert parse_turns("[]", "x") == []
     with pytest.raises(DataError, match="x: not a JSON list"):
         parse_turns("hello", "x")
-    with pytest.raises(DataError, match="holds a int"):
+    with pytest.raises(DataError, match=r"holds 1 \(int\)"):
         parse_turns("[1, 2]", "x")
     with pytest.raises(DataError, match="expected a JSON list"):
         parse_turns('{"a": 1}', "x")

@@ -195,3 +195,22 @@ def test_distillation_with_alpha_1_moves_the_model_toward_the_teacher(family, tm
     after = softmax(judge.backend.predict_logits(frame)[0])  # raw model output, no temperature
     assert kl(teacher, after) < 0.6 * kl(teacher, before), (kl(teacher, before), kl(teacher, after))
     assert after[:, 2].mean() > 0.5 > before[:, 2].mean()
+
+
+def test_recipe_options_are_validated_with_one_line_errors():
+    base = dict(data="d.csv", output="out")
+    cfg = load_config(None, {**base, "model": "cross-encoder", "field_budget": "1, 2, 2", "swap_augment": "full"})
+    assert cfg.field_weights == (1.0, 2.0, 2.0) and cfg.field_budget == "1,2,2"
+    assert load_config(None, {**base, "field_budget": [0.2, 0.4, 0.4]}).field_budget == "0.2,0.4,0.4"  # YAML list
+    bad = {
+        "field-budget": {"field_budget": "0.5,0.5"},
+        "swap-augment 'both'": {"swap_augment": "both"},
+        "distill-alpha": {"distill_alpha": 1.5},
+        "LoRA settings": {"lora_r": 0},
+        "only the dual-tower": {"model": "llm", "objective": "rank"},
+        "pooling": {"pooling": "max"},
+    }
+    for message, values in bad.items():
+        with pytest.raises(DataError, match=message) as err:
+            load_config(None, {**base, **values})
+        assert "\n" not in str(err.value)

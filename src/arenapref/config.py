@@ -83,6 +83,9 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise DataError(f"{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if self.objective == "rank" and self.model != "dual-tower":
+            raise DataError(f"--objective rank scores each response on its own: only the dual-tower has one "
+                            f"(got --model {self.model}); drop --objective or use --model dual-tower")
         if self.bf16 and self.fp16:
             raise DataError("--bf16 and --fp16 are exclusive; pick one")
         for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "eval_steps"):

@@ -16,8 +16,8 @@ import pandas as pd
 from . import LABELS
 from .data import DataError, normalize
 from .augment import TTA_MODES, average_with_swapped, swap_frame
-from .inference import softmax
 from .modeldir import check_model_dir as read_meta  # every way a model directory can be wrong, one line each
+from .metrics import softmax
 from .models import MODELS
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from .inference import softmax
-from .metrics import expected_calibration_error, log_loss
+from .metrics import expected_calibration_error, log_loss, softmax
 
 # A temperature outside this range means the validation set is too small or degenerate to trust.
 MIN_T, MAX_T = 0.05, 20.0

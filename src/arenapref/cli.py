@@ -21,12 +21,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(uses_transformers: bool = True) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not uses_transformers:  # importing transformers (and torch) costs seconds; GBDT models never need it
+        return
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # weight-loading bars; the Trainer keeps its own
+
+
+def _uses_transformers(model_type: str, embeddings) -> bool:
+    from .models import MODELS
+
+    return MODELS[model_type].backend != "gbdt" or bool(embeddings)
 
 
 def metrics_table(metrics: dict, title: str) -> Table:
@@ -132,20 +140,136 @@ def train(
                                                    help="Batch rows of similar length together (default on)."),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing",
                                                           help="Trade compute for memory: recompute activations."),
+    gbdt_rounds: Optional[int] = typer.Option(None, help="--model gbdt: boosting rounds."),
+    gbdt_learning_rate: Optional[float] = typer.Option(None, help="--model gbdt: LightGBM learning rate."),
+    gbdt_num_leaves: Optional[int] = typer.Option(None, help="--model gbdt: leaves per tree."),
+    gbdt_min_data_in_leaf: Optional[int] = typer.Option(None, help="--model gbdt: minimum rows per leaf."),
+    gbdt_embeddings: Optional[bool] = typer.Option(None, "--gbdt-embeddings",
+                                                   help="--model gbdt: add sentence-embedding similarities."),
 ):
     """Train a model and save it as a Hugging Face style directory."""
-    overrides = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k != "config"}
-    overrides["extra"] = [str(p) for p in extra] if extra else None
+    overrides = train_overrides(locals())  # before any import adds names to locals()
     from .config import load_config
 
     cfg = load_config(config, overrides)
     _check_train_inputs(cfg)
-    _quiet_libraries()
+    _quiet_libraries(_uses_transformers(cfg.model, cfg.gbdt_embeddings))
     from .training import train as run_training
 
     metrics = run_training(cfg)
     if metrics:
         console.print(metrics_table(metrics, f"validation ({cfg.output})"))
+
+
+def train_overrides(params: dict) -> dict:
+    """`train` flag values as TrainConfig overrides (None = not given; paths as strings)."""
+    overrides = {k: str(v) if isinstance(v, Path) else v for k, v in params.items() if k != "config"}
+    overrides["extra"] = [str(p) for p in params.get("extra") or []] or None
+    return overrides
+
+
+def parse_train_flags(args: list[str], command: str) -> dict:
+    """Parse `train` flags passed through another command (cv), with train's own names, types and checks."""
+    from typer.exceptions import TyperException
+
+    train_command = typer.main.get_command(app).commands["train"]
+    try:
+        params = train_command.make_context("train", list(args), resilient_parsing=False).params
+    except typer.Exit:  # e.g. --help among the passed-through flags
+        raise DataError(f"{command}: see `arenapref train --help` for the train flags {command} accepts") from None
+    except TyperException as exc:
+        raise DataError(f"{command}: {exc.format_message()}; see `arenapref train --help` for the flags") from None
+    for own in ("data", "output"):
+        if params.get(own) is not None:
+            raise DataError(f"{command}: --{own} is an option of {command} itself, give it once")
+    return params
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def cv(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., help="Labelled file; folds are grouped by prompt."),
+    output: Path = typer.Option(..., help="Directory for oof.csv (out-of-fold predictions) and cv_metrics.json."),
+    folds: int = typer.Option(5, help="Number of folds."),
+    keep_models: bool = typer.Option(False, "--keep-models", help="Keep each fold's model directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+):
+    """Grouped K-fold cross-validation of any recipe; every other flag is a `train` flag (e.g. --model gbdt)."""
+    from .config import load_config
+    from .crossval import cross_validate
+
+    params = parse_train_flags(ctx.args, "cv")
+    overrides = train_overrides(params)
+    overrides.update(data=str(data), output=str(output / "fold"))
+    cfg = load_config(params.get("config"), overrides)
+    _quiet_libraries(_uses_transformers(cfg.model, cfg.gbdt_embeddings))
+    log = (lambda *a: None) if as_json else (lambda msg: err_console.print(msg, markup=False, highlight=False))
+    result = cross_validate(cfg, folds, output, keep_models, log)
+    if as_json:
+        print(json.dumps({k: result[k] for k in ("model", "folds", "rows", "per_fold", "summary", "out_of_fold")}))
+        return
+    table = Table(title=f"{folds}-fold grouped CV of {cfg.model} on {data} ({result['seconds']:.0f}s)")
+    table.add_column("fold", justify="right")
+    for key in ("rows", "log_loss", "accuracy", "f1_macro", "ece"):
+        table.add_column(key, justify="right")
+    for m in result["per_fold"]:
+        table.add_row(str(m["fold"] + 1), str(m["rows"]), *(f"{m[k]:.4f}" for k in ("log_loss", "accuracy", "f1_macro", "ece")))
+    summary = result["summary"]
+    table.add_row("mean ± std", str(result["rows"]),
+                  *(f"{summary[k]['mean']:.4f} ± {summary[k]['std']:.4f}" for k in ("log_loss", "accuracy", "f1_macro", "ece")))
+    console.print(table)
+    console.print(f"out-of-fold log loss {result['out_of_fold']['log_loss']:.4f} "
+                  f"(prior {result['out_of_fold']['prior_log_loss']:.4f}); wrote {output / 'oof.csv'} and "
+                  f"{output / 'cv_metrics.json'}")
+
+
+@app.command()
+def ensemble(
+    predictions: list[Path] = typer.Argument(..., help="Prediction CSVs (id + 3 probabilities) to blend."),
+    output: Path = typer.Option(..., help="CSV to write: the blended predictions."),
+    weights: Optional[str] = typer.Option(None, help="Comma-separated weights, one per file (default: equal)."),
+    fit_on: Optional[Path] = typer.Option(None, help="Labelled file: fit the weights on these rows (use oof.csv)."),
+    method: str = typer.Option("linear", help="linear (probability average) or loglinear (log-probability sum)."),
+):
+    """Blend prediction files with given weights, or fit the weights to minimise log loss on labelled rows."""
+    import numpy as np
+    import pandas as pd
+
+    from .data import check_output_path, load_frame, write_csv_atomic
+    from .ensemble import METHODS, align, blend, fit_weights, read_predictions
+    from .metrics import log_loss
+
+    if method not in METHODS:
+        raise DataError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    if weights is not None and fit_on is not None:
+        raise DataError("--weights and --fit-on are exclusive: give weights, or fit them on labelled rows")
+    check_output_path(output)
+    frames = [read_predictions(p) for p in predictions]
+    if fit_on is not None:
+        labelled = load_frame(fit_on, require_labels=True)
+        ids, arrays = align(frames, predictions, labelled["id"])
+        labels = labelled["label"].to_numpy()
+        chosen = fit_weights(arrays, labels, method)
+        for path, array, w in zip(predictions, arrays, chosen):
+            console.print(f"{path}: log loss {log_loss(labels, array):.4f}, weight {w:.4f}")
+        console.print(f"blend ({method}): log loss {log_loss(labels, blend(arrays, chosen, method)):.4f} "
+                      f"on {len(labels)} rows of {fit_on}")
+    else:
+        ids, arrays = align(frames, predictions)
+        if weights is None:
+            chosen = np.full(len(arrays), 1.0 / len(arrays))
+        else:
+            try:
+                chosen = np.array([float(w) for w in weights.split(",")])
+            except ValueError:
+                raise DataError(f"--weights {weights!r}: expected comma-separated numbers, e.g. 0.7,0.3") from None
+            if len(chosen) != len(arrays) or (chosen < 0).any() or chosen.sum() <= 0:
+                raise DataError(f"--weights {weights!r}: need {len(arrays)} non-negative numbers, not all zero")
+    blended = blend(arrays, chosen, method)
+    out = pd.DataFrame({"id": ids})
+    out[list(LABELS)] = round_rows(blended, 6)
+    write_csv_atomic(out, output, float_format="%.6f")
+    console.print(f"weights {','.join(f'{w:.4f}' for w in chosen)}; wrote {len(out)} rows to {output}")
 
 
 @app.command()
@@ -163,9 +287,9 @@ def evaluate(
     from .modeldir import check_model_dir
 
     options = _speed_options(dtype, quantize, batch_tokens)
-    check_model_dir(model)
+    meta = check_model_dir(model)
     frame = load_frame(data, require_labels=True)
-    _quiet_libraries()
+    _quiet_libraries(_uses_transformers(meta["model_type"], meta.get("embeddings")))
     from .api import Judge, check_tta
     from .metrics import classification_metrics
 
@@ -195,9 +319,9 @@ def predict(
 
     options = _speed_options(dtype, quantize, batch_tokens)
     check_output_path(output)
-    check_model_dir(model)
+    meta = check_model_dir(model)
     frame = load_frame(data)
-    _quiet_libraries()
+    _quiet_libraries(_uses_transformers(meta["model_type"], meta.get("embeddings")))
     from .api import Judge, check_tta
 
     check_tta(tta)

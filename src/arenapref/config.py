@@ -64,6 +64,12 @@ class TrainConfig:
     # Distillation: CSV of id + teacher probabilities; loss = alpha * CE(teacher) + (1 - alpha) * CE(label).
     teacher_probs: str | None = None
     distill_alpha: float = 0.5
+    # --model gbdt (LightGBM on hand-made features); the defaults were chosen by grouped CV on the arena sample.
+    gbdt_rounds: int = 200
+    gbdt_learning_rate: float = 0.02
+    gbdt_num_leaves: int = 7
+    gbdt_min_data_in_leaf: int = 30
+    gbdt_embeddings: bool = False        # add --backbone sentence-embedding similarities as features
 
     def validate(self) -> "TrainConfig":
         if not self.data:
@@ -88,13 +94,14 @@ class TrainConfig:
                             f"(got --model {self.model}); drop --objective or use --model dual-tower")
         if self.bf16 and self.fp16:
             raise DataError("--bf16 and --fp16 are exclusive; pick one")
-        for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "eval_steps"):
+        for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "eval_steps", "gbdt_rounds",
+                     "gbdt_num_leaves", "gbdt_min_data_in_leaf"):
             if getattr(self, name) < 1:
                 raise DataError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 16:
             raise DataError(f"max-length {self.max_length} is too small; use at least 16")
-        if self.epochs <= 0 or self.lr <= 0:
-            raise DataError("epochs and lr must be positive")
+        if self.epochs <= 0 or self.lr <= 0 or self.gbdt_learning_rate <= 0:
+            raise DataError("epochs, lr and gbdt-learning-rate must be positive")
         self.field_budget = self._parse_field_budget(self.field_budget)
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise DataError(f"LoRA settings r={self.lora_r}, alpha={self.lora_alpha}, dropout={self.lora_dropout}: "

@@ -196,6 +196,28 @@ def grouped_split(frame: pd.DataFrame, valid_fraction: float, seed: int) -> tupl
     return frame.iloc[np.sort(train_idx)].reset_index(drop=True), frame.iloc[np.sort(valid_idx)].reset_index(drop=True)
 
 
+def load_train_valid(cfg):
+    """Training and validation frames: --valid, or a prompt-grouped hold-out of --data; --extra rows train only."""
+    frame = load_frame(cfg.data, require_labels=True)
+    if cfg.valid:
+        train_frame, valid_frame = frame, load_frame(cfg.valid, require_labels=True)
+    else:
+        train_frame, valid_frame = grouped_split(frame, cfg.valid_fraction, cfg.seed)
+    if cfg.extra:
+        extras = [load_frame(path, require_labels=True) for path in cfg.extra]
+        # Ids only need to be unique within a file; prefix extra rows so they cannot collide.
+        extras = [x.assign(id=[f"extra{k}-{i}" for i in x["id"]]) for k, x in enumerate(extras)]
+        train_frame = pd.concat([train_frame, *extras], ignore_index=True)
+    return train_frame, valid_frame
+
+
+def prepare_output(cfg) -> Path:
+    output = Path(cfg.output)
+    if output.exists() and not output.is_dir():
+        raise DataError(f"{output}: exists and is a file; choose a directory for --output")
+    return output
+
+
 def to_kaggle(frame: pd.DataFrame) -> pd.DataFrame:
     """The normalised frame back in the Kaggle CSV layout (JSON-encoded turn lists, one-hot labels if known)."""
     out = pd.DataFrame({"id": frame["id"]})

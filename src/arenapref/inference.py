@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .metrics import softmax  # noqa: F401  (re-exported: numpy-only, so GBDT code need not import torch)
+
 
 def pad_batch(sequences: list, pad_id: int, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token id lists to `length` (default: the longest): input_ids and attention_mask, (n, L)."""
@@ -236,13 +238,6 @@ def score_sides(model, sides: list[list[int]], pad_id: int, max_tokens: int | No
         ids, mask = pad_batch([sides[i] for i in batch_idx], pad_id)
         scores[batch_idx] = model.side_scores(ids.to(device), mask.to(device)).float().cpu().numpy()
     return scores
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class NeuralBackend:

@@ -8,6 +8,13 @@ CLASS_NAMES = ("model_a", "model_b", "tie")
 EPS = 1e-15
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean negative log-likelihood; rows are renormalised and clipped like Kaggle's scorer."""
     probs = np.clip(np.asarray(probs, dtype=np.float64), EPS, 1 - EPS)

@@ -17,7 +17,7 @@ from .augment import FlattenCollator, PreferenceDataset, swap_frame
 from .calibration import calibrate
 from .checkpoints import mark_complete, plan_start, remove_checkpoints
 from .config import TrainConfig
-from .data import DataError, grouped_split, load_frame, write_text_atomic
+from .data import DataError, load_train_valid, prepare_output, write_text_atomic
 from .distill import read_teacher_probs, soft_targets
 from .inference import collator_for, predict_rows, softmax
 from .metrics import classification_metrics, log_loss
@@ -55,30 +55,6 @@ def _checkpoint_callback():
                 mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
     return MarkCheckpointComplete()
-
-
-def load_train_valid(cfg: TrainConfig):
-    """Training and validation frames: --valid, or a prompt-grouped hold-out of --data; --extra rows train only."""
-    import pandas as pd
-
-    frame = load_frame(cfg.data, require_labels=True)
-    if cfg.valid:
-        train_frame, valid_frame = frame, load_frame(cfg.valid, require_labels=True)
-    else:
-        train_frame, valid_frame = grouped_split(frame, cfg.valid_fraction, cfg.seed)
-    if cfg.extra:
-        extras = [load_frame(path, require_labels=True) for path in cfg.extra]
-        # Ids only need to be unique within a file; prefix extra rows so they cannot collide.
-        extras = [x.assign(id=[f"extra{k}-{i}" for i in x["id"]]) for k, x in enumerate(extras)]
-        train_frame = pd.concat([train_frame, *extras], ignore_index=True)
-    return train_frame, valid_frame
-
-
-def prepare_output(cfg: TrainConfig) -> Path:
-    output = Path(cfg.output)
-    if output.exists() and not output.is_dir():
-        raise DataError(f"{output}: exists and is a file; choose a directory for --output")
-    return output
 
 
 def train(cfg: TrainConfig, log=print) -> dict:

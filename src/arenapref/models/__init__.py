@@ -37,6 +37,7 @@ MODELS = {
     "dual-tower": Family("neural", "arenapref.models.families:DUAL_TOWER"),
     "cross-encoder": Family("neural", "arenapref.models.families:CROSS_ENCODER"),
     "llm": Family("neural", "arenapref.models.llm:LLM"),
+    "gbdt": Family("gbdt"),
 }
 
 

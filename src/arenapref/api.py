@@ -15,13 +15,14 @@ import pandas as pd
 
 from . import LABELS
 from .data import DataError, normalize
-from .augment import TTA_MODES, average_with_swapped, swap_frame
 from .modeldir import check_model_dir as read_meta  # every way a model directory can be wrong, one line each
 from .metrics import softmax
 from .models import MODELS
 
 
 def check_tta(tta: str) -> str:
+    from .augment import TTA_MODES  # imported here: augment needs torch, and GBDT models never do
+
     if tta not in TTA_MODES:
         raise DataError(f"tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
     return tta
@@ -79,6 +80,8 @@ class Judge:
         tta = self.tta if tta is None else check_tta(tta)
         logits, scores = self.backend.predict_logits(frame, progress)
         if tta == "swap":
+            from .augment import average_with_swapped, swap_frame
+
             swapped_logits, swapped_scores = self.backend.predict_logits(swap_frame(frame), progress)
             logits = average_with_swapped(logits, swapped_logits)
             if scores is not None and swapped_scores is not None:

@@ -4,9 +4,11 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 DATA    ?= ../shared/data/arena_sample.csv
 OUT     ?= runs/demo
+# The recipe with the best grouped-CV log loss on the sample (README "Choosing the recipe"); any `--model` name works.
+MODEL   ?= gbdt
 # The pinned CPU wheel is installed first: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
-# The default recipe; extra `arenapref train` flags can be passed as DEMO_FLAGS="...".
+# Extra `arenapref train` flags can be passed as DEMO_FLAGS="...".
 DEMO_FLAGS ?=
 
 .PHONY: venv dev browser demo test clean
@@ -26,7 +28,7 @@ dev: $(BIN)/python
 # Hold out 20% of DATA (no prompt on both sides), train on the rest, score the held-out part.
 demo: venv
 	HF_HUB_OFFLINE=1 $(BIN)/arenapref split --data $(DATA) --output $(OUT)/data --holdout-fraction 0.2
-	HF_HUB_OFFLINE=1 $(BIN)/arenapref train --data $(OUT)/data/train.csv --output $(OUT)/model $(DEMO_FLAGS)
+	HF_HUB_OFFLINE=1 $(BIN)/arenapref train --data $(OUT)/data/train.csv --output $(OUT)/model --model $(MODEL) $(DEMO_FLAGS)
 	HF_HUB_OFFLINE=1 $(BIN)/arenapref evaluate --model $(OUT)/model --data $(OUT)/data/holdout.csv
 
 # Headless Chromium + ChromeDriver (Debian packages) for the report test; a no-op when both are installed.

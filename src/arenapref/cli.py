@@ -31,10 +31,10 @@ def _quiet_libraries(uses_transformers: bool = True) -> None:
     transformers.utils.logging.disable_progress_bar()  # weight-loading bars; the Trainer keeps its own
 
 
-def _uses_transformers(model_type: str, embeddings) -> bool:
+def _uses_transformers(model_type: str) -> bool:
     from .models import MODELS
 
-    return MODELS[model_type].backend != "gbdt" or bool(embeddings)
+    return MODELS[model_type].backend != "gbdt"
 
 
 def metrics_table(metrics: dict, title: str) -> Table:
@@ -144,8 +144,8 @@ def train(
     gbdt_learning_rate: Optional[float] = typer.Option(None, help="--model gbdt: LightGBM learning rate."),
     gbdt_num_leaves: Optional[int] = typer.Option(None, help="--model gbdt: leaves per tree."),
     gbdt_min_data_in_leaf: Optional[int] = typer.Option(None, help="--model gbdt: minimum rows per leaf."),
-    gbdt_embeddings: Optional[bool] = typer.Option(None, "--gbdt-embeddings",
-                                                   help="--model gbdt: add sentence-embedding similarities."),
+    gbdt_refit: Optional[bool] = typer.Option(None, "--gbdt-refit/--no-gbdt-refit",
+                                              help="--model gbdt: refit on training + validation rows (default on)."),
 ):
     """Train a model and save it as a Hugging Face style directory."""
     overrides = train_overrides(locals())  # before any import adds names to locals()
@@ -153,7 +153,7 @@ def train(
 
     cfg = load_config(config, overrides)
     _check_train_inputs(cfg)
-    _quiet_libraries(_uses_transformers(cfg.model, cfg.gbdt_embeddings))
+    _quiet_libraries(_uses_transformers(cfg.model))
     from .training import train as run_training
 
     metrics = run_training(cfg)
@@ -202,7 +202,7 @@ def cv(
     overrides = train_overrides(params)
     overrides.update(data=str(data), output=str(output / "fold"))
     cfg = load_config(params.get("config"), overrides)
-    _quiet_libraries(_uses_transformers(cfg.model, cfg.gbdt_embeddings))
+    _quiet_libraries(_uses_transformers(cfg.model))
     log = (lambda *a: None) if as_json else (lambda msg: err_console.print(msg, markup=False, highlight=False))
     result = cross_validate(cfg, folds, output, keep_models, log)
     if as_json:
@@ -289,7 +289,7 @@ def evaluate(
     options = _speed_options(dtype, quantize, batch_tokens)
     meta = check_model_dir(model)
     frame = load_frame(data, require_labels=True)
-    _quiet_libraries(_uses_transformers(meta["model_type"], meta.get("embeddings")))
+    _quiet_libraries(_uses_transformers(meta["model_type"]))
     from .api import Judge, check_tta
     from .metrics import classification_metrics
 
@@ -321,7 +321,7 @@ def predict(
     check_output_path(output)
     meta = check_model_dir(model)
     frame = load_frame(data)
-    _quiet_libraries(_uses_transformers(meta["model_type"], meta.get("embeddings")))
+    _quiet_libraries(_uses_transformers(meta["model_type"]))
     from .api import Judge, check_tta
 
     check_tta(tta)

@@ -69,7 +69,7 @@ class TrainConfig:
     gbdt_learning_rate: float = 0.02
     gbdt_num_leaves: int = 7
     gbdt_min_data_in_leaf: int = 30
-    gbdt_embeddings: bool = False        # add --backbone sentence-embedding similarities as features
+    gbdt_refit: bool = True              # after calibrating on validation, refit on training + validation rows
 
     def validate(self) -> "TrainConfig":
         if not self.data:

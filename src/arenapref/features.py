@@ -122,17 +122,13 @@ def swap_sides(blocks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {**blocks, "side_a": blocks["side_b"], "side_b": blocks["side_a"]}
 
 
-def feature_names(extra_side: tuple[str, ...] = (), extra_pair: tuple[str, ...] = ()) -> list[str]:
-    """Column names of feature_matrix; extra_* name columns appended to the side / pair blocks (embeddings)."""
-    side = SIDE_FEATURES + tuple(extra_side)
-    return ([f"a_{n}" for n in side] + [f"b_{n}" for n in side] + [f"diff_{n}" for n in side]
-            + list(PAIR_FEATURES) + list(extra_pair) + list(PROMPT_FEATURES))
+def feature_names() -> list[str]:
+    """Column names of feature_matrix."""
+    return ([f"a_{n}" for n in SIDE_FEATURES] + [f"b_{n}" for n in SIDE_FEATURES]
+            + [f"diff_{n}" for n in SIDE_FEATURES] + list(PAIR_FEATURES) + list(PROMPT_FEATURES))
 
 
 def feature_matrix(blocks: dict[str, np.ndarray]) -> np.ndarray:
-    """[side A, side B, A - B, pair (+ any extra symmetric block), prompt] as one (N, F) matrix."""
-    parts = [blocks["side_a"], blocks["side_b"], blocks["side_a"] - blocks["side_b"], blocks["pair"]]
-    if "pair_extra" in blocks:
-        parts.append(blocks["pair_extra"])
-    parts.append(blocks["prompt"])
-    return np.hstack(parts)
+    """[side A, side B, A - B, pair, prompt] as one (N, F) matrix."""
+    return np.hstack([blocks["side_a"], blocks["side_b"], blocks["side_a"] - blocks["side_b"], blocks["pair"],
+                      blocks["prompt"]])

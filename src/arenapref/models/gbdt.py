@@ -53,31 +53,6 @@ def symmetric_proba(booster, blocks: dict) -> np.ndarray:
     return (direct + mirrored) / 2
 
 
-def embedding_blocks(frame, blocks: dict, encoder_dir: str) -> dict:
-    """Add sentence-embedding similarities: cos(prompt, response) per side and cos(response A, response B)."""
-    from ..embeddings import embed_texts
-
-    join = lambda turns: "\n".join(turns)
-    texts = {col: [join(t) for t in frame[col]] for col in ("prompt", "response_a", "response_b")}
-    emb = {col: embed_texts(values, encoder_dir) for col, values in texts.items()}
-    cos = lambda x, y: np.sum(x * y, axis=1, keepdims=True)  # embeddings are unit length
-    return {
-        **blocks,
-        "side_a": np.hstack([blocks["side_a"], cos(emb["prompt"], emb["response_a"])]),
-        "side_b": np.hstack([blocks["side_b"], cos(emb["prompt"], emb["response_b"])]),
-        "pair_extra": cos(emb["response_a"], emb["response_b"]),
-    }
-
-
-def frame_blocks(frame, embeddings: str | None) -> dict:
-    blocks = feature_blocks(frame)
-    return embedding_blocks(frame, blocks, embeddings) if embeddings else blocks
-
-
-def names_for(embeddings: bool) -> list[str]:
-    return feature_names(("emb_cos_prompt",), ("emb_cos_ab",)) if embeddings else feature_names()
-
-
 def train_gbdt(cfg, log=print) -> dict:
     """Fit on the training part (rows + mirrors), calibrate on validation, save the model directory."""
     import lightgbm as lgb
@@ -85,27 +60,37 @@ def train_gbdt(cfg, log=print) -> dict:
     output = prepare_output(cfg)
     train_frame, valid_frame = load_train_valid(cfg)
     start = time.time()
-    embeddings = cfg.backbone if cfg.gbdt_embeddings else None
-    train_blocks, valid_blocks = frame_blocks(train_frame, embeddings), frame_blocks(valid_frame, embeddings)
+    train_blocks, valid_blocks = feature_blocks(train_frame), feature_blocks(valid_frame)
     features, labels = mirrored_training_set(train_blocks, train_frame["label"].to_numpy())
-    names = names_for(bool(embeddings))
+    names = feature_names()
     params = lgb_params(cfg)
     booster = lgb.train(params, lgb.Dataset(features, labels, feature_name=names), cfg.gbdt_rounds)
 
     valid_labels = valid_frame["label"].to_numpy()
     temperature, probs = calibrate(np.log(symmetric_proba(booster, valid_blocks)), valid_labels, log)
     metrics = classification_metrics(valid_labels, probs)
+    rows = len(train_frame)
+    if cfg.gbdt_refit:
+        # With ~1000 rows the held-out part is too valuable to leave out: refit on everything with the same
+        # settings and keep the temperature measured on the held-out part (the validation metrics stay honest:
+        # they are those of the model that did not see it).
+        features, labels = mirrored_training_set(
+            {k: np.concatenate([train_blocks[k], valid_blocks[k]]) for k in train_blocks},
+            np.concatenate([train_frame["label"].to_numpy(), valid_labels]))
+        booster = lgb.train(params, lgb.Dataset(features, labels, feature_name=names), cfg.gbdt_rounds)
+        rows += len(valid_frame)
     train_seconds = time.time() - start
-    log(f"gbdt: {len(train_frame)} training rows (x2 mirrored), {cfg.gbdt_rounds} rounds, {train_seconds:.1f}s")
+    log(f"gbdt: {rows} training rows (x2 mirrored){' incl. validation (refit)' if cfg.gbdt_refit else ''}, "
+        f"{cfg.gbdt_rounds} rounds, {train_seconds:.1f}s")
 
     meta = {
         "format_version": 1,
         "model_type": "gbdt",
         "labels": list(LABELS),
         "features": names,
-        "embeddings": embeddings,
         "lightgbm_params": params,
         "rounds": cfg.gbdt_rounds,
+        "refit_on_validation": cfg.gbdt_refit,
         "calibration": {"temperature": temperature, "fitted_on": "validation", "rows": int(len(valid_labels))},
         "train_config": cfg.to_dict(),
         "train_rows": len(train_frame),
@@ -145,7 +130,6 @@ class GBDTBackend:
     def __init__(self, booster, meta: dict):
         self.booster = booster
         self.meta = meta
-        self.embeddings = meta.get("embeddings")
 
     @classmethod
     def load(cls, path, meta: dict) -> "GBDTBackend":
@@ -169,7 +153,7 @@ class GBDTBackend:
         return cls(booster, meta)
 
     def predict_logits(self, frame, progress=None):
-        probs = symmetric_proba(self.booster, frame_blocks(frame, self.embeddings))
+        probs = symmetric_proba(self.booster, feature_blocks(frame))
         if progress is not None:
             progress(len(frame))
         # Log-probabilities are logits whose softmax gives the probabilities back (and temperature applies).

@@ -37,7 +37,8 @@ import torch  # noqa: E402
 
 from arenapref.batching import PairLengthSampler, pair_length_keys  # noqa: E402
 from arenapref.data import load_frame  # noqa: E402
-from arenapref.inference import PairCollator, predict_pairs, quantize_int8, softmax  # noqa: E402
+from arenapref.inference import (DEFAULT_BATCH_TOKENS, PairCollator, pad_batch, predict_pairs,  # noqa: E402
+                                 quantize_int8, softmax, token_budget_batches)
 from arenapref.metrics import log_loss  # noqa: E402
 from arenapref.models.pooling import masked_mean  # noqa: E402
 from arenapref.text import Renderer, TextSettings  # noqa: E402
@@ -192,7 +193,7 @@ def fit_head(model, side_a, side_b, labels, pad_id, device, target: float = 0.95
         with torch.no_grad():
             return weight.detach(), bias.detach(), float(torch.nn.functional.cross_entropy(x @ weight.T + bias, y))
 
-    for l2 in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1):
+    for l2 in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 0.3, 1.0, 3.0, 10.0):
         weight, bias, loss = fit(l2)
         if loss >= target:
             break
@@ -262,8 +263,8 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="Kaggle-format CSV (default ../shared/data/arena_sample.csv)")
     parser.add_argument("--model", default=None, help="a trained dual-tower model directory (default: MiniLM)")
     parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--chunk", type=int, default=32, help="rows per alternation round")
-    parser.add_argument("--train-steps", type=int, default=4, help="training steps per pipeline (0: skip)")
+    parser.add_argument("--rounds", type=int, default=8, help="alternation rounds of the inference comparison")
+    parser.add_argument("--train-steps", type=int, default=3, help="training steps per pipeline (0: skip)")
     parser.add_argument("--batch-size", type=int, default=8, help="training batch (rows)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -309,49 +310,75 @@ def main() -> None:
     else:
         predict_pairs(model, side_a[:8], side_b[:8], pad_id, device=device)  # warm-up
 
-    pipelines = {"reference": lambda a, b: reference_predict(model, a, b, pad_id, args.max_length, device)}
-    stats = {"ours": {"real_tokens": 0, "padded_tokens": 0}}
-
-    def ours(m, key):
-        def run(a, b):
-            chunk_stats = {}
-            logits, _ = predict_pairs(m, a, b, pad_id, device=device, stats=chunk_stats)
-            for k, v in chunk_stats.items():
-                stats.setdefault(key, {}).setdefault(k, 0)
-                stats[key][k] += v
-            return logits
-        return run
-
-    pipelines["ours"] = ours(model, "ours")
-    low_precision = None
-    if device.type == "cpu":
-        low_precision = "int8"
-        pipelines["int8"] = ours(quantize_int8(copy.deepcopy(model).cpu()), "int8")
+    # Work lists. Reference: fixed batches of 8 rows in input order. Ours: the plan predict_pairs makes (all 2N
+    # sides sorted by their own length, cut by the token budget), run batch by batch through the same building
+    # blocks (pad_batch, model.encode, model.head_logits) so the pipelines can alternate finely; the result is
+    # checked against predict_pairs itself below. Our batches are shuffled so long and short ones spread over
+    # the rounds (their order does not change any result).
+    low_precision = "int8" if device.type == "cpu" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    if low_precision == "int8":
+        low_model = quantize_int8(copy.deepcopy(model).cpu())
     else:
-        low_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        dtype = torch.bfloat16 if low_precision == "bf16" else torch.float16
-        pipelines[low_precision] = ours(copy.deepcopy(model).to(dtype), low_precision)
+        low_model = copy.deepcopy(model).to(torch.bfloat16 if low_precision == "bf16" else torch.float16)
+    models = {"ours": model, low_precision: low_model}
+    sides = list(side_a) + list(side_b)
+    side_lengths = np.array([len(s) for s in sides], dtype=np.int64)
+    ours_plan = token_budget_batches(side_lengths, DEFAULT_BATCH_TOKENS[device.type])
+    ours_plan = [ours_plan[i] for i in np.random.default_rng(args.seed).permutation(len(ours_plan))]
+    plans = {"reference": [np.arange(s, min(s + 8, n)) for s in range(0, n, 8)], "ours": ours_plan,
+             low_precision: ours_plan}
+    names = list(plans)
+    logits = {name: np.zeros((n, 3), dtype=np.float32) for name in names}
+    pooled: dict = {}
+    stats = {name: {"real_tokens": 0, "padded_tokens": 0} for name in names}
+
+    @torch.inference_mode()
+    def run_ours(name, batches):
+        for idx in batches:
+            ids, mask = pad_batch([sides[i] for i in idx], pad_id)
+            out = models[name].encode(ids.to(device), mask.to(device))
+            if name not in pooled:
+                pooled[name] = torch.zeros((2 * n, out.shape[-1]), dtype=out.dtype, device=out.device)
+            pooled[name][torch.as_tensor(idx, device=out.device)] = out
+            stats[name]["real_tokens"] += int(side_lengths[idx].sum())
+            stats[name]["padded_tokens"] += ids.numel()
+
+    def run(name, batches):
+        if name == "reference":
+            for rows in batches:
+                logits[name][rows] = reference_predict(model, [side_a[i] for i in rows], [side_b[i] for i in rows],
+                                                       pad_id, args.max_length, device)
+        else:
+            run_ours(name, batches)
 
     memory = PeakMemory(device)
-    seconds = {name: 0.0 for name in pipelines}
-    logits = {name: np.zeros((n, 3), dtype=np.float32) for name in pipelines}
-    names = list(pipelines)
-    for round_index, start in enumerate(range(0, n, args.chunk)):
-        rows = slice(start, min(start + args.chunk, n))
-        order = names if round_index % 2 == 0 else names[::-1]  # alternate who goes first
+    seconds = {name: 0.0 for name in names}
+    for r in range(args.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]  # every pipeline takes every position in turn
         line = []
         for name in order:
-            took, out = timed(device, lambda: memory.measure(name, lambda: pipelines[name](side_a[rows], side_b[rows])))
+            plan = plans[name]
+            batches = plan[len(plan) * r // args.rounds:len(plan) * (r + 1) // args.rounds]
+            took, _ = timed(device, lambda: memory.measure(name, lambda: run(name, batches)))
             seconds[name] += took
-            logits[name][rows] = out
-            line.append(f"{name} {took:.1f}s")
-        print(f"  rows {rows.start}-{rows.stop - 1}: " + ", ".join(line), flush=True)
+            line.append(f"{name} {took:.1f}s ({len(batches)} batches)")
+        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(line), flush=True)
+    for name in names[1:]:  # the head over the pooled sides, in row order
+        def head(name=name):
+            with torch.inference_mode():
+                return models[name].head_logits(pooled[name].view(2, n, -1).transpose(0, 1))[0].float().cpu().numpy()
+        took, logits[name] = timed(device, head)
+        seconds[name] += took
+    stats["reference"] = {"real_tokens": real, "padded_tokens": reference_padded}
+    check = predict_pairs(model, side_a[:16], side_b[:16], pad_id, device=device)[0]
+    print(f"  benchmark's batch-by-batch run == predict_pairs: max |logit diff| {np.abs(check - logits['ours'][:16]).max():.1e}")
 
     probs = {name: softmax(v) for name, v in logits.items()}
     pairs_per_s = {name: n / s for name, s in seconds.items()}
     max_diff = float(np.abs(probs["ours"] - probs["reference"]).max())
     losses = {name: log_loss(labels, p) for name, p in probs.items()}
     ours_share = stats["ours"]["real_tokens"] / stats["ours"]["padded_tokens"]
+    pipelines = names
     result = {
         "device": hardware,
         "load_average_start": round(load, 2),
@@ -376,9 +403,9 @@ def main() -> None:
     if low_precision != "int8":
         result["inference_speedup_int8"] = None  # dynamic int8 quantization is a CPU feature
 
-    print(f"\ninference ({n} pairs, alternating in rounds of {args.chunk}):")
+    print(f"\ninference ({n} pairs, alternating over {args.rounds} rounds):")
     for name in pipelines:
-        share = real / reference_padded if name == "reference" else stats[name]["real_tokens"] / stats[name]["padded_tokens"]
+        share = stats[name]["real_tokens"] / stats[name]["padded_tokens"]
         print(f"  {name:9s} {pairs_per_s[name]:7.2f} pairs/s  real-token share {share:.3f}  "
               f"peak extra memory {memory.peaks.get(name, float('nan')):7.1f} MiB  log loss {losses[name]:.4f}")
     print(f"  speedup ours/reference {result['inference_speedup']:.2f}x (padding bound {result['padding_bound']:.2f}x), "

@@ -195,3 +195,21 @@ def test_training_trainer_uses_the_length_samplers(tmp_path):
     assert [keys[i] for i in eval_sampler] == sorted(keys, reverse=True)
     trainer.group_by_length = False
     assert not isinstance(trainer._get_train_sampler(), PairLengthSampler)
+
+
+def test_int8_quantizes_linear_layers_except_down_projections_and_stays_close():
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    from arenapref.inference import quantize_int8
+
+    model = tiny_model()
+    side_a, side_b = random_sides(12, seed=9)
+    fp32 = predict_pairs(model, side_a, side_b, PAD)[0]
+    quantized = quantize_int8(tiny_model())
+    layer = quantized.encoder.encoder.layer[0]
+    assert isinstance(layer.attention.self.query, DynamicInt8Linear)
+    assert isinstance(layer.intermediate.dense, DynamicInt8Linear)
+    assert type(layer.output.dense) is torch.nn.Linear  # 64 -> 32 down-projection kept in fp32
+    assert type(quantized.head) is torch.nn.Linear
+    int8 = predict_pairs(quantized, side_a, side_b, PAD)[0]
+    assert 0 < np.abs(int8 - fp32).max() < 0.1

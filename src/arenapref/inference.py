@@ -191,17 +191,22 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def quantize_int8(model):
     """Dynamic int8 quantization of the encoder's Linear layers (CPU): int8 weights, activations quantized per call.
 
-    A small head outside `model.encoder` stays in fp32. Uses torch.ao's eager-mode API (deprecated in favour of
-    torchao, still shipped with torch).
+    Weights are quantized per output channel. The feed-forward down-projections (in_features > out_features)
+    stay in fp32: their inputs come straight from the GELU and carry outliers that a per-call int8 scale flattens;
+    on the arena sample (MiniLM, max length 128) quantizing them too doubles the log-loss change (+0.0055 vs
+    +0.0025) for about 5% more speed. A head outside `model.encoder` stays in fp32. Uses torch.ao's eager-mode API
+    (deprecated in favour of torchao, still shipped with torch).
     """
     import warnings
 
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     target = getattr(model, "encoder", model)
+    spec = {name: per_channel_dynamic_qconfig for name, module in target.named_modules()
+            if isinstance(module, torch.nn.Linear) and module.in_features <= module.out_features}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_dynamic(target, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        quantize_dynamic(target, spec, dtype=torch.qint8, inplace=True)
     return model
 
 

@@ -259,7 +259,7 @@ def train_steps(args, model, side_a, side_b, labels, pad_id, device, memory: Pea
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=64, help="arena rows to score (a seeded random sample)")
+    parser.add_argument("--rows", type=int, default=48, help="arena rows to score (a seeded random sample)")
     parser.add_argument("--data", default=None, help="Kaggle-format CSV (default ../shared/data/arena_sample.csv)")
     parser.add_argument("--model", default=None, help="a trained dual-tower model directory (default: MiniLM)")
     parser.add_argument("--max-length", type=int, default=512)

@@ -150,6 +150,14 @@ def _command(command, data, model, out_dir):
     if command == "train":
         out = out_dir / "model"
         return ["train", "--data", data, "--output", out, "--backbone", "no-such-backbone"], (out,)
+    if command == "report":
+        out = out_dir / "report"
+        return ["report", "--model", model, "--data", data, "--output", out], (out,)
+    if command == "leaderboard":
+        out = out_dir / "board"
+        return ["leaderboard", "--data", data, "--output", out, "--bootstrap", "0"], (out,)
+    if command == "serve":  # reads only a model directory; a port nobody uses
+        return ["serve", "--model", model, "--port", "1"], ()
     raise ValueError(command)
 
 
@@ -161,16 +169,21 @@ def test_bad_data_file(name, filename, write, command, fragments, rows, tiny_mod
     assert_clean_error(run_cli(*args, check=False), data, *fragments, not_written=outputs)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "split"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "split", "report", "leaderboard"])
 def test_every_data_command_reports_missing_file_and_bad_row(command, rows, tiny_model, tmp_path):
     missing = tmp_path / "nowhere" / "data.csv"
     args, outputs = _command(command, missing, tiny_model, tmp_path)
     assert_clean_error(run_cli(*args, check=False), missing, "not found", not_written=outputs)
 
     bad = tmp_path / "bad.csv"
-    _csv(rows, bad, _set(5, "response_b", "not json"))
+    if command == "leaderboard":  # a leaderboard reads the models and the votes, not the texts
+        _csv(rows, bad, _labels(5, "1", "1", "0"))
+        where = ("row 6", "winner_model_a")
+    else:
+        _csv(rows, bad, _set(5, "response_b", "not json"))
+        where = ("row 6", "column response_b")
     args, outputs = _command(command, bad, tiny_model, tmp_path)
-    assert_clean_error(run_cli(*args, check=False), bad, "row 6", "column response_b", not_written=outputs)
+    assert_clean_error(run_cli(*args, check=False), bad, *where, not_written=outputs)
 
 
 def test_directory_given_as_data(tiny_model, tmp_path):
@@ -236,6 +249,41 @@ def test_bad_model_directory(name, damage, fragments, named, command, tiny_model
     assert_clean_error(run_cli(*args, check=False), tmp_path / named, *fragments, not_written=outputs)
 
 
+@pytest.mark.parametrize("command", ["serve", "report"])
+@pytest.mark.parametrize("name,damage,fragments,named",
+                         [c for c in MODEL_CASES if c[0] in ("missing", "unfinished training", "truncated weights")],
+                         ids=["missing", "unfinished training", "truncated weights"])
+def test_bad_model_directory_for_serve_and_report(name, damage, fragments, named, command, tiny_model, tiny_csv,
+                                                  tmp_path):
+    model = _copy_model(tiny_model, tmp_path)
+    damage(model)
+    args, outputs = _command(command, tiny_csv, model, tmp_path)
+    assert_clean_error(run_cli(*args, check=False, timeout=120), tmp_path / named, *fragments, not_written=outputs)
+
+
+def test_serve_port_in_use(tiny_model):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_cli("serve", "--model", tiny_model, "--port", port, check=False, timeout=120)
+    assert_clean_error(proc, f"127.0.0.1:{port}", "in use")
+
+
+def test_leaderboard_predictions_that_do_not_match(rows, tmp_path):
+    battles = tmp_path / "battles.csv"
+    rows.to_csv(battles, index=False)
+    pred = tmp_path / "pred.csv"
+    pd.DataFrame({"id": rows["id"].iloc[:5], "winner_model_a": 0.5, "winner_model_b": 0.3, "winner_tie": 0.2}
+                 ).to_csv(pred, index=False)
+    out = tmp_path / "board"
+    proc = run_cli("leaderboard", "--data", battles, "--predictions", pred, "--output", out, "--bootstrap", "0",
+                   check=False)
+    assert_clean_error(proc, pred, repr(str(rows["id"].iloc[5])), "missing", not_written=(out,))
+
+
 def test_config_of_another_model_type(tiny_model, tiny_csv, tiny_deberta, tmp_path):
     """A config.json from a plain encoder (say, copied over by mistake): caught when the model loads, still clean."""
     model = _copy_model(tiny_model, tmp_path)
@@ -284,11 +332,13 @@ def test_predict_output_is_a_directory(tiny_model, tiny_csv, tmp_path):
     assert_clean_error(proc, tmp_path, "is a directory")
 
 
-@pytest.mark.parametrize("command", ["train", "split"])
-def test_output_directory_not_writable(command, tiny_csv, read_only_dir, tmp_path):
+@pytest.mark.parametrize("command", ["train", "split", "report", "leaderboard"])
+def test_output_directory_not_writable(command, tiny_csv, tiny_model, read_only_dir, tmp_path):
     out = read_only_dir / "out"
     args = {"train": ["train", "--data", tiny_csv, "--output", out],
-            "split": ["split", "--data", tiny_csv, "--output", out]}[command]
+            "split": ["split", "--data", tiny_csv, "--output", out],
+            "report": ["report", "--model", tiny_model, "--data", tiny_csv, "--output", out],
+            "leaderboard": ["leaderboard", "--data", tiny_csv, "--output", out, "--bootstrap", "0"]}[command]
     assert_clean_error(run_cli(*args, check=False), out, "not writable", not_written=(out,))
 
 

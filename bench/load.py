@@ -270,6 +270,9 @@ def main() -> None:
     first = [m for t, m in sampler.samples if t < mid] or [rss_start]
     second = [m for t, m in sampler.samples if t >= mid] or [rss_end]
     growth = float(np.median(second) - np.median(first))
+    quarters = [round(float(np.median([m for t, m in sampler.samples
+                                       if started + q * elapsed / 4 <= t < started + (q + 1) * elapsed / 4] or [rss_end])), 1)
+                for q in range(4)]
     statuses = {}
     for r in bad:
         statuses.setdefault(r["name"], set()).add(r["status"])
@@ -282,7 +285,7 @@ def main() -> None:
           f"p99 {percentile_ms([r['seconds'] for r in results], 99)} ms, {len(results) / elapsed:.1f} requests/s")
     print("malformed answers: " + ", ".join(f"{name} {sorted(s)}" for name, s in sorted(statuses.items())))
     print(f"server RSS: {rss_start:.0f} MiB after warm-up, peak {max(m for _, m in sampler.samples):.0f} MiB, "
-          f"{rss_end:.0f} MiB at the end; median second half - first half: {growth:+.1f} MiB")
+          f"{rss_end:.0f} MiB at the end; median by quarter {quarters}; second half - first half: {growth:+.1f} MiB")
     checks = {
         "no_5xx": not server_errors,
         "malformed_all_4xx": not bad_not_4xx,
@@ -304,6 +307,7 @@ def main() -> None:
         "status_5xx": len(server_errors), "malformed_not_4xx": len(bad_not_4xx), "valid_failed": len(valid_failed),
         "rss_start_mib": round(rss_start, 1), "rss_end_mib": round(rss_end, 1),
         "rss_peak_mib": round(max(m for _, m in sampler.samples), 1), "rss_growth_mib": round(growth, 1),
+        "rss_quarters_mib": quarters,
         "model": str(args.model) if args.model else "default backbone, untrained head",
         **checks,
     }

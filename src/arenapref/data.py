@@ -83,7 +83,8 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg}); fix or remove the line") from None
+                raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                                "fix or remove the line") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}: line {lineno}: expected a JSON object per line")
             rows.append(row)

@@ -156,6 +156,9 @@ def _command(command, data, model, out_dir):
     if command == "leaderboard":
         out = out_dir / "board"
         return ["leaderboard", "--data", data, "--output", out, "--bootstrap", "0"], (out,)
+    if command == "cv":
+        out = out_dir / "cv"
+        return ["cv", "--data", data, "--output", out, "--folds", "2", "--model", "gbdt"], (out,)
     if command == "serve":  # reads only a model directory; a port nobody uses
         return ["serve", "--model", model, "--port", "1"], ()
     raise ValueError(command)
@@ -169,7 +172,7 @@ def test_bad_data_file(name, filename, write, command, fragments, rows, tiny_mod
     assert_clean_error(run_cli(*args, check=False), data, *fragments, not_written=outputs)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "split", "report", "leaderboard"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "split", "report", "leaderboard", "cv"])
 def test_every_data_command_reports_missing_file_and_bad_row(command, rows, tiny_model, tmp_path):
     missing = tmp_path / "nowhere" / "data.csv"
     args, outputs = _command(command, missing, tiny_model, tmp_path)
@@ -272,6 +275,28 @@ def test_serve_port_in_use(tiny_model):
     assert_clean_error(proc, f"127.0.0.1:{port}", "in use")
 
 
+def _predictions(rows, path, edit=None):
+    frame = pd.DataFrame({"id": rows["id"], "winner_model_a": "0.5", "winner_model_b": "0.3", "winner_tie": "0.2"})
+    if edit:
+        edit(frame)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_ensemble_bad_prediction_files(rows, tmp_path):
+    good = _predictions(rows, tmp_path / "good.csv")
+    out = tmp_path / "blend.csv"
+    missing = tmp_path / "nowhere.csv"
+    assert_clean_error(run_cli("ensemble", good, missing, "--output", out, check=False), missing, "not found",
+                       not_written=(out,))
+    bad = _predictions(rows, tmp_path / "bad.csv", _set(3, "winner_tie", "lots"))
+    assert_clean_error(run_cli("ensemble", good, bad, "--output", out, check=False), bad, "row 4",
+                       "column winner_tie", not_written=(out,))
+    folder = tmp_path / "no_such_folder" / "blend.csv"
+    assert_clean_error(run_cli("ensemble", good, good, "--output", folder, check=False), folder, "does not exist",
+                       not_written=(folder,))
+
+
 def test_leaderboard_predictions_that_do_not_match(rows, tmp_path):
     battles = tmp_path / "battles.csv"
     rows.to_csv(battles, index=False)
@@ -332,10 +357,11 @@ def test_predict_output_is_a_directory(tiny_model, tiny_csv, tmp_path):
     assert_clean_error(proc, tmp_path, "is a directory")
 
 
-@pytest.mark.parametrize("command", ["train", "split", "report", "leaderboard"])
+@pytest.mark.parametrize("command", ["train", "split", "report", "leaderboard", "cv"])
 def test_output_directory_not_writable(command, tiny_csv, tiny_model, read_only_dir, tmp_path):
     out = read_only_dir / "out"
     args = {"train": ["train", "--data", tiny_csv, "--output", out],
+            "cv": ["cv", "--data", tiny_csv, "--output", out, "--model", "gbdt"],
             "split": ["split", "--data", tiny_csv, "--output", out],
             "report": ["report", "--model", tiny_model, "--data", tiny_csv, "--output", out],
             "leaderboard": ["leaderboard", "--data", tiny_csv, "--output", out, "--bootstrap", "0"]}[command]

@@ -185,6 +185,15 @@ def parse_train_flags(args: list[str], command: str) -> dict:
     return params
 
 
+def _check_cv_inputs(cfg, output: Path) -> None:
+    """As for train: the data and the output directory are checked before any fold starts."""
+    from .data import check_output_dir, load_frame
+
+    check_output_dir(output)
+    for path in [cfg.data, *(cfg.extra or [])]:
+        load_frame(path, require_labels=True)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def cv(
     ctx: typer.Context,
@@ -202,6 +211,7 @@ def cv(
     overrides = train_overrides(params)
     overrides.update(data=str(data), output=str(output / "fold"))
     cfg = load_config(params.get("config"), overrides)
+    _check_cv_inputs(cfg, output)
     _quiet_libraries(_uses_transformers(cfg.model))
     log = (lambda *a: None) if as_json else (lambda msg: err_console.print(msg, markup=False, highlight=False))
     result = cross_validate(cfg, folds, output, keep_models, log)

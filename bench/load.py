@@ -2,7 +2,8 @@
 
     python bench/load.py [--model DIR] [--clients 16] [--requests 400] [--malformed-share 0.25]
 
-Starts `arenapref serve` as a subprocess on a free loopback port, waits for /healthz, warms it up, then sends
+Starts `arenapref serve` as a subprocess on a free loopback port, waits for /healthz, warms it up (`--warmup`
+requests of the same mix, not measured), then sends
 `--requests` requests from `--clients` concurrent keep-alive clients and stops. The mix: single comparisons and lists
 of comparisons built from real arena rows (multi-turn, null turns, long texts), best-of-n rankings, and malformed
 requests of many kinds (broken JSON, missing or extra fields, wrong types, turn counts that differ, too many items,
@@ -224,6 +225,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--malformed-share", type=float, default=0.25)
+    parser.add_argument("--warmup", type=int, default=100,
+                        help="Requests (same mix) before measuring: the allocator reaches its working size first.")
     parser.add_argument("--max-items", type=int, default=64, help="The server's --max-items.")
     parser.add_argument("--max-body-bytes", type=int, default=1_000_000, help="The server's --max-body-bytes.")
     parser.add_argument("--max-length", type=int, default=128, help="Token budget of the built model (no --model).")
@@ -243,7 +246,7 @@ def main() -> None:
         sampler = MemorySampler(proc.pid)
         try:
             # Warm-up (first forward passes allocate the buffers a steady state reuses), then the measured run.
-            warm = [r for r in plan(2 * args.clients, 0.0, items, args.max_items, args.max_body_bytes, args.seed + 1)]
+            warm = plan(args.warmup, args.malformed_share, items, args.max_items, args.max_body_bytes, args.seed + 1)
             asyncio.run(drive(base, warm, args.clients, args.timeout))
             rss_start = rss_mib(proc.pid)
             sampler.start()

@@ -198,7 +198,8 @@ def start_server(model: Path, port: int, max_items: int, max_body: int, log_path
     log = log_path.open("w")
     proc = subprocess.Popen([sys.executable, "-m", "arenapref", "serve", "--model", str(model), "--port", str(port),
                              "--max-items", str(max_items), "--max-body-bytes", str(max_body)],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1",  # this checkout's code, not an installed copy
+                                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))})
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
     while True:

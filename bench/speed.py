@@ -259,12 +259,12 @@ def train_steps(args, model, side_a, side_b, labels, pad_id, device, memory: Pea
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=48, help="arena rows to score (a seeded random sample)")
+    parser.add_argument("--rows", type=int, default=128, help="arena rows to score (a seeded random sample)")
     parser.add_argument("--data", default=None, help="Kaggle-format CSV (default ../shared/data/arena_sample.csv)")
     parser.add_argument("--model", default=None, help="a trained dual-tower model directory (default: MiniLM)")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=8, help="alternation rounds of the inference comparison")
-    parser.add_argument("--train-steps", type=int, default=3, help="training steps per pipeline (0: skip)")
+    parser.add_argument("--train-steps", type=int, default=4, help="training steps per pipeline (0: skip)")
     parser.add_argument("--batch-size", type=int, default=8, help="training batch (rows)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

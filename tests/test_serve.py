@@ -214,3 +214,12 @@ def test_pairwise_rank_over_http_for_a_model_without_side_scores():
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_mmap_threshold_is_pinned_where_glibc_allows_it():
+    """The server pins glibc's mmap threshold (its RSS otherwise creeps up under load: bench/load.py)."""
+    import platform
+
+    from arenapref.serve import fix_mmap_threshold
+
+    assert fix_mmap_threshold() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Callable, Union
 
@@ -102,6 +102,27 @@ class RankResult(BaseModel):
     ranking: list[RankedResponse]
 
 
+def fix_mmap_threshold(size: int = 128 * 1024) -> bool:
+    """Pin glibc's mmap threshold (M_MMAP_THRESHOLD) so blocks of `size` bytes and more always get their own mapping.
+
+    By default glibc raises the threshold each time a large mapped block is freed (up to 32 MiB), after which
+    blocks of that size come from the heap instead. A server handling bodies and activations of every size from
+    bytes to megabytes then fragments its heap and its resident memory creeps up for thousands of requests (measured
+    with bench/load.py: +150 MiB over 1200 requests with the default MiniLM model, still rising). Pinning the
+    threshold keeps large blocks out of the heap, so freeing them returns the memory at once. A no-op (False)
+    without glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold = -3
+    return bool(mallopt(m_mmap_threshold, size))
+
+
 class TooLarge(Exception):
     def __init__(self, detail: str):
         self.detail = detail
@@ -110,8 +131,9 @@ class TooLarge(Exception):
 class MicroBatcher:
     """Runs `run(items) -> results` (one result per item) over the items of all requests queued together."""
 
-    def __init__(self, run: Callable[[list], list], wait_ms: float, max_items: int, lock: threading.Lock):
-        self.run, self.wait, self.max_items, self.lock = run, wait_ms / 1000, max_items, lock
+    def __init__(self, run: Callable[[list], list], wait_ms: float, max_items: int):
+        self.run, self.wait, self.max_items = run, wait_ms / 1000, max_items
+        self.executor: ThreadPoolExecutor | None = None
         self.queue: asyncio.Queue | None = None
         self.forward_passes = 0
         self.items = 0
@@ -120,10 +142,6 @@ class MicroBatcher:
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((items, future))
         return await future
-
-    def _run_locked(self, items: list) -> list:
-        with self.lock:  # one forward pass at a time across batchers: they share the model and the cores
-            return self.run(items)
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -141,7 +159,7 @@ class MicroBatcher:
                 size += len(job[0])
             items = [item for job_items, _ in jobs for item in job_items]
             try:
-                results = await asyncio.to_thread(self._run_locked, items)
+                results = await loop.run_in_executor(self.executor, self.run, items)
             except Exception as exc:  # one bad batch fails its requests, not the worker
                 log.exception("forward pass failed")
                 for _, future in jobs:
@@ -228,8 +246,6 @@ def _readable(errors: list[dict]) -> str:
 def create_app(judge, batch_wait_ms: float = 5.0, max_items: int = 256, max_body_bytes: int = 4_000_000,
                max_batch_rows: int = 512) -> FastAPI:
     """The FastAPI app over an already loaded Judge."""
-    lock = threading.Lock()
-
     def predict_rows(rows: list[tuple]) -> list:
         raw = pd.DataFrame({"id": [str(i) for i in range(len(rows))], "prompt": [r[0] for r in rows],
                             "response_a": [r[1] for r in rows], "response_b": [r[2] for r in rows]})
@@ -238,19 +254,23 @@ def create_app(judge, batch_wait_ms: float = 5.0, max_items: int = 256, max_body
     def score_rows(rows: list[tuple]) -> list:
         return list(judge.score_responses([r[0] for r in rows], [r[1] for r in rows]))
 
-    pairs = MicroBatcher(predict_rows, batch_wait_ms, max_batch_rows, lock)
-    sides = MicroBatcher(score_rows, batch_wait_ms, max_batch_rows, lock)
+    pairs = MicroBatcher(predict_rows, batch_wait_ms, max_batch_rows)
+    sides = MicroBatcher(score_rows, batch_wait_ms, max_batch_rows)
     max_rank = max(2, int((1 + (1 + 4 * max_items) ** 0.5) / 2))  # n(n-1) ordered pairs stay within max_items
 
     @asynccontextmanager
     async def lifespan(app):
+        # One forward-pass thread shared by both batchers: passes run one at a time (they share the model and the
+        # cores), and the same thread's malloc arena serves every pass.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arenapref-forward")
         workers = []
         for batcher in (pairs, sides):
-            batcher.queue = asyncio.Queue()
+            batcher.queue, batcher.executor = asyncio.Queue(), executor
             workers.append(asyncio.create_task(batcher.worker()))
         yield
         for task in workers:
             task.cancel()
+        executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="arenapref judge", version=__version__, lifespan=lifespan,
                   description="Which of two chatbot responses would a human prefer? Probabilities for A wins, "
@@ -341,5 +361,6 @@ def port_free(host: str, port: int) -> bool:
 def run(judge, host: str, port: int, **limits) -> None:
     import uvicorn
 
+    fix_mmap_threshold()
     uvicorn.run(create_app(judge, **limits), host=host, port=port, log_level="info", access_log=False)
 

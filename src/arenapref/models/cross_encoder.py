@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from .dual_tower import encoder_from_dict
@@ -30,6 +30,10 @@ class CrossEncoderConfig(PretrainedConfig):
     @property
     def hidden(self) -> int:
         return int(self.encoder.get("hidden_size") or self.encoder.get("d_model") or self.encoder.get("dim"))
+
+
+# Known to AutoConfig, so AutoTokenizer.from_pretrained(model_dir) reads config.json without a warning.
+AutoConfig.register(CrossEncoderConfig.model_type, CrossEncoderConfig, exist_ok=True)
 
 
 @dataclass

@@ -43,6 +43,10 @@ class DualTowerConfig(PretrainedConfig):
         return int(self.encoder.get("hidden_size") or self.encoder.get("d_model") or self.encoder.get("dim"))
 
 
+# Known to AutoConfig, so AutoTokenizer.from_pretrained(model_dir) reads config.json without a warning.
+AutoConfig.register(DualTowerConfig.model_type, DualTowerConfig, exist_ok=True)
+
+
 @dataclass
 class DualTowerOutput(ModelOutput):
     loss: torch.Tensor | None = None

@@ -38,8 +38,8 @@ import torch  # noqa: E402
 from arenapref.batching import PairLengthSampler, pair_length_keys  # noqa: E402
 from arenapref.data import load_frame  # noqa: E402
 from arenapref.inference import (DEFAULT_BATCH_TOKENS, PairCollator, pad_batch, predict_pairs,  # noqa: E402
-                                 quantize_int8, softmax, token_budget_batches)
-from arenapref.metrics import log_loss  # noqa: E402
+                                 quantize_int8, token_budget_batches)
+from arenapref.metrics import log_loss, softmax  # noqa: E402
 from arenapref.models.pooling import masked_mean  # noqa: E402
 from arenapref.text import Renderer, TextSettings  # noqa: E402
 
@@ -378,7 +378,6 @@ def main() -> None:
     max_diff = float(np.abs(probs["ours"] - probs["reference"]).max())
     losses = {name: log_loss(labels, p) for name, p in probs.items()}
     ours_share = stats["ours"]["real_tokens"] / stats["ours"]["padded_tokens"]
-    pipelines = names
     result = {
         "device": hardware,
         "load_average_start": round(load, 2),
@@ -404,7 +403,7 @@ def main() -> None:
         result["inference_speedup_int8"] = None  # dynamic int8 quantization is a CPU feature
 
     print(f"\ninference ({n} pairs, alternating over {args.rounds} rounds):")
-    for name in pipelines:
+    for name in names:
         share = stats[name]["real_tokens"] / stats[name]["padded_tokens"]
         print(f"  {name:9s} {pairs_per_s[name]:7.2f} pairs/s  real-token share {share:.3f}  "
               f"peak extra memory {memory.peaks.get(name, float('nan')):7.1f} MiB  log loss {losses[name]:.4f}")
@@ -414,7 +413,7 @@ def main() -> None:
     print(f"  max |p_ours - p_reference| = {max_diff:.2e} ({'OK' if max_diff < 1e-4 else 'ABOVE'} 1e-4); "
           f"{low_precision} log loss change {result[f'log_loss_change_{low_precision}']:+.5f}, "
           f"max |p_{low_precision} - p_fp32| = {result[f'max_abs_prob_diff_{low_precision}']:.2e}")
-    for name in pipelines:
+    for name in names:
         result[f"peak_memory_mib_{name}"] = round(memory.peaks.get(name, float("nan")), 1)
 
     if args.train_steps > 0:

@@ -12,7 +12,8 @@ from arenapref.augment import FlattenCollator, PreferenceDataset, average_with_s
 from arenapref.config import load_config
 from arenapref.data import DataError, load_frame
 from arenapref.distill import read_teacher_probs, soft_targets
-from arenapref.inference import PairCollator, SequenceCollator, softmax
+from arenapref.inference import PairCollator, SequenceCollator
+from arenapref.metrics import softmax
 
 
 def test_swap_frame_exchanges_responses_and_maps_labels():

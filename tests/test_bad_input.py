@@ -264,17 +264,6 @@ def test_bad_model_directory_for_serve_and_report(name, damage, fragments, named
     assert_clean_error(run_cli(*args, check=False, timeout=120), tmp_path / named, *fragments, not_written=outputs)
 
 
-def test_serve_port_in_use(tiny_model):
-    import socket
-
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        proc = run_cli("serve", "--model", tiny_model, "--port", port, check=False, timeout=120)
-    assert_clean_error(proc, f"127.0.0.1:{port}", "in use")
-
-
 def _predictions(rows, path, edit=None):
     frame = pd.DataFrame({"id": rows["id"], "winner_model_a": "0.5", "winner_model_b": "0.3", "winner_tie": "0.2"})
     if edit:

@@ -3,7 +3,7 @@
 import numpy as np
 
 from arenapref.calibration import calibrate, fit_temperature
-from arenapref.inference import softmax
+from arenapref.metrics import softmax
 from arenapref.metrics import expected_calibration_error, log_loss
 
 

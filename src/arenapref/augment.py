@@ -40,7 +40,7 @@ def swap_columns(values: np.ndarray) -> np.ndarray:
 
 def average_with_swapped(logits: np.ndarray, swapped_logits: np.ndarray) -> np.ndarray:
     """Swap test-time augmentation: mean of the two probability vectors, returned as log-probabilities."""
-    from .inference import softmax
+    from .metrics import softmax
 
     probs = 0.5 * (softmax(logits) + softmax(swap_columns(swapped_logits)))
     return np.log(np.clip(probs, 1e-12, 1.0)).astype(np.float32)

@@ -18,7 +18,8 @@ import pandas as pd
 
 from . import LABELS
 from .config import TrainConfig
-from .data import DataError, load_frame, prompt_groups, to_kaggle, write_csv_atomic, write_text_atomic
+from .data import (DataError, check_output_dir, load_frame, prompt_groups, to_kaggle, write_csv_atomic,
+                   write_text_atomic)
 from .metrics import classification_metrics
 
 SUMMARY_METRICS = ("log_loss", "accuracy", "f1_macro", "ece")
@@ -52,9 +53,7 @@ def cross_validate(cfg: TrainConfig, folds: int, output: str | Path, keep_models
     from .api import Judge
     from .training import train
 
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise DataError(f"{output}: exists and is a file; choose a directory for --output")
+    output = check_output_dir(output)
     if cfg.valid:
         raise DataError("cv: --valid is not used; each fold holds out --valid-fraction of its own training rows")
     frame = load_frame(cfg.data, require_labels=True)

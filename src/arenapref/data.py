@@ -212,13 +212,6 @@ def load_train_valid(cfg):
     return train_frame, valid_frame
 
 
-def prepare_output(cfg) -> Path:
-    output = Path(cfg.output)
-    if output.exists() and not output.is_dir():
-        raise DataError(f"{output}: exists and is a file; choose a directory for --output")
-    return output
-
-
 def to_kaggle(frame: pd.DataFrame) -> pd.DataFrame:
     """The normalised frame back in the Kaggle CSV layout (JSON-encoded turn lists, one-hot labels if known)."""
     out = pd.DataFrame({"id": frame["id"]})

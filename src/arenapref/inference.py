@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .metrics import softmax  # noqa: F401  (re-exported: numpy-only, so GBDT code need not import torch)
-
 
 def pad_batch(sequences: list, pad_id: int, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token id lists to `length` (default: the longest): input_ids and attention_mask, (n, L)."""

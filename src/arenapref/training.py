@@ -17,10 +17,10 @@ from .augment import FlattenCollator, PreferenceDataset, swap_frame
 from .calibration import calibrate
 from .checkpoints import mark_complete, plan_start, remove_checkpoints
 from .config import TrainConfig
-from .data import DataError, load_train_valid, prepare_output, write_text_atomic
+from .data import DataError, check_output_dir, load_train_valid, write_text_atomic
 from .distill import read_teacher_probs, soft_targets
-from .inference import collator_for, predict_rows, softmax
-from .metrics import classification_metrics, log_loss
+from .inference import collator_for, predict_rows
+from .metrics import classification_metrics, log_loss, softmax
 from .models import META_FILE, MODELS
 from .text import Renderer, TextSettings
 from .token_cache import cached_encode_rows
@@ -74,7 +74,7 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
 
     recipe = MODELS[cfg.model].load_recipe()
     set_seed(cfg.seed)
-    output = prepare_output(cfg)
+    output = check_output_dir(cfg.output)
     train_frame, valid_frame = load_train_valid(cfg)
     teacher = read_teacher_probs(cfg.teacher_probs, train_frame["id"]) if cfg.teacher_probs else None
     if cfg.fp16 and not torch.cuda.is_available():

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import LABELS
 from ..calibration import calibrate
-from ..data import DataError, load_train_valid, prepare_output, write_text_atomic
+from ..data import DataError, check_output_dir, load_train_valid, write_text_atomic
 from ..features import feature_blocks, feature_matrix, feature_names, swap_sides
 from ..metrics import classification_metrics
 from . import META_FILE
@@ -57,7 +57,7 @@ def train_gbdt(cfg, log=print) -> dict:
     """Fit on the training part (rows + mirrors), calibrate on validation, save the model directory."""
     import lightgbm as lgb
 
-    output = prepare_output(cfg)
+    output = check_output_dir(cfg.output)
     train_frame, valid_frame = load_train_valid(cfg)
     start = time.time()
     train_blocks, valid_blocks = feature_blocks(train_frame), feature_blocks(valid_frame)

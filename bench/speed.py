@@ -4,9 +4,9 @@
 
 Reference pipeline (what the reference design does): every side padded to max length (512), fixed batches of 8
 rows in input order, one (2B, 512) encoder pass per batch. Ours: arenapref's predict path (sides encoded as
-independent sequences sorted by length, token-budget batches, dynamic padding, order restored) at the same max
-length with the same weights; plus the int8 dynamically quantized model (CPU) or bf16 (CUDA). Training: a few
-optimizer steps of each pipeline on the same rows (reference: random batches padded to 512, one pass; ours:
+independent sequences sorted by length, token-budget batches, dynamic padding, on a CPU two encoder calls at once
+on two worker threads, order restored) at the same max length with the same weights; plus the int8 dynamically
+quantized model (CPU) or bf16 (CUDA). Training: a few optimizer steps of each pipeline on the same rows (reference: random batches padded to 512, one pass; ours:
 length-grouped batches, dynamic padding, sides in length-sorted sub-batches), alternating step by step.
 
 Without --model the default backbone (all-MiniLM-L6-v2) is used with a head fitted for a moment on its pooled
@@ -37,8 +37,8 @@ import torch  # noqa: E402
 
 from arenapref.batching import PairLengthSampler, pair_length_keys  # noqa: E402
 from arenapref.data import load_frame  # noqa: E402
-from arenapref.inference import (DEFAULT_BATCH_TOKENS, PairCollator, pad_batch, predict_pairs,  # noqa: E402
-                                 quantize_int8, token_budget_batches)
+from arenapref.inference import (PairCollator, call_budget, default_workers, map_batches, pad_batch,  # noqa: E402
+                                 predict_pairs, quantize_int8, token_budget_batches)
 from arenapref.metrics import log_loss, softmax  # noqa: E402
 from arenapref.models.pooling import masked_mean  # noqa: E402
 from arenapref.text import Renderer, TextSettings  # noqa: E402
@@ -285,8 +285,9 @@ def main() -> None:
         sys.exit("error: arena_sample.csv not found; pass --data or set ARENAPREF_DATA")
     wall = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        f"CPU, {torch.get_num_threads()} torch threads in {default_workers(device)} encoder workers, "
+        f"{os.cpu_count()} cores")
     print(f"device: {hardware}; load average at start {load:.2f}")
 
     frame = load_frame(data, require_labels=True)
@@ -314,7 +315,8 @@ def main() -> None:
     # sides sorted by their own length, cut by the token budget), run batch by batch through the same building
     # blocks (pad_batch, model.encode, model.head_logits) so the pipelines can alternate finely; the result is
     # checked against predict_pairs itself below. Our batches are shuffled so long and short ones spread over
-    # the rounds (their order does not change any result).
+    # the rounds, then each round's run longest first like predict_pairs (so the CPU workers finish together);
+    # their order does not change any result.
     low_precision = "int8" if device.type == "cpu" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     if low_precision == "int8":
         low_model = quantize_int8(copy.deepcopy(model).cpu())
@@ -323,25 +325,33 @@ def main() -> None:
     models = {"ours": model, low_precision: low_model}
     sides = list(side_a) + list(side_b)
     side_lengths = np.array([len(s) for s in sides], dtype=np.int64)
-    ours_plan = token_budget_batches(side_lengths, DEFAULT_BATCH_TOKENS[device.type])
-    ours_plan = [ours_plan[i] for i in np.random.default_rng(args.seed).permutation(len(ours_plan))]
-    plans = {"reference": [np.arange(s, min(s + 8, n)) for s in range(0, n, 8)], "ours": ours_plan,
-             low_precision: ours_plan}
+
+    def our_plan(name):
+        plan = token_budget_batches(side_lengths, call_budget(None, device, model=models[name]))
+        return [plan[i] for i in np.random.default_rng(args.seed).permutation(len(plan))]
+
+    def longest_first(batches):
+        return sorted(batches, key=lambda idx: -len(idx) * int(side_lengths[idx].max()))
+
+    plans = {"reference": [np.arange(s, min(s + 8, n)) for s in range(0, n, 8)], "ours": our_plan("ours"),
+             low_precision: our_plan(low_precision)}
     names = list(plans)
     logits = {name: np.zeros((n, 3), dtype=np.float32) for name in names}
     pooled: dict = {}
     stats = {name: {"real_tokens": 0, "padded_tokens": 0} for name in names}
 
+    def encode(name, idx):
+        ids, mask = pad_batch([sides[i] for i in idx], pad_id)
+        return idx, ids.numel(), models[name].encode(ids.to(device), mask.to(device))
+
     @torch.inference_mode()
     def run_ours(name, batches):
-        for idx in batches:
-            ids, mask = pad_batch([sides[i] for i in idx], pad_id)
-            out = models[name].encode(ids.to(device), mask.to(device))
+        for idx, numel, out in map_batches(lambda idx: encode(name, idx), batches, device):
             if name not in pooled:
                 pooled[name] = torch.zeros((2 * n, out.shape[-1]), dtype=out.dtype, device=out.device)
             pooled[name][torch.as_tensor(idx, device=out.device)] = out
             stats[name]["real_tokens"] += int(side_lengths[idx].sum())
-            stats[name]["padded_tokens"] += ids.numel()
+            stats[name]["padded_tokens"] += numel
 
     def run(name, batches):
         if name == "reference":
@@ -359,6 +369,7 @@ def main() -> None:
         for name in order:
             plan = plans[name]
             batches = plan[len(plan) * r // args.rounds:len(plan) * (r + 1) // args.rounds]
+            batches = batches if name == "reference" else longest_first(batches)
             took, _ = timed(device, lambda: memory.measure(name, lambda: run(name, batches)))
             seconds[name] += took
             line.append(f"{name} {took:.1f}s ({len(batches)} batches)")

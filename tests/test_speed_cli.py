@@ -96,7 +96,10 @@ def test_predict_int8_through_the_cli_and_bf16_through_the_api(tiny_model_dir, s
     source = read_table(small_csv)
     assert int8["id"].astype(str).tolist() == source["id"].tolist()
     np.testing.assert_allclose(int8[LABELS].sum(axis=1), 1.0, atol=2e-6)
-    fp32 = Judge.from_pretrained(out, device="cpu").predict_frame(source)[LABELS].to_numpy()
+    fp32 = Judge.from_pretrained(out, device="cpu", workers=1).predict_frame(source)[LABELS].to_numpy()
+    # Two encoder calls at once, in many small batches: the same fp32 numbers.
+    two = Judge.from_pretrained(out, device="cpu", workers=2, max_tokens=128).predict_frame(source)
+    np.testing.assert_allclose(two[LABELS].to_numpy(), fp32, atol=1e-6)
     bf16 = Judge.from_pretrained(out, device="cpu", dtype="bf16").predict_frame(source)[LABELS].to_numpy()
     assert fp32.std(axis=0).max() > 1e-3  # the model is not constant, so the comparisons below mean something
     for name, probs in (("int8", int8[LABELS].to_numpy()), ("bf16", bf16)):
@@ -107,6 +110,7 @@ def test_predict_int8_through_the_cli_and_bf16_through_the_api(tiny_model_dir, s
 @pytest.mark.parametrize("flags, message", [
     (["--quantize", "int4"], "--quantize 'int4': expected none or int8"),
     (["--quantize", "int8", "--dtype", "bf16"], "--quantize int8 quantizes the fp32 model"),
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
 ])
 def test_bad_speed_flags_are_one_line_errors(tmp_path, small_csv, flags, message):
     out = tmp_path / "p.csv"

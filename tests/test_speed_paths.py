@@ -14,7 +14,7 @@ import torch
 from transformers import BertConfig
 
 from arenapref.batching import LongestFirstSampler, PairLengthSampler, pair_length_keys, row_length_keys
-from arenapref.inference import PairCollator, predict_pairs, token_budget_batches
+from arenapref.inference import PairCollator, map_batches, predict_pairs, predict_rows, token_budget_batches
 from arenapref.models.dual_tower import DualTowerConfig, DualTowerModel
 from arenapref.models.packing import padded_tokens, plan_chunks
 
@@ -94,13 +94,13 @@ def test_token_budget_cuts_minimise_padding_plus_batch_cost():
     assert padded == mixed.sum()
 
 
-@pytest.mark.parametrize("objective", ["classify", "rank"])
-def test_predict_pairs_equals_full_padding_and_restores_order(objective):
+@pytest.mark.parametrize("objective,workers", [("classify", 1), ("rank", 1), ("classify", 2), ("rank", 2)])
+def test_predict_pairs_equals_full_padding_and_restores_order(objective, workers):
     model = tiny_model(objective)
     side_a, side_b = random_sides(40)
     stats = {}
     # A small budget forces many batches, each mixing A and B sides of different rows.
-    logits, scores = predict_pairs(model, side_a, side_b, PAD, max_tokens=300, stats=stats)
+    logits, scores = predict_pairs(model, side_a, side_b, PAD, max_tokens=300, stats=stats, workers=workers)
     reference = padded_reference(model, side_a, side_b, pad_to=128)
     assert np.abs(logits - reference).max() < 1e-5
     assert (objective == "rank") == (scores is not None)
@@ -110,8 +110,46 @@ def test_predict_pairs_equals_full_padding_and_restores_order(objective):
     assert stats["real_tokens"] == real and real <= stats["padded_tokens"] < 1.2 * real
     # Shuffling the rows shuffles the output the same way.
     perm = np.random.default_rng(3).permutation(40)
-    shuffled, _ = predict_pairs(model, [side_a[i] for i in perm], [side_b[i] for i in perm], PAD, max_tokens=300)
+    shuffled, _ = predict_pairs(model, [side_a[i] for i in perm], [side_b[i] for i in perm], PAD, max_tokens=300,
+                                workers=workers)
     assert np.abs(shuffled - logits[perm]).max() < 1e-5
+
+
+def test_map_batches_keeps_batch_order_and_gives_each_worker_its_share_of_threads():
+    import threading
+    import time
+
+    torch.set_num_threads(2)
+
+    def work(batch):
+        time.sleep(0.02 * (5 - batch))  # early batches finish last
+        return batch, torch.get_num_threads(), torch.is_inference_mode_enabled(), threading.current_thread().name
+
+    results = list(map_batches(work, list(range(6)), "cpu", workers=2))
+    assert [r[0] for r in results] == list(range(6))
+    assert all(threads == 1 and inference for _, threads, inference, _ in results)
+    assert len({name for *_, name in results}) == 2  # both workers took batches
+    assert torch.get_num_threads() == 2  # the caller keeps its threads
+    with pytest.raises(ZeroDivisionError):
+        list(map_batches(lambda batch: 1 / batch, [3, 2, 1, 0, 5], "cpu", workers=2))
+    # One worker runs in the caller's thread, in inference mode too.
+    assert list(map_batches(lambda b: (b, torch.is_inference_mode_enabled()), [1, 2], "cpu", workers=1)) == \
+        [(1, True), (2, True)]
+
+
+def test_joint_predictions_do_not_depend_on_workers():
+    from arenapref.models.cross_encoder import CrossEncoderConfig, CrossEncoderModel
+
+    torch.manual_seed(0)
+    encoder = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=256, pad_token_id=PAD).to_dict()
+    model = CrossEncoderModel(CrossEncoderConfig(encoder=encoder)).eval()
+    torch.nn.init.normal_(model.head.weight, std=1.0)
+    side_a, side_b = random_sides(30)
+    rows = [a + b for a, b in zip(side_a, side_b)]
+    one, _ = predict_rows(model, rows, "joint", PAD, max_tokens=600, workers=1)
+    two, _ = predict_rows(model, rows, "joint", PAD, max_tokens=600, workers=2)
+    assert np.abs(one - two).max() < 1e-5 and np.abs(one).max() > 0.5
 
 
 def test_predict_pairs_handles_empty_input_and_progress_counts_rows():

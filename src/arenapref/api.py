@@ -51,9 +51,11 @@ class Judge:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, tta: str = "none", dtype: str = "fp32",
-                        quantize: str | None = None, max_tokens: int | None = None) -> "Judge":
+                        quantize: str | None = None, max_tokens: int | None = None,
+                        workers: int | None = None) -> "Judge":
         """Load a model directory. Neural models: `dtype` fp32 | bf16 | fp16 (GPU), `quantize="int8"` (CPU dynamic
-        quantization of the encoder's Linear layers), `max_tokens` per encoder call (default by device)."""
+        quantization of the encoder's Linear layers), `max_tokens` encoder tokens in flight (default by device),
+        `workers` encoder calls at once on a CPU (default `inference.default_workers`)."""
         path = Path(path)
         meta = read_meta(path)
         family = MODELS[meta["model_type"]]
@@ -69,7 +71,7 @@ class Judge:
         # Dynamic int8 quantization is a CPU feature: it picks the CPU unless a device is asked for.
         device = device or ("cuda" if torch.cuda.is_available() and quantize is None else "cpu")
         backend = NeuralBackend.load(path, meta, family.load_recipe(), device, dtype=dtype, quantize=quantize,
-                                     max_tokens=max_tokens)
+                                     max_tokens=max_tokens, workers=workers)
         return cls(backend, meta, tta)
 
     # -- prediction -------------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def round_rows(probs, decimals: int):
     return units / scale
 
 
-def _speed_options(dtype: str, quantize: str, batch_tokens: Optional[int]) -> dict:
+def _speed_options(dtype: str, quantize: str, batch_tokens: Optional[int], workers: Optional[int]) -> dict:
     """Validate the inference speed flags before any model is loaded."""
     if dtype not in ("fp32", "bf16", "fp16"):
         raise DataError(f"--dtype {dtype!r}: expected fp32, bf16 or fp16")
@@ -80,12 +80,18 @@ def _speed_options(dtype: str, quantize: str, batch_tokens: Optional[int]) -> di
         raise DataError("--quantize int8 quantizes the fp32 model; drop --dtype (or use --dtype fp32)")
     if batch_tokens is not None and batch_tokens < 1:
         raise DataError(f"--batch-tokens must be at least 1, got {batch_tokens}")
-    return {"dtype": dtype, "quantize": None if quantize == "none" else quantize, "max_tokens": batch_tokens}
+    if workers is not None and workers < 1:
+        raise DataError(f"--workers must be at least 1, got {workers}")
+    return {"dtype": dtype, "quantize": None if quantize == "none" else quantize, "max_tokens": batch_tokens,
+            "workers": workers}
 
 
 DTYPE_HELP = "Inference precision: fp32, bf16 (GPU or CPUs with bf16 units; slow on plain AVX2) or fp16 (GPU)."
 QUANTIZE_HELP = "none, or int8: dynamic int8 quantization of the encoder's Linear layers (CPU)."
-BATCH_TOKENS_HELP = "Encoder tokens per batch (default 8192 on CPU, 65536 on GPU)."
+BATCH_TOKENS_HELP = ("Encoder tokens in flight, shared by the CPU workers (default 8192 on CPU, 4096 with --quantize "
+                     "int8, 65536 on GPU).")
+WORKERS_HELP = ("Encoder calls run at once on a CPU, each with an equal share of the torch threads (default 2 with 2+ "
+                "threads, else 1; GPU 1).")
 
 
 def _check_train_inputs(cfg) -> None:
@@ -291,12 +297,13 @@ def evaluate(
     dtype: str = typer.Option("fp32", help=DTYPE_HELP),
     quantize: str = typer.Option("none", help=QUANTIZE_HELP),
     batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
+    workers: Optional[int] = typer.Option(None, help=WORKERS_HELP),
 ):
     """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file."""
     from .data import load_frame
     from .modeldir import check_model_dir
 
-    options = _speed_options(dtype, quantize, batch_tokens)
+    options = _speed_options(dtype, quantize, batch_tokens, workers)
     meta = check_model_dir(model)
     frame = load_frame(data, require_labels=True)
     _quiet_libraries(_uses_transformers(meta["model_type"]))
@@ -322,12 +329,13 @@ def predict(
     dtype: str = typer.Option("fp32", help=DTYPE_HELP),
     quantize: str = typer.Option("none", help=QUANTIZE_HELP),
     batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
+    workers: Optional[int] = typer.Option(None, help=WORKERS_HELP),
 ):
     """Write a Kaggle submission: one row of probabilities per input row, same order."""
     from .data import check_output_path, load_frame, to_kaggle, write_csv_atomic
     from .modeldir import check_model_dir
 
-    options = _speed_options(dtype, quantize, batch_tokens)
+    options = _speed_options(dtype, quantize, batch_tokens, workers)
     check_output_path(output)
     meta = check_model_dir(model)
     frame = load_frame(data)

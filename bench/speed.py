@@ -6,8 +6,9 @@ Reference pipeline (what the reference design does): every side padded to max le
 rows in input order, one (2B, 512) encoder pass per batch. Ours: arenapref's predict path (sides encoded as
 independent sequences sorted by length, token-budget batches, dynamic padding, on a CPU two encoder calls at once
 on two worker threads, order restored) at the same max length with the same weights; plus the int8 dynamically
-quantized model (CPU) or bf16 (CUDA). Training: a few optimizer steps of each pipeline on the same rows (reference: random batches padded to 512, one pass; ours:
-length-grouped batches, dynamic padding, sides in length-sorted sub-batches), alternating step by step.
+quantized model (CPU) or bf16 (CUDA). Training: a few optimizer steps of each pipeline on the same rows
+(reference: random batches padded to 512, one pass; ours: length-grouped batches, dynamic padding, sides in
+length-sorted sub-batches), alternating step by step.
 
 Without --model the default backbone (all-MiniLM-L6-v2) is used with a head fitted for a moment on its pooled
 features, so the predictions are not uniform and the int8 log-loss change means something. The last line printed

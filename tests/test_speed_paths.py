@@ -254,19 +254,37 @@ def test_training_trainer_uses_the_length_samplers(tmp_path):
     assert not isinstance(trainer._get_train_sampler(), PairLengthSampler)
 
 
-def test_int8_quantizes_linear_layers_except_down_projections_and_stays_close():
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-
-    from arenapref.inference import quantize_int8
+def test_int8_quantizes_every_encoder_linear_and_stays_close():
+    from arenapref.inference import Int8Linear, is_int8, quantize_int8
 
     model = tiny_model()
     side_a, side_b = random_sides(12, seed=9)
     fp32 = predict_pairs(model, side_a, side_b, PAD)[0]
     quantized = quantize_int8(tiny_model())
+    assert is_int8(quantized) and not is_int8(model)
     layer = quantized.encoder.encoder.layer[0]
-    assert isinstance(layer.attention.self.query, DynamicInt8Linear)
-    assert isinstance(layer.intermediate.dense, DynamicInt8Linear)
-    assert type(layer.output.dense) is torch.nn.Linear  # 64 -> 32 down-projection kept in fp32
+    for linear in (layer.attention.self.query, layer.intermediate.dense, layer.output.dense):
+        assert type(linear) is Int8Linear
     assert type(quantized.head) is torch.nn.Linear
     int8 = predict_pairs(quantized, side_a, side_b, PAD)[0]
     assert 0 < np.abs(int8 - fp32).max() < 0.1
+
+
+def test_int8_linear_takes_8_bits_on_one_sided_inputs_and_7_on_two_sided_ones():
+    from arenapref.inference import quantize_int8
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 64)
+    quantized = quantize_int8(torch.nn.Sequential(linear))[0]
+    packed = quantized._packed_params._packed_params
+    gelu = torch.nn.functional.gelu(torch.randn(512, 256))
+    gelu[:, 7] *= 40  # an outlier channel, as after the GELU of a trained transformer
+    with torch.inference_mode():
+        for x, eight_bits in ((gelu, True), (torch.randn(512, 256) * 3, False)):
+            exact = linear(x)
+            ours = quantized(x)
+            on_7 = torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True)
+            on_8 = torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False)
+            assert torch.equal(ours, on_8 if eight_bits else on_7)
+            if eight_bits:  # the outlier sets the range: 8 bits keep about twice the resolution
+                assert (on_8 - exact).abs().mean() < 0.7 * (on_7 - exact).abs().mean()

@@ -1,6 +1,6 @@
 """Speed benchmark: the reference pipeline against ours, in one run, alternating, on real arena rows.
 
-    python bench/speed.py [--rows N] [--model DIR] [--device cpu|cuda]
+    python bench/speed.py [--rows N] [--model DIR] [--device cpu|cuda] [--low-precision int8|bf16|fp16]
 
 Reference pipeline (what the reference design does): every side padded to max length (512), fixed batches of 8
 rows in input order, one (2B, 512) encoder pass per batch. Ours: arenapref's predict path (sides encoded as
@@ -269,6 +269,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="training batch (rows)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--low-precision", default="auto", choices=["auto", "int8", "bf16", "fp16"],
+                        help="the low-precision pipeline: auto = int8 on a CPU, bf16 (else fp16) on CUDA")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -318,7 +320,11 @@ def main() -> None:
     # checked against predict_pairs itself below. Our batches are shuffled so long and short ones spread over
     # the rounds, then each round's run longest first like predict_pairs (so the CPU workers finish together);
     # their order does not change any result.
-    low_precision = "int8" if device.type == "cpu" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    low_precision = args.low_precision if args.low_precision != "auto" else (
+        "int8" if device.type == "cpu" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16"))
+    needs = {"int8": "cpu", "fp16": "cuda"}.get(low_precision)
+    if needs and device.type != needs:
+        sys.exit(f"error: --low-precision {low_precision} runs on {needs} only, not {device.type}")
     if low_precision == "int8":
         low_model = quantize_int8(copy.deepcopy(model).cpu())
     else:

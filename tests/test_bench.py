@@ -1,0 +1,58 @@
+"""The benchmarks the README quotes still run: bench/speed.py and bench/load.py end to end on the tiny model.
+
+Speeds are not asserted (the figures come from the real runs in the README); what is checked is that every
+pipeline runs, the fp32 pipelines agree and the result line has its fields. `--low-precision bf16` runs the branch
+a GPU takes (a bf16 copy instead of int8) on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def run_bench(script: str, *args) -> tuple[dict, subprocess.CompletedProcess]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *map(str, args)], capture_output=True,
+                          text=True, timeout=600, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc
+
+
+@pytest.mark.parametrize("low_precision", ["auto", "bf16"])
+def test_speed_benchmark_runs_every_pipeline(tiny_model, arena_csv, low_precision):
+    result, proc = run_bench("speed.py", "--model", tiny_model, "--data", arena_csv, "--rows", 12, "--rounds", 2,
+                             "--train-steps", 1, "--batch-size", 4, "--max-length", 512, "--device", "cpu",
+                             "--low-precision", low_precision)
+    low = "int8" if low_precision == "auto" else "bf16"
+    assert "2 torch threads in 2 encoder workers" in result["device"]
+    assert result["max_abs_prob_diff"] < 1e-4
+    assert result["real_token_share"] > result["reference_real_token_share"] and result["padding_bound"] > 1
+    assert result["inference_speedup"] > 0 and result[f"inference_speedup_{low}"] > 0
+    assert result["training_speedup"] > 0 and result["training_real_token_share"] > 0
+    assert abs(result[f"log_loss_change_{low}"]) < 0.1 and 0 < result[f"max_abs_prob_diff_{low}"] < 0.1
+    if low == "bf16":
+        assert result["inference_speedup_int8"] is None
+    assert "benchmark's batch-by-batch run == predict_pairs" in proc.stdout
+
+
+def test_speed_benchmark_refuses_int8_on_cuda_and_fp16_on_cpu(tiny_model, arena_csv):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), "--model", str(tiny_model),
+                           "--data", str(arena_csv), "--device", "cpu", "--low-precision", "fp16"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode != 0 and "--low-precision fp16 runs on cuda only" in proc.stderr
+
+
+def test_load_benchmark_passes_its_checks_on_the_tiny_model(tiny_model):
+    result, _ = run_bench("load.py", "--model", tiny_model, "--clients", 4, "--requests", 48, "--warmup", 8)
+    assert result["requests"] == 48 and result["status_5xx"] == 0
+    for check in ("no_5xx", "malformed_all_4xx", "valid_all_200", "memory_flat", "server_alive"):
+        assert result[check] is True, check
+    assert result["malformed"] > 0 and result["valid"] > 0

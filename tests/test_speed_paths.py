@@ -137,6 +137,21 @@ def test_map_batches_keeps_batch_order_and_gives_each_worker_its_share_of_thread
         [(1, True), (2, True)]
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_map_batches_works_in_a_forked_child():
+    import os
+    import signal
+
+    list(map_batches(lambda batch: batch, [1, 2, 3], "cpu", workers=2))  # the pool exists in the parent
+    pid = os.fork()
+    if pid == 0:  # child: the inherited pool has no threads; a fresh one must be made
+        signal.alarm(20)
+        ok = list(map_batches(lambda batch: batch * 2, [1, 2, 3], "cpu", workers=2)) == [2, 4, 6]
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_joint_predictions_do_not_depend_on_workers():
     from arenapref.models.cross_encoder import CrossEncoderConfig, CrossEncoderModel
 

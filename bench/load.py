@@ -196,10 +196,12 @@ async def drive(base: str, requests: list, clients: int, timeout: float) -> list
 
 def start_server(model: Path, port: int, max_items: int, max_body: int, log_path: Path):
     log = log_path.open("w")
+    # This checkout's code on the path first, not whatever copy is installed in the environment.
+    python_path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     proc = subprocess.Popen([sys.executable, "-m", "arenapref", "serve", "--model", str(model), "--port", str(port),
                              "--max-items", str(max_items), "--max-body-bytes", str(max_body)],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1",  # this checkout's code, not an installed copy
-                                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))})
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": python_path})
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
     while True:

@@ -3,8 +3,7 @@
 import numpy as np
 
 from arenapref.calibration import calibrate, fit_temperature
-from arenapref.metrics import softmax
-from arenapref.metrics import expected_calibration_error, log_loss
+from arenapref.metrics import expected_calibration_error, log_loss, softmax
 
 
 def _synthetic(temperature_truth: float, n: int = 3000, seed: int = 0):

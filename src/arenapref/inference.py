@@ -149,6 +149,11 @@ def default_workers(device: str | torch.device) -> int:
     return 2 if torch.device(device).type == "cpu" and torch.get_num_threads() >= 2 else 1
 
 
+def resolve_workers(device: str | torch.device, workers: int | None) -> int:
+    """`workers` as asked (at least 1), or the device's default."""
+    return default_workers(device) if workers is None else max(1, int(workers))
+
+
 def _worker_pool(workers: int, threads: int) -> ThreadPoolExecutor:
     """A process-wide pool of `workers` threads with `threads` intra-op threads each, made once and reused (a new
     thread per call would also mean a new OpenMP team per call)."""
@@ -175,7 +180,7 @@ def _worker_pool(workers: int, threads: int) -> ThreadPoolExecutor:
 def map_batches(fn, batches: list, device: str | torch.device, workers: int | None = None):
     """`fn(batch)` for every batch, in inference mode, yielded in batch order; on `workers` threads (default
     `default_workers`), each with an equal share of the intra-op threads."""
-    workers = default_workers(device) if workers is None else max(1, int(workers))
+    workers = resolve_workers(device, workers)
 
     def run(batch):
         with torch.inference_mode():
@@ -204,7 +209,7 @@ def call_budget(max_tokens: int | None, device: str | torch.device, workers: int
     """Token budget of one encoder call: `max_tokens` (default by device, and smaller for an int8 `model`)
     shared by the workers."""
     device = torch.device(device)
-    workers = default_workers(device) if workers is None else max(1, int(workers))
+    workers = resolve_workers(device, workers)
     if max_tokens is None:
         int8 = device.type == "cpu" and model is not None and is_int8(model)
         max_tokens = INT8_BATCH_TOKENS if int8 else DEFAULT_BATCH_TOKENS.get(device.type, 16384)

@@ -261,7 +261,7 @@ def create_app(judge, batch_wait_ms: float = 5.0, max_items: int = 256, max_body
     @asynccontextmanager
     async def lifespan(app):
         # One forward-pass thread shared by both batchers: passes run one at a time (they share the model and the
-        # cores), and the same thread's malloc arena serves every pass.
+        # cores; each pass spreads its batches over the CPU encoder workers itself).
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arenapref-forward")
         workers = []
         for batcher in (pairs, sides):

@@ -128,3 +128,33 @@ def test_corrupt_booster_is_a_one_line_error(gbdt_run, tmp_path):
     proc = run_cli("evaluate", "--model", broken, "--data", root / "eval.csv", check=False)
     assert proc.returncode == 2 and "model.txt" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_extra_rows_teach_only_the_direction(tmp_path, arena_csv):
+    """With --extra the model is factored: the tie booster sees the --data rows only, so a tie-free extra file does
+    not pull P(tie) down (as pooling every row into one 3-way model does), and the model stays symmetric."""
+    from arenapref.api import Judge
+
+    raw = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
+    raw.head(300).to_csv(tmp_path / "train.csv", index=False)
+    rest = raw.iloc[300:]
+    rest[rest["winner_tie"] == "0"].head(400).to_csv(tmp_path / "extra.csv", index=False)  # decisive rows only
+    raw.iloc[800:900].to_csv(tmp_path / "eval.csv", index=False)
+    mean_tie = {}
+    for mode in ("direction", "all"):
+        out = tmp_path / mode
+        run_cli("train", "--data", tmp_path / "train.csv", "--extra", tmp_path / "extra.csv", "--output", out,
+                "--model", "gbdt", "--gbdt-rounds", "60", "--gbdt-direction-rounds", "60", "--gbdt-extra", mode)
+        meta = json.loads((out / "arenapref.json").read_text())
+        expected = ({"tie": "model_tie.txt", "direction": "model_direction.txt"} if mode == "direction"
+                    else {"multiclass": "model.txt"})
+        assert meta["boosters"] == expected and all((out / name).is_file() for name in expected.values())
+        judge = Judge.from_pretrained(out)
+        frame = load_frame(tmp_path / "eval.csv")
+        probs = judge.predict_proba(frame)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+        swapped = judge.predict_proba(frame.assign(response_a=frame["response_b"], response_b=frame["response_a"]))
+        np.testing.assert_allclose(probs, swapped[:, [1, 0, 2]], atol=1e-12)
+        mean_tie[mode] = float(probs[:, 2].mean())
+    train_tie_rate = (raw.head(300)["winner_tie"] == "1").mean()
+    assert abs(mean_tie["direction"] - train_tie_rate) < 0.08 < train_tie_rate - mean_tie["all"], mean_tie

@@ -152,6 +152,10 @@ def train(
     gbdt_min_data_in_leaf: Optional[int] = typer.Option(None, help="--model gbdt: minimum rows per leaf."),
     gbdt_refit: Optional[bool] = typer.Option(None, "--gbdt-refit/--no-gbdt-refit",
                                               help="--model gbdt: refit on training + validation rows (default on)."),
+    gbdt_extra: Optional[str] = typer.Option(None, help="--model gbdt with --extra: direction (extra rows teach only "
+                                                        "A vs B; ties from --data) or all (one 3-way model)."),
+    gbdt_direction_rounds: Optional[int] = typer.Option(None, help="--model gbdt, factored: rounds of the A-vs-B model."),
+    gbdt_direction_leaves: Optional[int] = typer.Option(None, help="--model gbdt, factored: leaves of the A-vs-B model."),
 ):
     """Train a model and save it as a Hugging Face style directory."""
     overrides = train_overrides(locals())  # before any import adds names to locals()

@@ -70,6 +70,10 @@ class TrainConfig:
     gbdt_num_leaves: int = 7
     gbdt_min_data_in_leaf: int = 30
     gbdt_refit: bool = True              # after calibrating on validation, refit on training + validation rows
+    # With --extra: "direction" (extra rows teach only who wins; ties come from --data, see models/gbdt.py) or "all".
+    gbdt_extra: str = "direction"
+    gbdt_direction_rounds: int = 600     # the factored model's A-vs-B booster (many more rows than the tie booster)
+    gbdt_direction_leaves: int = 15
 
     def validate(self) -> "TrainConfig":
         if not self.data:
@@ -85,7 +89,7 @@ class TrainConfig:
         self.extra = [str(p) for p in self.extra or []]
         choices = {"objective": ("classify", "rank"), "rank_loss": ("davidson", "mse"),
                    "truncation_side": ("left", "right"), "pooling": ("mean", "first"),
-                   "swap_augment": ("none", "random", "full")}
+                   "swap_augment": ("none", "random", "full"), "gbdt_extra": ("direction", "all")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise DataError(f"{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -95,7 +99,7 @@ class TrainConfig:
         if self.bf16 and self.fp16:
             raise DataError("--bf16 and --fp16 are exclusive; pick one")
         for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "eval_steps", "gbdt_rounds",
-                     "gbdt_num_leaves", "gbdt_min_data_in_leaf"):
+                     "gbdt_num_leaves", "gbdt_min_data_in_leaf", "gbdt_direction_rounds", "gbdt_direction_leaves"):
             if getattr(self, name) < 1:
                 raise DataError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 16:

@@ -207,7 +207,8 @@ def load_train_valid(cfg):
     if cfg.extra:
         extras = [load_frame(path, require_labels=True) for path in cfg.extra]
         # Ids only need to be unique within a file; prefix extra rows so they cannot collide.
-        extras = [x.assign(id=[f"extra{k}-{i}" for i in x["id"]]) for k, x in enumerate(extras)]
+        extras = [x.assign(id=[f"extra{k}-{i}" for i in x["id"]], is_extra=True) for k, x in enumerate(extras)]
+        train_frame = train_frame.assign(is_extra=False)
         train_frame = pd.concat([train_frame, *extras], ignore_index=True)
     return train_frame, valid_frame
 

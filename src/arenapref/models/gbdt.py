@@ -4,8 +4,15 @@ Position symmetry: every training row is used twice, as is and with A and B swap
 prediction averages the row with its mirror (probabilities of A and B mapped back). The model so has no built-in
 preference for a position; a real position bias in the data would have to be learned from other features.
 
-Saved directory: model.txt (the LightGBM booster, text format), arenapref.json (model_type "gbdt", feature names,
-parameters, calibration), written last like every model directory.
+Extra files (`--extra`): preference data from another distribution (arena_extra.csv is decisive battles, 3% ties)
+would teach the 3-way model the wrong tie rate. By default (`gbdt_extra="direction"`) the model is then factored:
+P(tie) comes from a binary model trained on the --data rows only, and P(A wins | not a tie) from a binary model
+trained on the decisive rows of --data and of the extra files, so the extra rows teach only who wins; the three
+probabilities are (1 - t) * d, (1 - t) * (1 - d), t. `gbdt_extra="all"` pools every row into the 3-way model.
+
+Saved directory: model.txt (the 3-way LightGBM booster, text format) or model_tie.txt + model_direction.txt (the
+factored model), arenapref.json (model_type "gbdt", feature names, parameters, calibration), written last like
+every model directory.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from ..metrics import classification_metrics
 from . import META_FILE
 
 BOOSTER_FILE = "model.txt"
+FACTORED_FILES = {"tie": "model_tie.txt", "direction": "model_direction.txt"}
 SWAP_LABELS = np.array([1, 0, 2])  # label (or probability column) of a row once A and B are exchanged
 
 
@@ -53,35 +61,72 @@ def symmetric_proba(booster, blocks: dict) -> np.ndarray:
     return (direct + mirrored) / 2
 
 
-def train_gbdt(cfg, log=print) -> dict:
-    """Fit on the training part (rows + mirrors), calibrate on validation, save the model directory."""
+def fit_boosters(cfg, blocks: dict, labels: np.ndarray, is_extra: np.ndarray) -> dict:
+    """{"multiclass": booster}, or {"tie": ..., "direction": ...} when extra rows only teach the direction."""
     import lightgbm as lgb
 
+    names = feature_names()
+    params = lgb_params(cfg)
+    if not is_extra.any() or cfg.gbdt_extra == "all":
+        features, mirrored = mirrored_training_set(blocks, labels)
+        return {"multiclass": lgb.train(params, lgb.Dataset(features, mirrored, feature_name=names), cfg.gbdt_rounds)}
+    binary = {**params, "objective": "binary"}
+    del binary["num_class"]
+    own = {k: v[~is_extra] for k, v in blocks.items()}
+    features, mirrored = mirrored_training_set(own, labels[~is_extra])
+    tie = lgb.train(binary, lgb.Dataset(features, (mirrored == 2).astype(int), feature_name=names), cfg.gbdt_rounds)
+    decisive = labels < 2
+    features, mirrored = mirrored_training_set({k: v[decisive] for k, v in blocks.items()}, labels[decisive])
+    direction = lgb.train({**binary, "num_leaves": cfg.gbdt_direction_leaves},
+                          lgb.Dataset(features, (mirrored == 0).astype(int), feature_name=names),
+                          cfg.gbdt_direction_rounds)
+    return {"tie": tie, "direction": direction}
+
+
+def boosters_proba(boosters: dict, blocks: dict) -> np.ndarray:
+    """Symmetric 3-way probabilities of a multiclass or a factored (tie, direction) model."""
+    if "multiclass" in boosters:
+        return symmetric_proba(boosters["multiclass"], blocks)
+    direct, mirrored = feature_matrix(blocks), feature_matrix(swap_sides(blocks))
+    tie = (boosters["tie"].predict(direct) + boosters["tie"].predict(mirrored)) / 2
+    a_wins = (boosters["direction"].predict(direct) + 1 - boosters["direction"].predict(mirrored)) / 2
+    return np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie])
+
+
+def booster_files(boosters: dict) -> dict:
+    return {"multiclass": BOOSTER_FILE} if "multiclass" in boosters else {k: FACTORED_FILES[k] for k in boosters}
+
+
+def train_gbdt(cfg, log=print) -> dict:
+    """Fit on the training part (rows + mirrors), calibrate on validation, save the model directory."""
     output = check_output_dir(cfg.output)
     train_frame, valid_frame = load_train_valid(cfg)
     start = time.time()
     train_blocks, valid_blocks = feature_blocks(train_frame), feature_blocks(valid_frame)
-    features, labels = mirrored_training_set(train_blocks, train_frame["label"].to_numpy())
-    names = feature_names()
-    params = lgb_params(cfg)
-    booster = lgb.train(params, lgb.Dataset(features, labels, feature_name=names), cfg.gbdt_rounds)
+    train_labels = train_frame["label"].to_numpy()
+    is_extra = train_frame["is_extra"].to_numpy(bool) if "is_extra" in train_frame else np.zeros(len(train_frame), bool)
+    boosters = fit_boosters(cfg, train_blocks, train_labels, is_extra)
 
     valid_labels = valid_frame["label"].to_numpy()
-    temperature, probs = calibrate(np.log(symmetric_proba(booster, valid_blocks)), valid_labels, log)
+    temperature, probs = calibrate(np.log(boosters_proba(boosters, valid_blocks)), valid_labels, log)
     metrics = classification_metrics(valid_labels, probs)
     rows = len(train_frame)
     if cfg.gbdt_refit:
         # With ~1000 rows the held-out part is too valuable to leave out: refit on everything with the same
         # settings and keep the temperature measured on the held-out part (the validation metrics stay honest:
         # they are those of the model that did not see it).
-        features, labels = mirrored_training_set(
-            {k: np.concatenate([train_blocks[k], valid_blocks[k]]) for k in train_blocks},
-            np.concatenate([train_frame["label"].to_numpy(), valid_labels]))
-        booster = lgb.train(params, lgb.Dataset(features, labels, feature_name=names), cfg.gbdt_rounds)
+        boosters = fit_boosters(cfg, {k: np.concatenate([train_blocks[k], valid_blocks[k]]) for k in train_blocks},
+                                np.concatenate([train_labels, valid_labels]),
+                                np.concatenate([is_extra, np.zeros(len(valid_frame), bool)]))
         rows += len(valid_frame)
     train_seconds = time.time() - start
-    log(f"gbdt: {rows} training rows (x2 mirrored){' incl. validation (refit)' if cfg.gbdt_refit else ''}, "
+    kind = ("3-way" if "multiclass" in boosters else
+            f"factored: ties from {int((~is_extra).sum())} --data rows, direction from decisive rows incl. "
+            f"{int(is_extra.sum())} extra")
+    log(f"gbdt ({kind}): {rows} training rows (x2 mirrored){' incl. validation (refit)' if cfg.gbdt_refit else ''}, "
         f"{cfg.gbdt_rounds} rounds, {train_seconds:.1f}s")
+    names = feature_names()
+    params = lgb_params(cfg)
 
     meta = {
         "format_version": 1,
@@ -90,6 +135,7 @@ def train_gbdt(cfg, log=print) -> dict:
         "features": names,
         "lightgbm_params": params,
         "rounds": cfg.gbdt_rounds,
+        "boosters": booster_files(boosters),
         "refit_on_validation": cfg.gbdt_refit,
         "calibration": {"temperature": temperature, "fitted_on": "validation", "rows": int(len(valid_labels))},
         "train_config": cfg.to_dict(),
@@ -100,7 +146,8 @@ def train_gbdt(cfg, log=print) -> dict:
     }
     output.mkdir(parents=True, exist_ok=True)
     (output / META_FILE).unlink(missing_ok=True)
-    write_text_atomic(booster.model_to_string(), output / BOOSTER_FILE)
+    for key, name in booster_files(boosters).items():
+        write_text_atomic(boosters[key].model_to_string(), output / name)
     write_text_atomic(json.dumps(meta, indent=2, default=str), output / META_FILE)
     return metrics
 
@@ -127,15 +174,22 @@ def native_stderr_silenced():
 class GBDTBackend:
     """A saved GBDT model directory: features -> LightGBM -> symmetric probabilities, returned as log-probs."""
 
-    def __init__(self, booster, meta: dict):
-        self.booster = booster
+    def __init__(self, boosters: dict, meta: dict):
+        self.boosters = boosters
         self.meta = meta
 
     @classmethod
     def load(cls, path, meta: dict) -> "GBDTBackend":
+        boosters = {key: cls._load_booster(Path(path) / name, meta, classes=3 if key == "multiclass" else 1)
+                    for key, name in meta.get("boosters", {"multiclass": BOOSTER_FILE}).items()}
+        if set(boosters) not in ({"multiclass"}, {"tie", "direction"}):
+            raise DataError(f"{Path(path) / META_FILE}: unknown boosters {sorted(boosters)}; retrain the model")
+        return cls(boosters, meta)
+
+    @staticmethod
+    def _load_booster(booster_path: Path, meta: dict, classes: int):
         import lightgbm as lgb
 
-        booster_path = Path(path) / BOOSTER_FILE
         if not booster_path.is_file():
             raise DataError(f"{booster_path}: missing; the model directory is incomplete, retrain or restore it")
         try:
@@ -148,12 +202,13 @@ class GBDTBackend:
         if booster.num_feature() != expected:
             raise DataError(f"{booster_path}: has {booster.num_feature()} features, {META_FILE} lists {expected}; "
                             "the directory mixes two models, retrain it")
-        if booster.num_model_per_iteration() != 3:
-            raise DataError(f"{booster_path}: not a 3-class model; retrain it with `arenapref train --model gbdt`")
-        return cls(booster, meta)
+        if booster.num_model_per_iteration() != classes:
+            what = "a 3-class" if classes == 3 else "a binary"
+            raise DataError(f"{booster_path}: not {what} model; retrain it with `arenapref train --model gbdt`")
+        return booster
 
     def predict_logits(self, frame, progress=None):
-        probs = symmetric_proba(self.booster, feature_blocks(frame))
+        probs = boosters_proba(self.boosters, feature_blocks(frame))
         if progress is not None:
             progress(len(frame))
         # Log-probabilities are logits whose softmax gives the probabilities back (and temperature applies).

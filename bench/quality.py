@@ -32,6 +32,8 @@ from arenapref.metrics import log_loss  # noqa: E402
 # name, train flags, uses --extra, rough minutes on 2 idle cores for ~1000 rows (to skip what cannot fit).
 RECIPES = [
     ("gbdt", ["--model", "gbdt"], False, 0.5),
+    # Factored with the --extra files: ties from --train only, who wins from every decisive row (models/gbdt.py).
+    ("gbdt_extra", ["--model", "gbdt"], True, 3),
     ("dual_tower", ["--model", "dual-tower", "--max-length", "128", "--epochs", "1"], False, 8),
     ("cross_encoder", ["--model", "cross-encoder", "--max-length", "256", "--epochs", "1",
                        "--truncation-side", "left"], False, 12),
@@ -88,6 +90,9 @@ def main() -> None:
 
     for name, flags, uses_extra, minutes in RECIPES:
         if name not in wanted:
+            continue
+        if uses_extra and not opts.extra:
+            rows.append((name, None, None, "skipped: no --extra file given"))
             continue
         left = deadline - time.time()
         if left < 60 * minutes:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from sklearn import metrics as sk
 
 from arenapref.metrics import classification_metrics, expected_calibration_error, log_loss
@@ -31,3 +32,18 @@ def test_uniform_log_loss_and_ece():
     # always 90% confident, right half of the time -> ECE 0.4
     probs = np.tile([0.9, 0.05, 0.05], (4, 1))
     assert np.isclose(expected_calibration_error(np.array([0, 0, 1, 2]), probs), 0.4)
+
+
+def test_length_slices_by_hand():
+    from arenapref.metrics import length_slices
+
+    labels = np.array([0, 1, 0, 2, 1])
+    probs = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.2, 0.6, 0.2], [0.3, 0.3, 0.4], [0.1, 0.8, 0.1]])
+    len_a, len_b = np.array([5, 50, 90, 10, 7]), np.array([10, 20, 30, 1, 7])
+    # row 0: A shorter, A won -> shorter won; row 1: B shorter, B won -> shorter won; row 2: A longer, A won ->
+    # longer won; row 3: a tie (neither); row 4: equal lengths (neither).
+    out = length_slices(labels, probs, len_a, len_b)
+    assert out["shorter_won"]["rows"] == 2 and out["longer_won"]["rows"] == 1
+    assert out["shorter_won"]["log_loss"] == pytest.approx(-(np.log(0.7) + np.log(0.4)) / 2)
+    assert out["shorter_won"]["accuracy"] == 0.5  # row 1 predicts A
+    assert out["longer_won"]["log_loss"] == pytest.approx(-np.log(0.2)) and out["longer_won"]["accuracy"] == 0.0

@@ -312,15 +312,21 @@ def evaluate(
     frame = load_frame(data, require_labels=True)
     _quiet_libraries(_uses_transformers(meta["model_type"]))
     from .api import Judge, check_tta
-    from .metrics import classification_metrics
+    from .metrics import classification_metrics, frame_length_slices
 
     check_tta(tta)
     judge = Judge.from_pretrained(model, **options)
-    metrics = classification_metrics(frame["label"].to_numpy(), judge.predict_proba(frame, tta=tta))
+    probs = judge.predict_proba(frame, tta=tta)
+    metrics = {**classification_metrics(frame["label"].to_numpy(), probs), **frame_length_slices(frame, probs)}
     if as_json:
         print(json.dumps(metrics))
     else:
         console.print(metrics_table(metrics, f"{data} ({model})"))
+        for name in ("shorter_won", "longer_won"):
+            part = metrics[name]
+            if part["rows"]:
+                console.print(f"rows where the {name.replace('_', ' ')}: {part['rows']}, log loss "
+                              f"{part['log_loss']:.4f}, accuracy {part['accuracy']:.4f}")
 
 
 @app.command()

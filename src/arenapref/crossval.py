@@ -20,7 +20,7 @@ from . import LABELS
 from .config import TrainConfig
 from .data import (DataError, check_output_dir, load_frame, prompt_groups, to_kaggle, write_csv_atomic,
                    write_text_atomic)
-from .metrics import classification_metrics
+from .metrics import classification_metrics, frame_length_slices
 
 SUMMARY_METRICS = ("log_loss", "accuracy", "f1_macro", "ece")
 
@@ -90,7 +90,8 @@ def cross_validate(cfg: TrainConfig, folds: int, output: str | Path, keep_models
         "seconds": round(time.time() - start, 1),
         "per_fold": per_fold,
         "summary": summarize(per_fold),
-        "out_of_fold": {k: overall[k] for k in ("log_loss", "prior_log_loss", "accuracy", "f1_macro", "ece")},
+        "out_of_fold": {**{k: overall[k] for k in ("log_loss", "prior_log_loss", "accuracy", "f1_macro", "ece")},
+                        **frame_length_slices(frame, oof)},
         "train_config": cfg.to_dict(),
     }
     predictions = pd.DataFrame({"id": frame["id"]})

@@ -73,3 +73,29 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
         out[f"recall_{name}"] = float(recall[j])
         out[f"f1_{name}"] = float(f1[j])
     return out
+
+
+def length_slices(labels: np.ndarray, probs: np.ndarray, length_a: np.ndarray, length_b: np.ndarray) -> dict:
+    """Log loss and accuracy on the decisive rows where the shorter response won, and where the longer one did.
+
+    Arena voters favour longer answers, so a model can score well overall by reading length alone; on the
+    "shorter won" rows such a model does worse than a coin. Lengths are in characters; equal lengths count in
+    neither slice.
+    """
+    labels, probs = np.asarray(labels), np.asarray(probs)
+    a_shorter, b_shorter = np.asarray(length_a) < np.asarray(length_b), np.asarray(length_b) < np.asarray(length_a)
+    shorter_won = ((labels == 0) & a_shorter) | ((labels == 1) & b_shorter)
+    longer_won = ((labels == 0) & b_shorter) | ((labels == 1) & a_shorter)
+    out = {}
+    for name, rows in (("shorter_won", shorter_won), ("longer_won", longer_won)):
+        n = int(rows.sum())
+        out[name] = {"rows": n,
+                     "log_loss": log_loss(labels[rows], probs[rows]) if n else None,
+                     "accuracy": float((probs[rows].argmax(1) == labels[rows]).mean()) if n else None}
+    return out
+
+
+def frame_length_slices(frame, probs: np.ndarray) -> dict:
+    """`length_slices` of a normalised frame (turn lists joined as the features do)."""
+    length = lambda column: np.array([len("\n".join(turns)) for turns in frame[column]])
+    return length_slices(frame["label"].to_numpy(), probs, length("response_a"), length("response_b"))

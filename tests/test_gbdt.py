@@ -92,6 +92,8 @@ def test_gbdt_train_evaluate_predict_cli(gbdt_run):
     assert metrics["n"] == 300
     # Better than the uniform guess on unseen real rows (length alone carries signal).
     assert metrics["log_loss"] < 1.0986
+    slices = metrics["shorter_won"]["rows"] + metrics["longer_won"]["rows"]
+    assert 0 < slices <= metrics["n"] and 0 <= metrics["shorter_won"]["accuracy"] <= 1
 
     run_cli("predict", "--model", root / "model", "--data", root / "eval.csv", "--output", root / "pred.csv")
     pred = pd.read_csv(root / "pred.csv", dtype={"id": str})

@@ -47,8 +47,8 @@ def average_with_swapped(logits: np.ndarray, swapped_logits: np.ndarray) -> np.n
 
 
 class PreferenceDataset(Dataset):
-    """Pre-tokenised rows (a pair of sides or one joint sequence), labels, optional soft labels, and the rows'
-    swapped rendering for `--swap-augment`.
+    """Pre-tokenised rows (a pair of sides or one joint sequence), labels, optional soft labels, optional side
+    features (probe.head_features; their swap is computed), and the rows' swapped rendering for `--swap-augment`.
 
     random: every time a row is drawn (so once per epoch) it is swapped with probability 0.5. The coin is a function
             of (seed, epoch, row), not a running generator, so a run resumed mid-epoch (which skips batches without
@@ -58,7 +58,8 @@ class PreferenceDataset(Dataset):
     """
 
     def __init__(self, inputs: list, labels: np.ndarray, soft_labels: np.ndarray | None = None,
-                 swapped: list | None = None, swap: str = "none", seed: int = 0):
+                 swapped: list | None = None, swap: str = "none", seed: int = 0,
+                 features: np.ndarray | None = None):
         if swap not in SWAP_MODES:
             raise ValueError(f"swap {swap!r}: expected one of {SWAP_MODES}")
         if swap != "none" and swapped is None:
@@ -67,6 +68,11 @@ class PreferenceDataset(Dataset):
         self.labels = np.asarray(labels)
         self.soft_labels = None if soft_labels is None else np.asarray(soft_labels, dtype=np.float32)
         self.seed, self.epoch = seed, 0
+        self.features = None if features is None else np.asarray(features, dtype=np.float32)
+        if self.features is not None and swap != "none":
+            from .probe import swap_features
+
+            self.swapped_features = swap_features(self.features)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -84,6 +90,8 @@ class PreferenceDataset(Dataset):
         if self.soft_labels is not None:
             soft = self.soft_labels[i]
             item["soft_labels"] = soft[SWAP_CLASSES] if swapped else soft
+        if self.features is not None:
+            item["features"] = self.swapped_features[i] if swapped else self.features[i]
         return item
 
     def __getitem__(self, i: int) -> dict:

@@ -58,6 +58,12 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_targets: str = "all-linear"     # or a comma-separated list of module names, e.g. q_proj,v_proj
     gguf_file: str | None = None
+    # Dual tower and cross-encoder (probe.py): hand-made side features beside the pooled vectors in the head, and
+    # a linear probe (the head fitted on the frozen encoder by L-BFGS, C by grouped CV on the training rows) before
+    # fine-tuning. --no-head-features --no-probe is the reference recipe (a N(0, 0.02) head over pooled vectors).
+    head_features: bool = True
+    probe: bool = True
+    probe_c: float | None = None         # the probe's inverse L2 strength; default: chosen by grouped CV
     # A/B swap augmentation: none | random (each row swapped with probability 0.5 per epoch) | full (row + swap in
     # the same optimizer step).
     swap_augment: str = "none"
@@ -104,8 +110,13 @@ class TrainConfig:
                 raise DataError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 16:
             raise DataError(f"max-length {self.max_length} is too small; use at least 16")
-        if self.epochs <= 0 or self.lr <= 0 or self.gbdt_learning_rate <= 0:
-            raise DataError("epochs, lr and gbdt-learning-rate must be positive")
+        if self.epochs < 0 or self.lr <= 0 or self.gbdt_learning_rate <= 0:
+            raise DataError("epochs must be at least 0, lr and gbdt-learning-rate positive")
+        if self.epochs == 0 and not (self.probe and self.model in ("dual-tower", "cross-encoder")):
+            raise DataError("--epochs 0 trains nothing: it is only for the linear probe of the dual-tower and "
+                            "cross-encoder (drop --no-probe, or give epochs > 0)")
+        if self.probe_c is not None and self.probe_c <= 0:
+            raise DataError(f"probe-c {self.probe_c}: must be positive")
         self.field_budget = self._parse_field_budget(self.field_budget)
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise DataError(f"LoRA settings r={self.lora_r}, alpha={self.lora_alpha}, dropout={self.lora_dropout}: "

@@ -22,6 +22,14 @@ def pad_batch(sequences: list, pad_id: int, length: int | None = None) -> tuple[
     return ids, mask
 
 
+def add_row_arrays(batch: dict, rows: list[dict]) -> dict:
+    """Soft labels and side features of the rows, when they carry them, as float32 tensors."""
+    for key in ("soft_labels", "features"):
+        if key in rows[0]:
+            batch[key] = torch.tensor(np.array([row[key] for row in rows]), dtype=torch.float32)
+    return batch
+
+
 class PairCollator:
     """Pads the two sides of every row to the longest side in the batch: input_ids (B, 2, L).
 
@@ -38,9 +46,7 @@ class PairCollator:
         batch = {"input_ids": ids.view(len(rows), 2, -1), "attention_mask": mask.view(len(rows), 2, -1)}
         if "labels" in rows[0]:
             batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
-        if "soft_labels" in rows[0]:
-            batch["soft_labels"] = torch.tensor(np.array([row["soft_labels"] for row in rows]), dtype=torch.float32)
-        return batch
+        return add_row_arrays(batch, rows)
 
 
 class SequenceCollator:
@@ -59,9 +65,7 @@ class SequenceCollator:
         batch = {"input_ids": ids, "attention_mask": mask}
         if "labels" in rows[0]:
             batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
-        if "soft_labels" in rows[0]:
-            batch["soft_labels"] = torch.tensor(np.array([row["soft_labels"] for row in rows]), dtype=torch.float32)
-        return batch
+        return add_row_arrays(batch, rows)
 
 
 def collator_for(inputs: str, pad_id: int):
@@ -216,10 +220,18 @@ def call_budget(max_tokens: int | None, device: str | torch.device, workers: int
     return max(1, max_tokens // workers)
 
 
+def reads_features(model) -> bool:
+    """Whether the model's head reads side features (probe.head_features) beside the pooled vectors."""
+    config = getattr(model, "config", None)
+    return bool(getattr(config, "side_features", 0) or getattr(config, "shared_features", 0))
+
+
 def predict_rows(model, rows: list, inputs: str, pad_id: int, max_tokens: int | None = None,
                  device: str | torch.device = "cpu", progress=None, stats: dict | None = None,
-                 workers: int | None = None):
+                 workers: int | None = None, features: np.ndarray | None = None):
     """Logits (N, 3) and, for rank models, side scores (N, 2), in the input order.
+
+    `features` (N, F): the rows' side features, for a model whose head reads them (`reads_features`).
 
     `rows` are pairs of sides (inputs="pair") or joint sequences (inputs="joint"). Rows are sorted by length and
     cut into batches by a token budget (`max_tokens` in flight, default by device, shared by the CPU `workers`),
@@ -231,7 +243,7 @@ def predict_rows(model, rows: list, inputs: str, pad_id: int, max_tokens: int | 
     budget = call_budget(max_tokens, device, workers, model)
     if inputs == "pair" and hasattr(model, "encode") and hasattr(model, "head_logits"):
         return predict_sides(model, [a for a, _ in rows], [b for _, b in rows], pad_id, budget, device,
-                             progress, stats, workers)
+                             progress, stats, workers, features)
     n = len(rows)
     real = padded = 0
     collate = collator_for(inputs, pad_id)
@@ -240,6 +252,8 @@ def predict_rows(model, rows: list, inputs: str, pad_id: int, max_tokens: int | 
 
     def forward(batch_idx):
         batch = collate([{"input_ids": rows[i]} for i in batch_idx])
+        if features is not None:
+            batch["features"] = torch.as_tensor(features[batch_idx], dtype=torch.float32)
         out = model(**{k: v.to(device) for k, v in batch.items()})
         side_scores = getattr(out, "scores", None)
         return (batch_idx, batch["attention_mask"], out.logits.float().cpu().numpy(),
@@ -263,44 +277,58 @@ def predict_rows(model, rows: list, inputs: str, pad_id: int, max_tokens: int | 
 
 @torch.inference_mode()
 def predict_sides(model, side_a: list[list[int]], side_b: list[list[int]], pad_id: int, max_tokens: int,
-                  device: torch.device, progress=None, stats: dict | None = None, workers: int | None = None):
+                  device: torch.device, progress=None, stats: dict | None = None, workers: int | None = None,
+                  features: np.ndarray | None = None):
     """Dual tower: the towers share one encoder, so the 2N sides of all rows are encoded as independent
     sequences, sorted by their own length and batched by the token budget of one call, `max_tokens` (a short side
     never pays for its long partner's padding). Pooled vectors go back to row order and the head scores each
     row's pair. `progress(k)` advances in rows (a side counts 0.5)."""
     n = len(side_a)
-    sides = list(side_a) + list(side_b)
-    lengths = np.fromiter((len(s) for s in sides), dtype=np.int64, count=len(sides))
-    real = padded = 0
-    pooled = None
-
-    def encode(idx):
-        ids, mask = pad_batch([sides[i] for i in idx], pad_id)
-        return idx, ids.numel(), model.encode(ids.to(device), mask.to(device))
-
-    for idx, numel, out in map_batches(encode, token_budget_batches(lengths, max_tokens), device, workers):
-        if pooled is None:
-            pooled = torch.empty((2 * n, out.shape[-1]), dtype=out.dtype, device=out.device)
-        pooled[torch.as_tensor(idx, device=out.device)] = out
-        real += int(lengths[idx].sum())
-        padded += numel
-        if progress is not None:
-            progress(len(idx) / 2)
-    if stats is not None:
-        stats.update(real_tokens=real, padded_tokens=padded)
+    progress_rows = None if progress is None else (lambda k: progress(k / 2))
+    pooled = pooled_sequences(model, list(side_a) + list(side_b), pad_id, max_tokens, device, progress_rows,
+                              stats, workers)
     logits = np.zeros((n, 3), dtype=np.float32)
     scores = None
     if n == 0:
         return logits, scores
     pairs = pooled.view(2, n, -1).transpose(0, 1)  # (N, 2, H): side A and side B of each row
     for start in range(0, n, 4096):
-        row_logits, row_scores = model.head_logits(pairs[start:start + 4096])
+        feats = None if features is None else torch.as_tensor(features[start:start + 4096])
+        row_logits, row_scores = model.head_logits(pairs[start:start + 4096], feats)
         logits[start:start + 4096] = row_logits.float().cpu().numpy()
         if row_scores is not None:
             if scores is None:
                 scores = np.zeros((n, 2), dtype=np.float32)
             scores[start:start + 4096] = row_scores.float().cpu().numpy()
     return logits, scores
+
+
+@torch.inference_mode()
+def pooled_sequences(model, sequences: list[list[int]], pad_id: int, max_tokens: int,
+                     device: str | torch.device = "cpu", progress=None, stats: dict | None = None,
+                     workers: int | None = None) -> torch.Tensor:
+    """`model.encode` of every sequence (N, H), in the input order: sorted by length, batched by the token budget
+    of one call, on the CPU workers. `progress(k)` advances in sequences."""
+    device = torch.device(device)
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    real = padded = 0
+    pooled = None
+
+    def encode(idx):
+        ids, mask = pad_batch([sequences[i] for i in idx], pad_id)
+        return idx, ids.numel(), model.encode(ids.to(device), mask.to(device))
+
+    for idx, numel, out in map_batches(encode, token_budget_batches(lengths, max_tokens), device, workers):
+        if pooled is None:
+            pooled = torch.empty((len(sequences), out.shape[-1]), dtype=out.dtype, device=out.device)
+        pooled[torch.as_tensor(idx, device=out.device)] = out
+        real += int(lengths[idx].sum())
+        padded += numel
+        if progress is not None:
+            progress(len(idx))
+    if stats is not None:
+        stats.update(real_tokens=real, padded_tokens=padded)
+    return pooled
 
 
 def predict_pairs(model, side_a: list[list[int]], side_b: list[list[int]], pad_id: int,
@@ -377,8 +405,10 @@ def prepare_for_inference(model, device: str | torch.device, dtype: str = "fp32"
 
 
 def score_sides(model, sides: list[list[int]], pad_id: int, max_tokens: int | None = None,
-                device: str | torch.device = "cpu", workers: int | None = None) -> np.ndarray:
-    """Rank models: one score per single side (prompt + one response), in the input order."""
+                device: str | torch.device = "cpu", workers: int | None = None,
+                features: np.ndarray | None = None) -> np.ndarray:
+    """Rank models: one score per single side (prompt + one response), in the input order; `features` (n, S):
+    the sides' own features (probe.single_side_features) for a model whose head reads them."""
     model.eval()
     device = torch.device(device)
     lengths = np.array([len(side) for side in sides], dtype=np.int64)
@@ -386,7 +416,8 @@ def score_sides(model, sides: list[list[int]], pad_id: int, max_tokens: int | No
 
     def score(batch_idx):
         ids, mask = pad_batch([sides[i] for i in batch_idx], pad_id)
-        return batch_idx, model.side_scores(ids.to(device), mask.to(device)).float().cpu().numpy()
+        feats = None if features is None else torch.as_tensor(features[batch_idx], device=device)
+        return batch_idx, model.side_scores(ids.to(device), mask.to(device), feats).float().cpu().numpy()
 
     batches = token_budget_batches(lengths, call_budget(max_tokens, device, workers, model))
     for batch_idx, batch_scores in map_batches(score, batches, device, workers):
@@ -430,9 +461,14 @@ class NeuralBackend:
 
     def predict_logits(self, frame, progress=None):
         """Uncalibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame."""
+        features = None
+        if reads_features(self.model):
+            from .probe import head_features
+
+            features = head_features(frame)
         return predict_rows(self.model, encode_rows(self.renderer, self.inputs, frame), self.inputs,
                             self.tokenizer.pad_token_id or 0, self.max_tokens, self.device, progress,
-                            workers=self.workers)
+                            workers=self.workers, features=features)
 
     @property
     def scores_sides(self) -> bool:
@@ -445,5 +481,10 @@ class NeuralBackend:
         prompt_ids = self.renderer.tokenize_turn_lists(prompts)
         response_ids = self.renderer.tokenize_turn_lists(responses)
         sides = [self.renderer.side(p, r) for p, r in zip(prompt_ids, response_ids)]
+        features = None
+        if reads_features(self.model):
+            from .probe import single_side_features
+
+            features = single_side_features(prompts, responses)
         return score_sides(self.model, sides, self.tokenizer.pad_token_id or 0, self.max_tokens, self.device,
-                           self.workers)
+                           self.workers, features)

@@ -17,9 +17,9 @@ from .augment import FlattenCollator, PreferenceDataset, swap_frame
 from .calibration import calibrate
 from .checkpoints import mark_complete, plan_start, remove_checkpoints
 from .config import TrainConfig
-from .data import DataError, check_output_dir, load_train_valid, write_text_atomic
+from .data import DataError, check_output_dir, load_train_valid, prompt_groups, write_text_atomic
 from .distill import read_teacher_probs, soft_targets
-from .inference import collator_for, predict_rows
+from .inference import collator_for, pooled_sequences, predict_rows, reads_features
 from .metrics import classification_metrics, log_loss, softmax
 from .models import META_FILE, MODELS
 from .text import Renderer, TextSettings
@@ -70,8 +70,6 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
     """HF Trainer run for a neural family; keeps the best checkpoint by validation log loss."""
     from transformers import TrainingArguments, set_seed
 
-    from .trainer import PreferenceTrainer
-
     recipe = MODELS[cfg.model].load_recipe()
     set_seed(cfg.seed)
     output = check_output_dir(cfg.output)
@@ -104,11 +102,18 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
         swapped = ([(b, a) for a, b in train_inputs] if recipe.inputs == "pair"
                    else cached_encode_rows(renderer, recipe.inputs, swap_frame(train_frame), cache, log)[0])
     soft = soft_targets(teacher, train_labels, cfg.distill_alpha) if teacher is not None else None
-    train_ds = PreferenceDataset(train_inputs, train_labels, soft, swapped, cfg.swap_augment, cfg.seed)
-    valid_inputs = cached_encode_rows(renderer, recipe.inputs, valid_frame, cache, log)[0]
-    valid_ds = PreferenceDataset(valid_inputs, valid_frame["label"].to_numpy())
     model = recipe.build(cfg, tokenizer)
     pad_id = tokenizer.pad_token_id
+    train_features = valid_features = None
+    if reads_features(model):
+        from .models.dual_tower import set_feature_stats
+        from .probe import feature_stats, head_features
+
+        train_features, valid_features = head_features(train_frame), head_features(valid_frame)
+        set_feature_stats(model, *feature_stats(train_features))
+    train_ds = PreferenceDataset(train_inputs, train_labels, soft, swapped, cfg.swap_augment, cfg.seed, train_features)
+    valid_inputs = cached_encode_rows(renderer, recipe.inputs, valid_frame, cache, log)[0]
+    valid_ds = PreferenceDataset(valid_inputs, valid_frame["label"].to_numpy(), features=valid_features)
 
     args = TrainingArguments(
         output_dir=str(output / "checkpoints"),
@@ -142,19 +147,23 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
         save_only_model=False,
         disable_tqdm=False,
     )
-    trainer = PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
-                                data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
-                                compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
-                                model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length,
-                                callbacks=[_checkpoint_callback()])
-    if resume_from is not None:
-        log(f"resuming from {resume_from}")
+    device = args.device
+    meta_extra: dict = {}
     start = time.time()
-    # The Trainer restores weights, optimizer, scheduler, RNG states and the position in the data order.
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if cfg.probe and cfg.model in ("dual-tower", "cross-encoder"):
+        joint_swapped = None
+        if recipe.inputs == "joint":
+            joint_swapped = swapped or cached_encode_rows(renderer, "joint", swap_frame(train_frame), cache, log)[0]
+        meta_extra["probe"] = linear_probe(model, cfg, train_inputs, train_labels, train_features,
+                                           prompt_groups(train_frame), pad_id, device, joint_swapped, log)
+    if cfg.epochs > 0:
+        model, meta_extra["fine_tune"] = fine_tune(model, cfg, args, recipe, train_ds, valid_ds, pad_id, output,
+                                                   resume_from, bool(meta_extra.get("probe")), log)
     train_seconds = time.time() - start
+    if args.process_index != 0:
+        return {}
 
-    model = recipe.for_saving(trainer.model)
+    model = recipe.for_saving(model)
     meta = {
         "format_version": 1,
         "model_type": cfg.model,
@@ -163,26 +172,98 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
         "backbone": cfg.backbone,
         "labels": list(LABELS),
         "text": settings.to_dict(),
+        "head_features": reads_features(model),
+        **meta_extra,
         "calibration": {"temperature": 1.0},
         "train_config": cfg.to_dict(),
         "train_rows": len(train_frame),
         "valid_rows": len(valid_frame),
         "train_seconds": round(train_seconds, 1),
     }
-    if not trainer.is_world_process_zero():
-        return {}
     labels = valid_ds.labels
-    device = trainer.args.device
-    logits, scores = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device)
+    logits, scores = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device, features=valid_features)
     if cfg.model == "dual-tower" and cfg.objective == "rank" and cfg.rank_loss == "mse":
         meta["link"] = model.fit_link(scores, labels)
-        logits, _ = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device)
+        logits, _ = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device,
+                                 features=valid_features)
     temperature, probs = calibrate(logits, labels, log)
     meta["calibration"] = {"temperature": temperature, "fitted_on": "validation", "rows": int(len(labels))}
     metrics = classification_metrics(labels, probs)
     meta["valid_metrics"] = {k: v for k, v in metrics.items() if k != "confusion"}
     save_model_dir(output, model, tokenizer, meta)
     return metrics
+
+
+def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, features: np.ndarray | None,
+                 groups: np.ndarray, pad_id: int, device, joint_swapped: list | None, log) -> dict:
+    """LP of LP-FT (probe.py): encode the training rows once with the frozen encoder, fit the head by L-BFGS
+    (C and the pooled block's weight by grouped CV on these rows unless --probe-c is given), write it into the
+    model's head. Returns what was chosen."""
+    from .probe import ProbeData, choose_probe, fold_into_head, standardize
+
+    model.to(device).eval()
+    t0 = time.time()
+    budget = 16384 if torch.device(device).type == "cuda" else 8192
+    if joint_swapped is None:  # dual tower: every side its own sequence
+        sides = [a for a, _ in inputs] + [b for _, b in inputs]
+        pooled = pooled_sequences(model, sides, pad_id, budget, device).float().cpu().numpy()
+        pooled, swapped = pooled.reshape(2, len(inputs), -1).transpose(1, 0, 2), None
+    else:
+        both = pooled_sequences(model, list(inputs) + list(joint_swapped), pad_id, budget, device).float().cpu().numpy()
+        pooled, swapped = both[:len(inputs)], both[len(inputs):]
+    log(f"linear probe: encoded {len(inputs)} training rows with the frozen encoder in {time.time() - t0:.0f}s")
+    std_features = None
+    if features is not None:
+        std_features = standardize(features, model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
+    data = ProbeData("pair" if joint_swapped is None else "joint", pooled, labels, std_features, swapped,
+                     rank=getattr(model.config, "objective", "classify") == "rank")
+    if cfg.probe_c is None:
+        chosen = choose_probe(data, groups, seed=cfg.seed, log=log)
+    else:
+        chosen = {"C": cfg.probe_c, "scale": 1.0}
+    params = data.fit(chosen["C"], chosen["scale"], np.arange(len(labels)))
+    weight, bias = fold_into_head(data, params, chosen["scale"], model.config.hidden)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))
+        model.head.bias.copy_(torch.as_tensor(bias, dtype=model.head.bias.dtype))
+        if data.rank:
+            model.log_nu.fill_(float(params[1]))
+    chosen["train_log_loss"] = data.log_loss(params, chosen["scale"], np.arange(len(labels)))
+    return {k: v for k, v in chosen.items() if k != "grid"}
+
+
+def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id: int, output: Path, resume_from,
+              after_probe: bool, log):
+    """The HF Trainer run, best checkpoint by validation log loss. After a probe, the probe's model stays unless
+    fine-tuning beats it on the same validation rows."""
+    from .trainer import PreferenceTrainer
+
+    before = None
+    if after_probe:
+        logits, _ = predict_rows(model.to(args.device), valid_ds.inputs, recipe.inputs, pad_id, device=args.device,
+                                 features=valid_ds.features)
+        before = log_loss(valid_ds.labels, softmax(logits))
+        probe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trainer = PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
+                                data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
+                                compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
+                                model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length,
+                                callbacks=[_checkpoint_callback()])
+    if resume_from is not None:
+        log(f"resuming from {resume_from}")
+    # The Trainer restores weights, optimizer, scheduler, RNG states and the position in the data order.
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    model = trainer.model
+    best = trainer.state.best_metric
+    info = {"best_valid_log_loss": best, "kept": "fine-tuned"}
+    if before is not None:
+        info["probe_valid_log_loss"] = before
+        if best is None or before <= best:
+            model.load_state_dict(probe_state)
+            info["kept"] = "probe"
+        log(f"validation log loss: probe {before:.4f}, best fine-tuned checkpoint "
+            f"{'-' if best is None else f'{best:.4f}'}; keeping the {info['kept']} model")
+    return model, info
 
 
 def save_model_dir(output: Path, model, tokenizer, meta: dict) -> None:

@@ -2,6 +2,7 @@
 
 The sequence comes from `Renderer.cross_inputs` (per-field budgets, field markers); the encoder's token states
 are pooled (masked mean, or the first token) and a Linear(H -> 3) head with N(0, 0.02) weights gives the logits.
+With side features (`side_features` > 0, probe.py) the head reads [pooled, features of A, of B, pair + prompt].
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
-from .dual_tower import encoder_from_dict
+from .dual_tower import add_feature_buffers, encoder_from_dict, standardized_features
 from .heads import preference_loss
 from .pooling import masked_mean
 
@@ -21,11 +22,14 @@ from .pooling import masked_mean
 class CrossEncoderConfig(PretrainedConfig):
     model_type = "arenapref-cross-encoder"
 
-    def __init__(self, encoder: dict | None = None, pooling: str = "mean", classifier_dropout: float = 0.0, **kwargs):
+    def __init__(self, encoder: dict | None = None, pooling: str = "mean", classifier_dropout: float = 0.0,
+                 side_features: int = 0, shared_features: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder or {}
         self.pooling = pooling
         self.classifier_dropout = classifier_dropout
+        self.side_features = side_features
+        self.shared_features = shared_features
 
     @property
     def hidden(self) -> int:
@@ -56,7 +60,8 @@ class CrossEncoderModel(PreTrainedModel):
             raise ValueError(f"pooling {config.pooling!r}: expected mean or first")
         self.encoder = encoder if encoder is not None else encoder_from_dict(config.encoder)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.head = nn.Linear(config.hidden, 3)
+        self.head = nn.Linear(config.hidden + 2 * config.side_features + config.shared_features, 3)
+        add_feature_buffers(self, config.side_features + config.shared_features)
         self.post_init()
 
     def _init_weights(self, module):
@@ -66,17 +71,25 @@ class CrossEncoderModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
 
     @classmethod
-    def from_backbone(cls, backbone: str, pooling: str = "mean") -> "CrossEncoderModel":
+    def from_backbone(cls, backbone: str, pooling: str = "mean", side_features: int = 0,
+                      shared_features: int = 0) -> "CrossEncoderModel":
         encoder = AutoModel.from_pretrained(backbone)
-        return cls(CrossEncoderConfig(encoder=encoder.config.to_dict(), pooling=pooling), encoder=encoder)
+        config = CrossEncoderConfig(encoder=encoder.config.to_dict(), pooling=pooling, side_features=side_features,
+                                    shared_features=shared_features)
+        return cls(config, encoder=encoder)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
         self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
 
-    def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, **unused):
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) joint sequences -> (B, H) pooled encoder states (the head's input besides the side features)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = masked_mean(hidden, attention_mask) if self.config.pooling == "mean" else hidden[:, 0]
-        logits = self.head(self.dropout(pooled))
+        return masked_mean(hidden, attention_mask) if self.config.pooling == "mean" else hidden[:, 0]
+
+    def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, features=None, **unused):
+        pooled = self.dropout(self.encode(input_ids, attention_mask))
+        feats = standardized_features(self, features, pooled)
+        logits = self.head(pooled if feats is None else torch.cat([pooled, *feats], dim=-1))
         loss = None
         if labels is not None or soft_labels is not None:
             loss = preference_loss(logits, labels, soft_labels)

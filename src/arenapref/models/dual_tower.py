@@ -1,11 +1,13 @@
 """The reference design: one shared encoder reads prompt+response A and prompt+response B.
 
 classify: masked mean pooling per side, concat, Linear(2H -> 3) with N(0, 0.02) weights and zero bias, cross-entropy.
+          With side features (`side_features` > 0, probe.py) the head reads [pooled A, pooled B, features of A,
+          features of B, pair + prompt features] instead; with none it is exactly the reference head.
 rank:     a scalar score per side. `rank_loss="davidson"` (default) trains a Bradley-Terry model with ties
           (Davidson 1970): P(A) ∝ e^{s_a}, P(B) ∝ e^{s_b}, P(tie) ∝ ν e^{(s_a+s_b)/2}, so the same scores give proper
           3-way probabilities. `rank_loss="mse"` is the reference regression (win 1, loss 0, tie 0.5 per side);
           its scores become probabilities through the same Davidson form with a scale β and ν fitted afterwards on
-          validation data (`fit_link`).
+          validation data (`fit_link`). With side features, a side's score reads [pooled side, its features].
 Both sides of every row go through the one shared encoder together: the (B, 2, L) batch is flattened to 2B
 sequences, sorted by real length and encoded in up to `side_chunks` sub-batches, each cut to its own longest
 sequence (models/packing.py), so a short side never pays for its long partner's padding. Inference
@@ -31,12 +33,15 @@ class DualTowerConfig(PretrainedConfig):
     model_type = "arenapref-dual-tower"
 
     def __init__(self, encoder: dict | None = None, objective: str = "classify", rank_loss: str = "davidson",
-                 classifier_dropout: float = 0.0, **kwargs):
+                 classifier_dropout: float = 0.0, side_features: int = 0, shared_features: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder or {}
         self.objective = objective
         self.rank_loss = rank_loss
         self.classifier_dropout = classifier_dropout
+        # Hand-made features beside the pooled vectors (probe.py): per side, and shared by both sides.
+        self.side_features = side_features
+        self.shared_features = shared_features
 
     @property
     def hidden(self) -> int:
@@ -52,6 +57,34 @@ class DualTowerOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     scores: torch.Tensor | None = None
+
+
+def add_feature_buffers(model: nn.Module, width: int) -> None:
+    """Training-set mean and std of the side features (probe.feature_stats), saved with the weights."""
+    if not width:
+        return
+    model.register_buffer("feature_mean", torch.zeros(width))
+    model.register_buffer("feature_std", torch.ones(width))
+
+
+def set_feature_stats(model: nn.Module, mean, std) -> None:
+    """Statistics of probe.feature_stats; a model without shared features (rank) keeps the per-side ones."""
+    width = model.feature_mean.numel()
+    model.feature_mean.copy_(torch.as_tensor(mean[:width], dtype=model.feature_mean.dtype))
+    model.feature_std.copy_(torch.as_tensor(std[:width], dtype=model.feature_std.dtype))
+
+
+def standardized_features(model: nn.Module, features: torch.Tensor | None, like: torch.Tensor):
+    """(B, 2S + Q) raw side features -> (side A, side B, shared) standardised blocks, or None for a model without."""
+    s, q = model.config.side_features, model.config.shared_features
+    if not s and not q:
+        return None
+    if features is None:
+        raise ValueError("this model reads side features: pass features=probe.head_features(frame)")
+    f = features.to(device=like.device, dtype=like.dtype)
+    mean, std = model.feature_mean.to(like.dtype), model.feature_std.to(like.dtype)
+    side = lambda block: (block - mean[:s]) / std[:s]
+    return side(f[:, :s]), side(f[:, s:2 * s]), (f[:, 2 * s:2 * s + q] - mean[s:]) / std[s:]
 
 
 def encoder_from_dict(values: dict):
@@ -71,12 +104,14 @@ class DualTowerModel(PreTrainedModel):
         super().__init__(config)
         self.encoder = encoder if encoder is not None else encoder_from_dict(config.encoder)
         self.dropout = nn.Dropout(config.classifier_dropout)
+        side, shared = config.side_features, config.shared_features
         if config.objective == "classify":
-            self.head = nn.Linear(2 * config.hidden, 3)
+            self.head = nn.Linear(2 * config.hidden + 2 * side + shared, 3)
         elif config.objective == "rank":
-            self.head = nn.Linear(config.hidden, 1)
+            self.head = nn.Linear(config.hidden + side, 1)
         else:
             raise ValueError(f"objective {config.objective!r}: expected classify or rank")
+        add_feature_buffers(self, side + shared)
         # Davidson tie parameter (learned for rank/davidson, fitted afterwards for rank/mse) and score scale.
         self.log_nu = nn.Parameter(torch.zeros(()), requires_grad=config.rank_loss == "davidson")
         self.register_buffer("link_scale", torch.ones(()))
@@ -92,9 +127,11 @@ class DualTowerModel(PreTrainedModel):
             self._init_head()
 
     @classmethod
-    def from_backbone(cls, backbone: str, objective: str = "classify", rank_loss: str = "davidson") -> "DualTowerModel":
+    def from_backbone(cls, backbone: str, objective: str = "classify", rank_loss: str = "davidson",
+                      side_features: int = 0, shared_features: int = 0) -> "DualTowerModel":
         encoder = AutoModel.from_pretrained(backbone)
-        config = DualTowerConfig(encoder=encoder.config.to_dict(), objective=objective, rank_loss=rank_loss)
+        config = DualTowerConfig(encoder=encoder.config.to_dict(), objective=objective, rank_loss=rank_loss,
+                                 side_features=side_features, shared_features=shared_features)
         return cls(config, encoder=encoder)
 
     # Gradient checkpointing: transformers' own `activation_checkpointing_enable` (what the Trainer calls) walks all
@@ -126,27 +163,41 @@ class DualTowerModel(PreTrainedModel):
             pooled.append(self.encode(input_ids[rows, :width], attention_mask[rows, :width]))
         return torch.cat(pooled)[torch.argsort(order)]
 
-    def head_logits(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, 2, H) pooled sides -> logits (B, 3) and, for rank models, side scores (B, 2)."""
+    def head_logits(self, pooled: torch.Tensor, features: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 2, H) pooled sides (+ (B, 2S + Q) raw side features) -> logits (B, 3) and, for rank models, side
+        scores (B, 2)."""
         pooled = self.dropout(pooled)
+        feats = standardized_features(self, features, pooled)
         if self.config.objective == "classify":
-            return self.head(pooled.reshape(pooled.shape[0], -1)), None
+            parts = [pooled.reshape(pooled.shape[0], -1)] + ([] if feats is None else list(feats))
+            return self.head(torch.cat(parts, dim=-1)), None
+        if feats is not None:
+            pooled = torch.cat([pooled, torch.stack(feats[:2], dim=1)], dim=-1)
         scores = self.head(pooled).squeeze(-1)
         return self.davidson_logits(scores), scores
 
-    def side_scores(self, input_ids, attention_mask) -> torch.Tensor:
-        """Rank objective: (B, L) single sides (prompt + one response) -> (B,) scores on the Davidson logit scale.
+    def side_scores(self, input_ids, attention_mask, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Rank objective: (B, L) single sides (prompt + one response), with their (B, S) side features when the
+        model reads them, -> (B,) scores on the Davidson logit scale.
 
         Scores one response without a partner, so ranking n responses costs n encoder passes, not n(n-1).
         """
         if self.config.objective != "rank":
             raise ValueError("side_scores needs a rank-objective model; a classify head only compares two sides")
-        return self.head(self.encode(input_ids, attention_mask)).squeeze(-1) * self.link_scale
+        pooled = self.encode(input_ids, attention_mask)
+        if self.config.side_features:
+            if features is None:
+                raise ValueError("this model reads side features: pass features=probe.single_side_features(...)")
+            s = self.config.side_features
+            features = (features.to(pooled.dtype) - self.feature_mean[:s]) / self.feature_std[:s]
+            pooled = torch.cat([pooled, features], dim=-1)
+        return self.head(pooled).squeeze(-1) * self.link_scale
 
-    def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, **unused):
+    def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, features=None, **unused):
         batch, sides, length = input_ids.shape
         pooled = self.encode_sides(input_ids.view(-1, length), attention_mask.view(-1, length))
-        logits, scores = self.head_logits(pooled.view(batch, sides, -1))
+        logits, scores = self.head_logits(pooled.view(batch, sides, -1), features)
         loss = None
         if labels is not None or soft_labels is not None:
             loss = self.loss(logits, scores, labels, soft_labels)

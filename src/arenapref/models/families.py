@@ -53,18 +53,29 @@ class EncoderFamily:
         return model
 
 
+def feature_widths(cfg) -> tuple[int, int]:
+    """(per-side, shared) side-feature columns of the head: none for the reference head; a rank head scores each
+    side alone, so it reads only that side's features."""
+    if not cfg.head_features:
+        return 0, 0
+    from ..probe import SHARED_COUNT, SIDE_COUNT
+
+    return SIDE_COUNT, 0 if cfg.objective == "rank" else SHARED_COUNT
+
+
 def _dual_tower():
     from .dual_tower import DualTowerModel
 
     return EncoderFamily("dual-tower", DualTowerModel, "pair",
-                         lambda cls, cfg: cls.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss))
+                         lambda cls, cfg: cls.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss,
+                                                            *feature_widths(cfg)))
 
 
 def _cross_encoder():
     from .cross_encoder import CrossEncoderModel
 
     return EncoderFamily("cross-encoder", CrossEncoderModel, "joint",
-                         lambda cls, cfg: cls.from_backbone(cfg.backbone, cfg.pooling))
+                         lambda cls, cfg: cls.from_backbone(cfg.backbone, cfg.pooling, *feature_widths(cfg)))
 
 
 DUAL_TOWER = _dual_tower()

@@ -1,0 +1,225 @@
+"""Side features for the neural heads, and the linear probe of LP-FT (linear probe, then fine-tune).
+
+Side features: mean pooling hides what arena voters react to most (length, lists, refusals...), so the neural
+heads also read the hand-made features of features.py: per side (31 numbers for prompt + response A, the same 31
+for B) and shared (7 pair + 7 prompt numbers), as sign(x) * log(1 + |x|). The model standardises them with the
+training rows' mean and standard deviation, kept in its weights (side statistics pooled over both sides, so
+exchanging A and B exchanges the two blocks exactly).
+
+Linear probe: before any fine-tuning the head is fitted on the frozen encoder's pooled vectors (+ side features)
+by L2-regularised maximum likelihood, full batch with L-BFGS: a multinomial logistic regression for a 3-way head
+(the same minimiser as scikit-learn's `LogisticRegression(C=...)`), a Davidson (Bradley-Terry with ties) model
+for a rank head. Pooled vectors are standardised and multiplied by a block weight `scale` before the fit, so
+that C regularises the hundreds of embedding dimensions and the few side features separately; C and scale are
+picked by prompt-grouped cross-validation on the training rows (never the validation part). The fitted weights
+are folded back into the head, so the model needs nothing extra at inference.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from .features import PAIR_FEATURES, PROMPT_FEATURES, SIDE_FEATURES, feature_blocks, side_features
+
+SIDE_COUNT = len(SIDE_FEATURES)
+SHARED_COUNT = len(PAIR_FEATURES) + len(PROMPT_FEATURES)
+SWAP = np.array([1, 0, 2])
+# Grid of the probe's inverse L2 strength C and of the pooled block's weight (see the module docstring).
+C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+SCALE_GRID = (0.03, 0.1, 0.3, 1.0)
+
+
+def signed_log(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def head_features(frame) -> np.ndarray:
+    """(N, 2 * SIDE_COUNT + SHARED_COUNT) float32: [side A, side B, pair + prompt], signed-log scaled."""
+    blocks = feature_blocks(frame)
+    return signed_log(np.hstack([blocks["side_a"], blocks["side_b"], blocks["pair"], blocks["prompt"]])).astype(np.float32)
+
+
+def swap_features(features: np.ndarray) -> np.ndarray:
+    """The rows' features with responses A and B exchanged (pair and prompt features are symmetric)."""
+    s = SIDE_COUNT
+    return np.hstack([features[:, s:2 * s], features[:, :s], features[:, 2 * s:]])
+
+
+def single_side_features(prompts: list[list[str]], responses: list[list[str]]) -> np.ndarray:
+    """(n, SIDE_COUNT) features of (prompt turns, response turns) scored on their own (rank models)."""
+    from .features import WORD
+
+    rows = [side_features(set(WORD.findall("\n".join(p).lower())), r) for p, r in zip(prompts, responses)]
+    return signed_log(np.asarray(rows, dtype=np.float64).reshape(len(rows), SIDE_COUNT)).astype(np.float32)
+
+
+def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (SIDE_COUNT + SHARED_COUNT,) of training features; side columns pooled over A and B."""
+    s = SIDE_COUNT
+    sides = np.vstack([features[:, :s], features[:, s:2 * s]]).astype(np.float64)
+    shared = features[:, 2 * s:].astype(np.float64)
+    mean = np.concatenate([sides.mean(0), shared.mean(0)])
+    std = np.concatenate([sides.std(0), shared.std(0)])
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Raw features -> standardised [side A, side B, shared]; statistics without shared columns drop them."""
+    s = SIDE_COUNT
+    q = len(mean) - s
+    side = lambda block: (block - mean[:s]) / std[:s]
+    shared = (features[:, 2 * s:2 * s + q] - mean[s:]) / std[s:]
+    return np.hstack([side(features[:, :s]), side(features[:, s:2 * s]), shared])
+
+
+# -- fitting -------------------------------------------------------------------------------------------------------
+def _minimise(params: list[torch.Tensor], objective, max_iter: int = 500) -> None:
+    opt = torch.optim.LBFGS(params, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+
+
+def fit_softmax(X: np.ndarray, y: np.ndarray, C: float, max_iter: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression: minimises C * sum(cross-entropy) + ||W||^2 / 2 (bias unpenalised), the
+    objective of scikit-learn's LogisticRegression(C=C). Returns W (3, D) and b (3,)."""
+    x = torch.as_tensor(X, dtype=torch.float64)
+    t = torch.as_tensor(y, dtype=torch.long)
+    W = torch.zeros((3, x.shape[1]), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+
+    def objective():
+        ce = torch.nn.functional.cross_entropy(x @ W.T + b, t, reduction="sum")
+        return C * ce + 0.5 * (W * W).sum()
+
+    _minimise([W, b], objective, max_iter)
+    return W.detach().numpy(), b.detach().numpy()
+
+
+def davidson_logits(sa: torch.Tensor, sb: torch.Tensor, log_nu: torch.Tensor) -> torch.Tensor:
+    return torch.stack([sa, sb, log_nu + 0.5 * (sa + sb)], dim=1)
+
+
+def fit_davidson(Xa: np.ndarray, Xb: np.ndarray, y: np.ndarray, C: float,
+                 max_iter: int = 500) -> tuple[np.ndarray, float]:
+    """Linear side score s = w . x with Davidson ties: minimises C * sum(cross-entropy) + ||w||^2 / 2 over w and
+    log nu (a score bias cancels in the model). Returns w (D,) and log nu."""
+    xa, xb = (torch.as_tensor(v, dtype=torch.float64) for v in (Xa, Xb))
+    t = torch.as_tensor(y, dtype=torch.long)
+    w = torch.zeros(xa.shape[1], dtype=torch.float64, requires_grad=True)
+    log_nu = torch.zeros((), dtype=torch.float64, requires_grad=True)
+
+    def objective():
+        ce = torch.nn.functional.cross_entropy(davidson_logits(xa @ w, xb @ w, log_nu), t, reduction="sum")
+        return C * ce + 0.5 * (w * w).sum()
+
+    _minimise([w, log_nu], objective, max_iter)
+    return w.detach().numpy(), float(log_nu.detach())
+
+
+# -- the probe of one model ----------------------------------------------------------------------------------------
+class ProbeData:
+    """What the probe sees of the training rows.
+
+    kind "pair":  pooled (N, 2, H), a vector per side (dual tower); "joint": pooled (N, H) of the row and
+    pooled_swapped (N, H) of its A/B-exchanged rendering (cross-encoder). features: standardised (N, F) or None.
+    rank: a per-side score (dual tower, rank objective) instead of a 3-way head.
+    """
+
+    def __init__(self, kind: str, pooled: np.ndarray, labels: np.ndarray, features: np.ndarray | None = None,
+                 pooled_swapped: np.ndarray | None = None, rank: bool = False):
+        self.kind, self.rank, self.labels = kind, rank, np.asarray(labels)
+        flat = pooled.reshape(-1, pooled.shape[-1]).astype(np.float64)
+        if pooled_swapped is not None:
+            flat = np.vstack([flat, pooled_swapped.astype(np.float64)])
+        # Pooled standardisation (one mean / std per dimension, over every side or rendering of the training rows).
+        self.mean, self.std = flat.mean(0), np.where(flat.std(0) > 1e-8, flat.std(0), 1.0)
+        self.pooled = (pooled - self.mean) / self.std
+        self.pooled_swapped = None if pooled_swapped is None else (pooled_swapped - self.mean) / self.std
+        self.features = features
+
+    def design(self, scale: float, rows: np.ndarray):
+        """Rank: (Xa, Xb). Classify: (X, X_swapped) whose rows are the rows and their A/B mirrors."""
+        f = None if self.features is None else self.features[rows]
+        s = SIDE_COUNT
+        if self.rank:
+            pa, pb = scale * self.pooled[rows, 0], scale * self.pooled[rows, 1]
+            if f is None:
+                return pa, pb
+            return np.hstack([pa, f[:, :s]]), np.hstack([pb, f[:, s:2 * s]])
+        if self.kind == "pair":
+            p, q = scale * self.pooled[rows, 0], scale * self.pooled[rows, 1]
+            direct, mirror = np.hstack([p, q]), np.hstack([q, p])
+        else:
+            direct, mirror = scale * self.pooled[rows], scale * self.pooled_swapped[rows]
+        if f is not None:
+            direct, mirror = np.hstack([direct, f]), np.hstack([mirror, swap_features(f)])
+        return direct, mirror
+
+    def fit(self, C: float, scale: float, rows: np.ndarray):
+        y = self.labels[rows]
+        first, second = self.design(scale, rows)
+        if self.rank:
+            return fit_davidson(first, second, y, C)
+        return fit_softmax(np.vstack([first, second]), np.concatenate([y, SWAP[y]]), C)
+
+    def log_loss(self, params, scale: float, rows: np.ndarray) -> float:
+        first, second = self.design(scale, rows)
+        if self.rank:
+            w, log_nu = params
+            logits = davidson_logits(torch.as_tensor(first @ w), torch.as_tensor(second @ w), torch.tensor(log_nu))
+        else:
+            W, b = params
+            logits = torch.as_tensor(first @ W.T + b)
+        return float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(self.labels[rows])))
+
+
+def choose_probe(data: ProbeData, groups: np.ndarray, folds: int = 5, seed: int = 0, c_grid=C_GRID,
+                 scale_grid=SCALE_GRID, log=print) -> dict:
+    """Grid search of (C, scale) by prompt-grouped k-fold CV on the training rows; returns the best setting,
+    its CV log loss and the full table. Without side features the scale only rescales C, so it stays 1."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if data.features is None:
+        scale_grid = (1.0,)
+    n = len(data.labels)
+    folds = max(2, min(folds, len(np.unique(groups)), int(np.bincount(data.labels).min()) or 2))
+    splits = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(n), data.labels, groups))
+    table = []
+    for C, scale in itertools.product(c_grid, scale_grid):
+        losses = [data.log_loss(data.fit(C, scale, tr), scale, va) * len(va) for tr, va in splits]
+        table.append({"C": C, "scale": scale, "cv_log_loss": float(sum(losses) / n)})
+    best = min(table, key=lambda r: r["cv_log_loss"])
+    log(f"linear probe: C={best['C']:g}, pooled-vector weight {best['scale']:g} "
+        f"({folds}-fold grouped CV log loss {best['cv_log_loss']:.4f} on {n} training rows)")
+    return {**best, "folds": folds, "grid": table}
+
+
+def fold_into_head(data: ProbeData, params, scale: float, hidden: int) -> tuple[np.ndarray, np.ndarray]:
+    """Head weight and bias on the model's own inputs (raw pooled vectors, standardised features) that give the
+    same logits / scores as `params` on the probe's design (standardised, scaled pooled vectors)."""
+    factor = scale / data.std                  # (H,)
+    offset = scale * data.mean / data.std      # (H,)
+    if data.rank:
+        w, _ = params
+        weight = w.copy()
+        weight[:hidden] *= factor
+        return weight[None, :], np.array([-(w[:hidden] @ offset)])
+    W, b = params
+    weight, bias = W.copy(), b.copy()
+    blocks = 2 if data.kind == "pair" else 1
+    for k in range(blocks):
+        part = slice(k * hidden, (k + 1) * hidden)
+        bias -= W[:, part] @ offset
+        weight[:, part] = W[:, part] * factor
+    return weight, bias

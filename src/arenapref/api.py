@@ -63,6 +63,11 @@ class Judge:
             from .models.gbdt import GBDTBackend
 
             return cls(GBDTBackend.load(path, meta), meta, tta)
+        if family.backend == "hybrid":
+            from .models.hybrid import HybridBackend
+
+            return cls(HybridBackend.load(path, meta, device=device, dtype=dtype, quantize=quantize,
+                                          max_tokens=max_tokens, workers=workers), meta, tta)
         import torch
 
         from .inference import NeuralBackend

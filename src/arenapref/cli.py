@@ -114,7 +114,7 @@ def train(
     valid_fraction: Optional[float] = typer.Option(None, help="Share of --data held out, grouped by prompt."),
     extra: Optional[list[Path]] = typer.Option(None, help="Extra labelled file(s) used for training only (repeat)."),
     config: Optional[Path] = typer.Option(None, help="YAML file with any of these options; flags win."),
-    model: Optional[str] = typer.Option(None, help="Model family: dual-tower, cross-encoder, llm, gbdt."),
+    model: Optional[str] = typer.Option(None, help="Model family: hybrid, dual-tower, cross-encoder, llm, gbdt."),
     objective: Optional[str] = typer.Option(None, help="classify (3-way head) or rank (a score per side)."),
     rank_loss: Optional[str] = typer.Option(None, help="For --objective rank: davidson (Bradley-Terry with ties) or mse."),
     backbone: Optional[str] = typer.Option(None, help="Hugging Face encoder name or local path."),
@@ -144,6 +144,9 @@ def train(
     probe: Optional[bool] = typer.Option(None, "--probe/--no-probe",
                                          help="dual-tower / cross-encoder: fit the head on the frozen encoder first."),
     probe_c: Optional[float] = typer.Option(None, help="Linear probe's inverse L2 strength (default: grouped CV)."),
+    hybrid_neural: Optional[str] = typer.Option(None, help="--model hybrid: the neural part (dual-tower, "
+                                                            "cross-encoder or llm)."),
+    hybrid_weight: Optional[float] = typer.Option(None, help="--model hybrid: the neural part's share (0-1)."),
     swap_augment: Optional[str] = typer.Option(None, help="A/B swap augmentation: none, random or full."),
     teacher_probs: Optional[Path] = typer.Option(None, help="Distillation: CSV of id + teacher probabilities."),
     distill_alpha: Optional[float] = typer.Option(None, help="Weight of the teacher in the loss (rest: labels)."),

@@ -37,8 +37,10 @@ class TrainConfig:
     epochs: float = 1.0
     batch_size: int = 8
     eval_batch_size: int = 32
-    lr: float = 5e-5
-    head_lr: float = 1e-3               # the freshly initialised head learns faster than the pretrained encoder
+    lr: float = 2e-5
+    # None: a fresh N(0, 0.02) head learns at 1e-3, faster than the pretrained encoder; a head fitted by the probe
+    # is fine-tuned at `lr` with the encoder (LP-FT), so the first steps do not undo it.
+    head_lr: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     grad_accum: int = 1
@@ -64,6 +66,9 @@ class TrainConfig:
     head_features: bool = True
     probe: bool = True
     probe_c: float | None = None         # the probe's inverse L2 strength; default: chosen by grouped CV
+    # --model hybrid (models/hybrid.py): the neural family beside the gbdt, and its share of the averaged probabilities.
+    hybrid_neural: str = "dual-tower"
+    hybrid_weight: float = 0.5
     # A/B swap augmentation: none | random (each row swapped with probability 0.5 per epoch) | full (row + swap in
     # the same optimizer step).
     swap_augment: str = "none"
@@ -81,6 +86,12 @@ class TrainConfig:
     gbdt_direction_rounds: int = 600     # the factored model's A-vs-B booster (many more rows than the tie booster)
     gbdt_direction_leaves: int = 15
 
+    @property
+    def effective_head_lr(self) -> float:
+        if self.head_lr is not None:
+            return self.head_lr
+        return self.lr if self.probe and self.model in ("dual-tower", "cross-encoder", "hybrid") else 1e-3
+
     def validate(self) -> "TrainConfig":
         if not self.data:
             raise DataError("no training data: pass --data FILE (or `data:` in the YAML config)")
@@ -95,7 +106,8 @@ class TrainConfig:
         self.extra = [str(p) for p in self.extra or []]
         choices = {"objective": ("classify", "rank"), "rank_loss": ("davidson", "mse"),
                    "truncation_side": ("left", "right"), "pooling": ("mean", "first"),
-                   "swap_augment": ("none", "random", "full"), "gbdt_extra": ("direction", "all")}
+                   "swap_augment": ("none", "random", "full"), "gbdt_extra": ("direction", "all"),
+                   "hybrid_neural": ("dual-tower", "cross-encoder", "llm")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise DataError(f"{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -112,9 +124,12 @@ class TrainConfig:
             raise DataError(f"max-length {self.max_length} is too small; use at least 16")
         if self.epochs < 0 or self.lr <= 0 or self.gbdt_learning_rate <= 0:
             raise DataError("epochs must be at least 0, lr and gbdt-learning-rate positive")
-        if self.epochs == 0 and not (self.probe and self.model in ("dual-tower", "cross-encoder")):
+        neural = self.hybrid_neural if self.model == "hybrid" else self.model
+        if self.epochs == 0 and not (self.probe and neural in ("dual-tower", "cross-encoder")):
             raise DataError("--epochs 0 trains nothing: it is only for the linear probe of the dual-tower and "
                             "cross-encoder (drop --no-probe, or give epochs > 0)")
+        if not 0.0 < self.hybrid_weight < 1.0:
+            raise DataError(f"hybrid-weight {self.hybrid_weight}: the neural part's share must be between 0 and 1")
         if self.probe_c is not None and self.probe_c <= 0:
             raise DataError(f"probe-c {self.probe_c}: must be positive")
         self.field_budget = self._parse_field_budget(self.field_budget)
@@ -168,8 +183,8 @@ def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
     values.update({k: v for k, v in overrides.items() if v is not None})
     defaults = TrainConfig()
     for name, value in values.items():
-        kind = type(getattr(defaults, name))
-        if kind in (int, float, bool) and not isinstance(value, kind):
+        kind = float if name in ("head_lr", "probe_c") else type(getattr(defaults, name))
+        if value is not None and kind in (int, float, bool) and not isinstance(value, kind):
             try:
                 values[name] = kind(value) if kind is not bool else str(value).lower() in ("1", "true", "yes")
             except (TypeError, ValueError):

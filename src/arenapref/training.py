@@ -40,7 +40,7 @@ def _optimizer(model, cfg: TrainConfig, is_head):
         if param.requires_grad:
             (head if is_head(name) else encoder).append(param)
     groups = [{"params": encoder, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-              {"params": head, "lr": cfg.head_lr, "weight_decay": 0.0}]
+              {"params": head, "lr": cfg.effective_head_lr, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
@@ -63,11 +63,16 @@ def train(cfg: TrainConfig, log=print) -> dict:
         from .models.gbdt import train_gbdt
 
         return train_gbdt(cfg, log)
+    if MODELS[cfg.model].backend == "hybrid":
+        from .models.hybrid import train_hybrid
+
+        return train_hybrid(cfg, log)
     return train_neural(cfg, log)
 
 
-def train_neural(cfg: TrainConfig, log=print) -> dict:
-    """HF Trainer run for a neural family; keeps the best checkpoint by validation log loss."""
+def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> dict:
+    """Linear probe and / or HF Trainer run for a neural family; keeps the best model by validation log loss.
+    `valid_out` (a dict) receives the validation labels and calibrated probabilities."""
     from transformers import TrainingArguments, set_seed
 
     recipe = MODELS[cfg.model].load_recipe()
@@ -189,6 +194,8 @@ def train_neural(cfg: TrainConfig, log=print) -> dict:
     temperature, probs = calibrate(logits, labels, log)
     meta["calibration"] = {"temperature": temperature, "fitted_on": "validation", "rows": int(len(labels))}
     metrics = classification_metrics(labels, probs)
+    if valid_out is not None:
+        valid_out.update(labels=labels, probs=probs)
     meta["valid_metrics"] = {k: v for k, v in metrics.items() if k != "confusion"}
     save_model_dir(output, model, tokenizer, meta)
     return metrics

@@ -1,8 +1,9 @@
 """Model registry: the name used on the command line -> its family (how it is trained, saved and loaded).
 
-Two backends exist. "neural": a transformers model trained by the HF Trainer (training.py) and served by
+Three backends exist. "neural": a transformers model trained by the HF Trainer (training.py) and served by
 inference.NeuralBackend; its `recipe` (models/families.py, models/llm.py) says how it tokenises, builds, loads and
-saves. "gbdt": hand-made features + LightGBM (models/gbdt.py). Recipes are imported lazily so that loading a GBDT
+saves. "gbdt": hand-made features + LightGBM (models/gbdt.py). "hybrid": a neural model and a gbdt in one
+directory, their probabilities averaged (models/hybrid.py). Recipes are imported lazily so that loading a GBDT
 model never has to import a transformers model class.
 """
 
@@ -22,7 +23,7 @@ def _resolve(target: str):
 
 @dataclass(frozen=True)
 class Family:
-    backend: str                  # "neural" | "gbdt"
+    backend: str                  # "neural" | "gbdt" | "hybrid"
     recipe: str | None = None     # neural: "module:object" of the family's recipe (see models/families.py)
 
     def load_recipe(self):
@@ -38,6 +39,7 @@ MODELS = {
     "cross-encoder": Family("neural", "arenapref.models.families:CROSS_ENCODER"),
     "llm": Family("neural", "arenapref.models.llm:LLM"),
     "gbdt": Family("gbdt"),
+    "hybrid": Family("hybrid"),   # a neural part + the gbdt, probabilities averaged (models/hybrid.py)
 }
 
 

@@ -97,8 +97,9 @@ def booster_files(boosters: dict) -> dict:
     return {"multiclass": BOOSTER_FILE} if "multiclass" in boosters else {k: FACTORED_FILES[k] for k in boosters}
 
 
-def train_gbdt(cfg, log=print) -> dict:
-    """Fit on the training part (rows + mirrors), calibrate on validation, save the model directory."""
+def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
+    """Fit on the training part (rows + mirrors), calibrate on validation, save the model directory.
+    `valid_out` (a dict) receives the validation labels and calibrated probabilities (before any refit)."""
     output = check_output_dir(cfg.output)
     train_frame, valid_frame = load_train_valid(cfg)
     start = time.time()
@@ -110,6 +111,8 @@ def train_gbdt(cfg, log=print) -> dict:
     valid_labels = valid_frame["label"].to_numpy()
     temperature, probs = calibrate(np.log(boosters_proba(boosters, valid_blocks)), valid_labels, log)
     metrics = classification_metrics(valid_labels, probs)
+    if valid_out is not None:
+        valid_out.update(labels=valid_labels, probs=probs)
     rows = len(train_frame)
     if cfg.gbdt_refit:
         # With ~1000 rows the held-out part is too valuable to leave out: refit on everything with the same

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 DATA    ?= ../shared/data/arena_sample.csv
 OUT     ?= runs/demo
 # The recipe with the best grouped-CV log loss on the sample (README "Choosing the recipe"); any `--model` name works.
-MODEL   ?= gbdt
+MODEL   ?= hybrid
 # The pinned CPU wheel is installed first: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
 # Extra `arenapref train` flags can be passed as DEMO_FLAGS="...".

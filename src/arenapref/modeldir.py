@@ -25,7 +25,7 @@ def read_meta(path: str | Path) -> dict:
     if not meta_path.is_file():
         if not any(path.iterdir()):
             raise DataError(f"{path}: model directory is empty; train one with `arenapref train --output {path}`")
-        if (path / "checkpoints").is_dir() or (path / "config.json").exists():
+        if any((path / name).exists() for name in ("checkpoints", "config.json", "neural", "gbdt")):
             raise DataError(f"{path}: unfinished model directory (no {META_FILE}: training stopped before saving); "
                             "rerun the same `arenapref train` command with --resume")
         raise DataError(f"{path}: not an arenapref model directory (no {META_FILE}); train one with `arenapref train`")

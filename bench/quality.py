@@ -48,17 +48,19 @@ RECIPES = [
 ]
 
 
+def length_features(frame) -> np.ndarray:
+    """Both responses' log length in characters and their difference: the length baseline's inputs."""
+    a = np.log1p([len("\n".join(t)) for t in frame["response_a"]])
+    b = np.log1p([len("\n".join(t)) for t in frame["response_b"]])
+    return np.column_stack([a, b, a - b])
+
+
 def baselines(train_path: Path, eval_path: Path, extra: list[Path]) -> dict:
     """Constant prior and logistic regression on length features (both sides' log length and their difference)."""
     from sklearn.linear_model import LogisticRegression
 
     train, test = load_frame(train_path, require_labels=True), load_frame(eval_path, require_labels=True)
-
-    def lengths(frame):
-        a = np.log1p([len("\n".join(t)) for t in frame["response_a"]])
-        b = np.log1p([len("\n".join(t)) for t in frame["response_b"]])
-        return np.column_stack([a, b, a - b])
-
+    lengths = length_features
     prior = np.bincount(train["label"], minlength=3) / len(train)
     y = test["label"].to_numpy()
     lr = LogisticRegression(max_iter=1000).fit(lengths(train), train["label"])

@@ -39,9 +39,10 @@ import torch  # noqa: E402
 from arenapref.batching import PairLengthSampler, pair_length_keys  # noqa: E402
 from arenapref.data import load_frame  # noqa: E402
 from arenapref.inference import (PairCollator, call_budget, default_workers, map_batches, pad_batch,  # noqa: E402
-                                 predict_pairs, quantize_int8, token_budget_batches)
+                                 predict_pairs, quantize_int8, reads_features, token_budget_batches)
 from arenapref.metrics import log_loss, softmax  # noqa: E402
 from arenapref.models.pooling import masked_mean  # noqa: E402
+from arenapref.probe import head_features  # noqa: E402
 from arenapref.text import Renderer, TextSettings  # noqa: E402
 
 DATA_CANDIDATES = [os.environ.get("ARENAPREF_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"]
@@ -108,8 +109,10 @@ def timed(device: torch.device, fn):
 # -- the reference pipeline ------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def reference_predict(model, side_a, side_b, pad_id: int, max_length: int, device, batch_rows: int = 8):
-    """Every side padded to max_length, batches of 8 rows in input order, one (2B, L) encoder pass per batch."""
+def reference_predict(model, side_a, side_b, pad_id: int, max_length: int, device, batch_rows: int = 8,
+                      features=None):
+    """Every side padded to max_length, batches of 8 rows in input order, one (2B, L) encoder pass per batch
+    (`features`: the rows' side features, for a model whose head reads them)."""
     model.eval()
     collate = PairCollator(pad_id, pad_to=max_length)
     logits = []
@@ -120,7 +123,8 @@ def reference_predict(model, side_a, side_b, pad_id: int, max_length: int, devic
         mask = batch["attention_mask"].to(device).view(-1, max_length)
         hidden = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         pooled = masked_mean(hidden, mask).view(-1, 2, hidden.shape[-1])
-        logits.append(model.head_logits(pooled)[0].float().cpu().numpy())
+        feats = None if features is None else torch.as_tensor(features[start:start + batch_rows])
+        logits.append(model.head_logits(pooled, feats)[0].float().cpu().numpy())
     return np.concatenate(logits)
 
 
@@ -206,7 +210,7 @@ def fit_head(model, side_a, side_b, labels, pad_id, device, target: float = 0.95
 
 # -- training --------------------------------------------------------------------------------------------------------
 
-def train_steps(args, model, side_a, side_b, labels, pad_id, device, memory: PeakMemory):
+def train_steps(args, model, side_a, side_b, labels, pad_id, device, memory: PeakMemory, features=None):
     """`--train-steps` optimizer steps of each pipeline on the same rows, alternating step by step."""
     rows = args.train_steps * args.batch_size
     side_a, side_b, labels = side_a[:rows], side_b[:rows], labels[:rows]
@@ -229,7 +233,8 @@ def train_steps(args, model, side_a, side_b, labels, pad_id, device, memory: Pea
     def step(name, batch_rows):
         order, collate, _ = pipelines[name]
         s = state[name]
-        batch = collate([{"input_ids": (side_a[i], side_b[i]), "labels": int(labels[i])} for i in batch_rows])
+        batch = collate([{"input_ids": (side_a[i], side_b[i]), "labels": int(labels[i]),
+                          **({} if features is None else {"features": features[i]})} for i in batch_rows])
         lengths = batch["attention_mask"].sum(-1)
         s["real"] += int(lengths.sum())
         if name == "ours":  # the forward pads each sub-batch to its own longest side (models/packing.py)
@@ -299,6 +304,7 @@ def main() -> None:
     model, tokenizer, settings, description = load_model(args)
     model = model.to(device).eval()
     pad_id = tokenizer.pad_token_id or 0
+    features = head_features(frame) if reads_features(model) else None  # a head with side features reads them
     seconds, (side_a, side_b) = timed(device, lambda: Renderer(tokenizer, settings).dual_tower_inputs(frame))
     n = len(frame)
     real = sum(map(len, side_a)) + sum(map(len, side_b))
@@ -312,7 +318,8 @@ def main() -> None:
         fitted, l2 = fit_head(model, side_a, side_b, labels, pad_id, device)
         print(f"head fitted on pooled features (warm-up pass): log loss {fitted:.4f} (L2 {l2:g})")
     else:
-        predict_pairs(model, side_a[:8], side_b[:8], pad_id, device=device)  # warm-up
+        predict_pairs(model, side_a[:8], side_b[:8], pad_id, device=device,
+                      features=None if features is None else features[:8])  # warm-up
 
     # Work lists. Reference: fixed batches of 8 rows in input order. Ours: the plan predict_pairs makes (all 2N
     # sides sorted by their own length, cut by the token budget), run batch by batch through the same building
@@ -364,7 +371,8 @@ def main() -> None:
         if name == "reference":
             for rows in batches:
                 logits[name][rows] = reference_predict(model, [side_a[i] for i in rows], [side_b[i] for i in rows],
-                                                       pad_id, args.max_length, device)
+                                                       pad_id, args.max_length, device,
+                                                       features=None if features is None else features[rows])
         else:
             run_ours(name, batches)
 
@@ -384,11 +392,14 @@ def main() -> None:
     for name in names[1:]:  # the head over the pooled sides, in row order
         def head(name=name):
             with torch.inference_mode():
-                return models[name].head_logits(pooled[name].view(2, n, -1).transpose(0, 1))[0].float().cpu().numpy()
+                feats = None if features is None else torch.as_tensor(features)
+                return models[name].head_logits(pooled[name].view(2, n, -1).transpose(0, 1),
+                                                feats)[0].float().cpu().numpy()
         took, logits[name] = timed(device, head)
         seconds[name] += took
     stats["reference"] = {"real_tokens": real, "padded_tokens": reference_padded}
-    check = predict_pairs(model, side_a[:16], side_b[:16], pad_id, device=device)[0]
+    check = predict_pairs(model, side_a[:16], side_b[:16], pad_id, device=device,
+                          features=None if features is None else features[:16])[0]
     print(f"  benchmark's batch-by-batch run == predict_pairs: max |logit diff| {np.abs(check - logits['ours'][:16]).max():.1e}")
 
     probs = {name: softmax(v) for name, v in logits.items()}
@@ -436,7 +447,7 @@ def main() -> None:
 
     if args.train_steps > 0:
         print(f"\ntraining ({args.train_steps} steps x {args.batch_size} rows per pipeline, same rows, alternating):")
-        training = train_steps(args, model, side_a, side_b, labels, pad_id, device, memory)
+        training = train_steps(args, model, side_a, side_b, labels, pad_id, device, memory, features)
         for name, t in training.items():
             print(f"  {name:9s} {t['rows_per_s']:6.2f} rows/s  real-token share {t['real_token_share']:.3f}  "
                   f"peak extra memory {memory.peaks.get(f'train_{name}', float('nan')):7.1f} MiB")

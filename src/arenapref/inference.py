@@ -333,10 +333,10 @@ def pooled_sequences(model, sequences: list[list[int]], pad_id: int, max_tokens:
 
 def predict_pairs(model, side_a: list[list[int]], side_b: list[list[int]], pad_id: int,
                   max_tokens: int | None = None, device: str | torch.device = "cpu", progress=None,
-                  stats: dict | None = None, workers: int | None = None):
+                  stats: dict | None = None, workers: int | None = None, features: np.ndarray | None = None):
     """Dual-tower shortcut of `predict_rows`."""
     return predict_rows(model, list(zip(side_a, side_b)), "pair", pad_id, max_tokens, device, progress, stats,
-                        workers)
+                        workers, features)
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -19,7 +19,7 @@ from .checkpoints import mark_complete, plan_start, remove_checkpoints
 from .config import TrainConfig
 from .data import DataError, check_output_dir, load_train_valid, prompt_groups, write_text_atomic
 from .distill import read_teacher_probs, soft_targets
-from .inference import collator_for, pooled_sequences, predict_rows, reads_features
+from .inference import call_budget, collator_for, pooled_sequences, predict_rows, reads_features
 from .metrics import classification_metrics, log_loss, softmax
 from .models import META_FILE, MODELS
 from .text import Renderer, TextSettings
@@ -162,8 +162,8 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         meta_extra["probe"] = linear_probe(model, cfg, train_inputs, train_labels, train_features,
                                            prompt_groups(train_frame), pad_id, device, joint_swapped, log)
     if cfg.epochs > 0:
-        model, meta_extra["fine_tune"] = fine_tune(model, cfg, args, recipe, train_ds, valid_ds, pad_id, output,
-                                                   resume_from, bool(meta_extra.get("probe")), log)
+        model, meta_extra["fine_tune"] = fine_tune(model, cfg, args, recipe, train_ds, valid_ds, pad_id, resume_from,
+                                                   "probe" in meta_extra, log)
     train_seconds = time.time() - start
     if args.process_index != 0:
         return {}
@@ -210,7 +210,7 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
 
     model.to(device).eval()
     t0 = time.time()
-    budget = 16384 if torch.device(device).type == "cuda" else 8192
+    budget = call_budget(None, device)
     if joint_swapped is None:  # dual tower: every side its own sequence
         sides = [a for a, _ in inputs] + [b for _, b in inputs]
         pooled = pooled_sequences(model, sides, pad_id, budget, device).float().cpu().numpy()
@@ -239,8 +239,8 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
     return {k: v for k, v in chosen.items() if k != "grid"}
 
 
-def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id: int, output: Path, resume_from,
-              after_probe: bool, log):
+def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id: int, resume_from, after_probe: bool,
+              log):
     """The HF Trainer run, best checkpoint by validation log loss. After a probe, the probe's model stays unless
     fine-tuning beats it on the same validation rows."""
     from .trainer import PreferenceTrainer

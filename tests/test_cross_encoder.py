@@ -137,3 +137,27 @@ def test_cli_cross_encoder_end_to_end(tmp_path, small_csv, tiny_deberta):
     assert np.allclose(values.sum(axis=1), 1.0, atol=1e-6) and (values > 0).all()
     bad = run_cli("predict", "--model", out, "--data", small_csv, "--output", pred, "--tta", "mirror", check=False)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "tta" in bad.stderr
+
+
+def test_fields_pooling_masks_exactly_each_response(tokenizer, tiny_deberta):
+    """"fields" pooling averages response A's tokens and response B's separately (markers included), found by the
+    markers' token ids; nothing of the prompt or of the other response leaks into either mask."""
+    from arenapref.inference import pad_batch
+    from arenapref.models import CrossEncoderModel
+    from arenapref.models.families import field_marker_ids
+
+    renderer = Renderer(tokenizer, TextSettings(max_length=96))
+    rows = renderer.cross_inputs(pd.DataFrame({"id": ["0", "1"], "prompt": [["Say hi", "Again"], ["Why?"]],
+                                               "response_a": [["Hello there", "Hi"], ["Because it rains"]],
+                                               "response_b": [["Hey", "Yo friend"], ["No idea"]]}))
+    model = CrossEncoderModel.from_backbone(str(tiny_deberta), pooling="fields",
+                                            field_marker_ids=field_marker_ids(tokenizer)).eval()
+    ids, mask = pad_batch(rows, tokenizer.pad_token_id)
+    mask_a, mask_b = model.field_masks(ids, mask)
+    for i, row in enumerate(rows):
+        a_start, b_start = find(row, renderer.field_markers[1])[0], find(row, renderer.field_markers[2])[0]
+        assert mask_a[i].nonzero().flatten().tolist() == list(range(a_start, b_start))
+        assert mask_b[i].nonzero().flatten().tolist() == list(range(b_start, len(row)))
+    with torch.no_grad():
+        pooled = model.encode(ids, mask)
+    assert pooled.shape == (2, 64) and model.head.in_features == 64

@@ -87,24 +87,29 @@ def tokenizer(tiny_deberta):
     return AutoTokenizer.from_pretrained(tiny_deberta)
 
 
-@pytest.mark.parametrize("family", ["dual-tower", "dual-tower-rank", "cross-encoder"])
+@pytest.mark.parametrize("family", ["dual-tower", "dual-tower-rank", "cross-encoder", "cross-encoder-fields"])
 def test_probe_folded_into_the_head_gives_the_probe_logits(family, frame, tokenizer, tiny_deberta):
     """The head written from the probe's fit reproduces, on the model's own inputs, the probe's logits."""
     from arenapref.inference import predict_rows
     from arenapref.models import CrossEncoderModel, DualTowerModel
 
     torch.manual_seed(0)
-    if family == "cross-encoder":
-        model = CrossEncoderModel.from_backbone(str(tiny_deberta), side_features=SIDE_COUNT,
-                                                shared_features=SHARED_COUNT).eval()
+    if family.startswith("cross-encoder"):
+        from arenapref.models.families import field_marker_ids
+
+        pooling = "fields" if family.endswith("fields") else "mean"
+        model = CrossEncoderModel.from_backbone(str(tiny_deberta), pooling=pooling, side_features=SIDE_COUNT,
+                                                shared_features=SHARED_COUNT,
+                                                field_marker_ids=field_marker_ids(tokenizer)).eval()
     else:
         rank = family.endswith("rank")
         model = DualTowerModel.from_backbone(str(tiny_deberta), objective="rank" if rank else "classify",
                                              side_features=SIDE_COUNT, shared_features=0 if rank else SHARED_COUNT).eval()
-    data, feats, rows = _probe_setup(model, tokenizer, frame, "joint" if family == "cross-encoder" else "pair")
+    joint = family.startswith("cross-encoder")
+    data, feats, rows = _probe_setup(model, tokenizer, frame, "joint" if joint else "pair")
     everything = np.arange(len(frame))
     params = data.fit(0.1, 0.5, everything)
-    weight, bias = fold_into_head(data, params, 0.5, model.config.hidden)
+    weight, bias = fold_into_head(data, params, 0.5, data.pooled.shape[-1])
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(weight))
         model.head.bias.copy_(torch.as_tensor(bias))
@@ -117,8 +122,8 @@ def test_probe_folded_into_the_head_gives_the_probe_logits(family, frame, tokeni
         expected = np.stack([sa, sb, log_nu + 0.5 * (sa + sb)], 1)
     else:
         expected = first @ params[0].T + params[1]
-    inputs = list(zip(*rows)) if family != "cross-encoder" else rows
-    got, _ = predict_rows(model, inputs, "pair" if family != "cross-encoder" else "joint", 0, features=feats)
+    inputs = rows if joint else list(zip(*rows))
+    got, _ = predict_rows(model, inputs, "joint" if joint else "pair", 0, features=feats)
     # Softmax logits are defined up to a per-row constant; compare probabilities.
     softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
     assert np.allclose(softmax(got), softmax(expected), atol=1e-4)
@@ -153,7 +158,7 @@ def test_train_probe_head_equals_logistic_regression_on_the_same_features(tmp_pa
     from arenapref.augment import swap_frame
 
     out = tmp_path / "probe"
-    run_cli("train", "--data", small_csv, "--valid", small_csv, "--output", out, "--backbone", tiny_deberta,
+    run_cli("train", "--data", small_csv, "--valid", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,
             "--max-length", 32, "--epochs", 0, "--probe-c", 0.05)
     meta = json.loads((out / "arenapref.json").read_text())
     assert meta["probe"]["C"] == 0.05 and "fine_tune" not in meta and meta["head_features"]
@@ -185,7 +190,7 @@ def test_train_probe_head_equals_logistic_regression_on_the_same_features(tmp_pa
 def test_fine_tuning_that_does_not_help_keeps_the_probe(tmp_path, tiny_csv, tiny_deberta):
     out = tmp_path / "lpft"
     # An absurd learning rate wrecks whatever the probe found: the probe's model must be the one saved.
-    run_cli("train", "--data", tiny_csv, "--output", out, "--backbone", tiny_deberta, "--max-length", 32,
+    run_cli("train", "--data", tiny_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta, "--max-length", 32,
             "--epochs", 1, "--batch-size", 8, "--eval-steps", 2, "--lr", 5.0, "--head-lr", 5.0, "--valid-fraction",
             0.25, "--probe-c", 0.05)
     meta = json.loads((out / "arenapref.json").read_text())
@@ -198,7 +203,7 @@ def test_reference_recipe_is_reachable(tmp_path, tiny_csv, tiny_deberta):
     from safetensors.torch import load_file
 
     out = tmp_path / "reference"
-    run_cli("train", "--data", tiny_csv, "--output", out, "--backbone", tiny_deberta, "--max-length", 32,
+    run_cli("train", "--data", tiny_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta, "--max-length", 32,
             "--epochs", 1, "--batch-size", 8, "--no-head-features", "--no-probe")
     meta = json.loads((out / "arenapref.json").read_text())
     assert not meta["head_features"] and "probe" not in meta and meta["fine_tune"]["kept"] == "fine-tuned"

@@ -133,7 +133,7 @@ def train(
     truncation_side: Optional[str] = typer.Option(None, help="Cut over-long fields at the right (end) or left (start)."),
     field_budget: Optional[str] = typer.Option(None, help="cross-encoder / llm: budget shares of prompt, response A, "
                                                           "response B (default 0.2,0.4,0.4)."),
-    pooling: Optional[str] = typer.Option(None, help="cross-encoder: mean or first token."),
+    pooling: Optional[str] = typer.Option(None, help="cross-encoder: mean, first token, or fields (A's and B's tokens)."),
     lora_r: Optional[int] = typer.Option(None, help="llm: LoRA rank."),
     lora_alpha: Optional[float] = typer.Option(None, help="llm: LoRA alpha (scale = alpha / r)."),
     lora_dropout: Optional[float] = typer.Option(None, help="llm: dropout on the LoRA input."),

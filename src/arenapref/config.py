@@ -53,7 +53,7 @@ class TrainConfig:
     resume: bool = False
     # Joint input (cross-encoder, llm): relative budget of prompt / response A / response B; how to pool (cross-encoder).
     field_budget: str = "0.2,0.4,0.4"
-    pooling: str = "mean"                # mean | first
+    pooling: str = "mean"                # mean | first | fields (mean over response A's tokens, and over B's)
     # llm: LoRA adapters on the decoder; a GGUF checkpoint is read from the --backbone directory with --gguf-file.
     lora_r: int = 16
     lora_alpha: float = 32.0
@@ -105,7 +105,7 @@ class TrainConfig:
             self.extra = [self.extra]
         self.extra = [str(p) for p in self.extra or []]
         choices = {"objective": ("classify", "rank"), "rank_loss": ("davidson", "mse"),
-                   "truncation_side": ("left", "right"), "pooling": ("mean", "first"),
+                   "truncation_side": ("left", "right"), "pooling": ("mean", "first", "fields"),
                    "swap_augment": ("none", "random", "full"), "gbdt_extra": ("direction", "all"),
                    "hybrid_neural": ("dual-tower", "cross-encoder", "llm")}
         for name, allowed in choices.items():

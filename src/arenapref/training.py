@@ -229,7 +229,7 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
     else:
         chosen = {"C": cfg.probe_c, "scale": 1.0}
     params = data.fit(chosen["C"], chosen["scale"], np.arange(len(labels)))
-    weight, bias = fold_into_head(data, params, chosen["scale"], model.config.hidden)
+    weight, bias = fold_into_head(data, params, chosen["scale"], pooled.shape[-1])
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))
         model.head.bias.copy_(torch.as_tensor(bias, dtype=model.head.bias.dtype))

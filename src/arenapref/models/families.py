@@ -32,7 +32,7 @@ class EncoderFamily:
 
     def build(self, cfg, tokenizer):
         try:
-            return self._build(self.model_cls, cfg)
+            return self._build(self.model_cls, cfg, tokenizer)
         except OSError as exc:
             raise DataError(f"backbone {cfg.backbone!r}: cannot load its weights ({str(exc).splitlines()[0][:160]})") from None
 
@@ -63,19 +63,27 @@ def feature_widths(cfg) -> tuple[int, int]:
     return SIDE_COUNT, 0 if cfg.objective == "rank" else SHARED_COUNT
 
 
+def field_marker_ids(tokenizer) -> list:
+    """Token ids of the joint rendering's field markers (what "fields" pooling looks for)."""
+    from ..text import Renderer, TextSettings
+
+    return [list(m) for m in Renderer(tokenizer, TextSettings()).field_markers]
+
+
 def _dual_tower():
     from .dual_tower import DualTowerModel
 
     return EncoderFamily("dual-tower", DualTowerModel, "pair",
-                         lambda cls, cfg: cls.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss,
-                                                            *feature_widths(cfg)))
+                         lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss,
+                                                                       *feature_widths(cfg)))
 
 
 def _cross_encoder():
     from .cross_encoder import CrossEncoderModel
 
     return EncoderFamily("cross-encoder", CrossEncoderModel, "joint",
-                         lambda cls, cfg: cls.from_backbone(cfg.backbone, cfg.pooling, *feature_widths(cfg)))
+                         lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.pooling, *feature_widths(cfg),
+                                                                       field_marker_ids(tokenizer)))
 
 
 DUAL_TOWER = _dual_tower()

@@ -33,16 +33,16 @@ from arenapref.metrics import log_loss  # noqa: E402
 RECIPES = [
     ("gbdt", ["--model", "gbdt"], False, 0.5),
     # Factored with the --extra files: ties from --train only, who wins from every decisive row (models/gbdt.py).
-    ("gbdt_extra", ["--model", "gbdt"], True, 3),
+    ("gbdt_extra", ["--model", "gbdt"], True, 1),
     # The default of `arenapref train`: the dual tower below and the gbdt, probabilities averaged (models/hybrid.py).
-    ("hybrid", ["--model", "hybrid"], False, 5),
-    ("hybrid_extra", ["--model", "hybrid"], True, 7),
+    ("hybrid", ["--model", "hybrid"], False, 4),
+    ("hybrid_extra", ["--model", "hybrid"], True, 4),
     # Today's defaults: side features in the head, linear probe, 1 epoch of fine-tuning at 2e-5 (LP-FT).
     ("dual_tower", ["--model", "dual-tower"], False, 4),
-    ("cross_encoder", ["--model", "cross-encoder", "--max-length", "256", "--truncation-side", "left"], False, 8),
+    ("cross_encoder", ["--model", "cross-encoder", "--max-length", "256", "--truncation-side", "left"], False, 6),
     # The seed's reference recipe: N(0, 0.02) head over the pooled vectors only, no probe, 1 epoch.
     ("dual_tower_reference", ["--model", "dual-tower", "--no-head-features", "--no-probe", "--lr", "5e-5",
-                              "--head-lr", "1e-3", "--epochs", "1"], False, 5),
+                              "--head-lr", "1e-3", "--epochs", "1"], False, 4),
     ("llm", ["--model", "llm", "--backbone", "smollm2", "--max-length", "256", "--epochs", "1", "--lr", "2e-4",
              "--batch-size", "4"], False, 110),
 ]

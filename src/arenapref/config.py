@@ -53,7 +53,7 @@ class TrainConfig:
     resume: bool = False
     # Joint input (cross-encoder, llm): relative budget of prompt / response A / response B; how to pool (cross-encoder).
     field_budget: str = "0.2,0.4,0.4"
-    pooling: str = "mean"                # mean | first | fields (mean over response A's tokens, and over B's)
+    pooling: str = "fields"              # cross-encoder: fields (mean over response A's tokens, and over B's) | mean | first
     # llm: LoRA adapters on the decoder; a GGUF checkpoint is read from the --backbone directory with --gguf-file.
     lora_r: int = 16
     lora_alpha: float = 32.0

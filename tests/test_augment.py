@@ -176,8 +176,9 @@ def test_distillation_with_alpha_1_moves_the_model_toward_the_teacher(family, tm
     cfg = load_config(None, dict(data=str(small_csv), output=str(tmp_path / "model"), model=family,
                                  backbone=str(backbone), max_length=32, batch_size=16, eval_steps=1000, lr=1e-3,
                                  head_lr=0.05, lora_r=4, seed=0, epochs=3, teacher_probs=str(teacher_path),
-                                 distill_alpha=1.0))
-    # Before: the model as training starts (same seed, so the same head initialisation).
+                                 distill_alpha=1.0, head_features=False, probe=False))
+    # Before: the model as training starts (same seed, so the same head initialisation). The probe (fitted on hard
+    # labels) and side features are off: this measures what the soft-label loss alone teaches.
     from transformers import set_seed
 
     from arenapref.inference import encode_rows, predict_rows

@@ -27,6 +27,9 @@ from .features import PAIR_FEATURES, PROMPT_FEATURES, SIDE_FEATURES, feature_blo
 SIDE_COUNT = len(SIDE_FEATURES)
 SHARED_COUNT = len(PAIR_FEATURES) + len(PROMPT_FEATURES)
 SWAP = np.array([1, 0, 2])
+# Standardised features are clipped to +-FEATURE_CLIP: a value far outside the training range (a feature almost
+# constant in training, e.g. the non-ASCII share on English rows) must not swing the logits without bound.
+FEATURE_CLIP = 5.0
 # Grid of the probe's inverse L2 strength C and of the pooled block's weight (see the module docstring).
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SCALE_GRID = (0.03, 0.1, 0.3, 1.0)
@@ -72,7 +75,7 @@ def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.n
     q = len(mean) - s
     side = lambda block: (block - mean[:s]) / std[:s]
     shared = (features[:, 2 * s:2 * s + q] - mean[s:]) / std[s:]
-    return np.hstack([side(features[:, :s]), side(features[:, s:2 * s]), shared])
+    return np.clip(np.hstack([side(features[:, :s]), side(features[:, s:2 * s]), shared]), -FEATURE_CLIP, FEATURE_CLIP)
 
 
 # -- fitting -------------------------------------------------------------------------------------------------------

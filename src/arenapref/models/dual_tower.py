@@ -25,6 +25,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
+from ..probe import FEATURE_CLIP
 from .packing import plan_chunks
 from .pooling import masked_mean
 
@@ -75,7 +76,8 @@ def set_feature_stats(model: nn.Module, mean, std) -> None:
 
 
 def standardized_features(model: nn.Module, features: torch.Tensor | None, like: torch.Tensor):
-    """(B, 2S + Q) raw side features -> (side A, side B, shared) standardised blocks, or None for a model without."""
+    """(B, 2S + Q) raw side features -> (side A, side B, shared) standardised blocks, clipped to +-FEATURE_CLIP
+    like probe.standardize, or None for a model without."""
     s, q = model.config.side_features, model.config.shared_features
     if not s and not q:
         return None
@@ -83,8 +85,9 @@ def standardized_features(model: nn.Module, features: torch.Tensor | None, like:
         raise ValueError("this model reads side features: pass features=probe.head_features(frame)")
     f = features.to(device=like.device, dtype=like.dtype)
     mean, std = model.feature_mean.to(like.dtype), model.feature_std.to(like.dtype)
-    side = lambda block: (block - mean[:s]) / std[:s]
-    return side(f[:, :s]), side(f[:, s:2 * s]), (f[:, 2 * s:2 * s + q] - mean[s:]) / std[s:]
+    clip = lambda z: z.clamp(-FEATURE_CLIP, FEATURE_CLIP)
+    side = lambda block: clip((block - mean[:s]) / std[:s])
+    return side(f[:, :s]), side(f[:, s:2 * s]), clip((f[:, 2 * s:2 * s + q] - mean[s:]) / std[s:])
 
 
 def encoder_from_dict(values: dict):
@@ -190,7 +193,8 @@ class DualTowerModel(PreTrainedModel):
             if features is None:
                 raise ValueError("this model reads side features: pass features=probe.single_side_features(...)")
             s = self.config.side_features
-            features = (features.to(pooled.dtype) - self.feature_mean[:s]) / self.feature_std[:s]
+            features = ((features.to(pooled.dtype) - self.feature_mean[:s]) / self.feature_std[:s]).clamp(
+                -FEATURE_CLIP, FEATURE_CLIP)
             pooled = torch.cat([pooled, features], dim=-1)
         return self.head(pooled).squeeze(-1) * self.link_scale
 

@@ -1,4 +1,4 @@
-"""Hand-made features of a comparison, for the GBDT model.
+"""Hand-made features of a comparison, for the GBDT model (and, through probe.py, the neural heads).
 
 A row becomes three groups of numbers:
   side features   - computed for (prompt, response A) and for (prompt, response B) with the same function

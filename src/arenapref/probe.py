@@ -22,7 +22,7 @@ import itertools
 import numpy as np
 import torch
 
-from .features import PAIR_FEATURES, PROMPT_FEATURES, SIDE_FEATURES, feature_blocks, side_features
+from .features import PAIR_FEATURES, PROMPT_FEATURES, SIDE_FEATURES, WORD, feature_blocks, side_features
 
 SIDE_COUNT = len(SIDE_FEATURES)
 SHARED_COUNT = len(PAIR_FEATURES) + len(PROMPT_FEATURES)
@@ -53,8 +53,6 @@ def swap_features(features: np.ndarray) -> np.ndarray:
 
 def single_side_features(prompts: list[list[str]], responses: list[list[str]]) -> np.ndarray:
     """(n, SIDE_COUNT) features of (prompt turns, response turns) scored on their own (rank models)."""
-    from .features import WORD
-
     rows = [side_features(set(WORD.findall("\n".join(p).lower())), r) for p, r in zip(prompts, responses)]
     return signed_log(np.asarray(rows, dtype=np.float64).reshape(len(rows), SIDE_COUNT)).astype(np.float32)
 

@@ -90,7 +90,7 @@ class TrainConfig:
     def effective_head_lr(self) -> float:
         if self.head_lr is not None:
             return self.head_lr
-        return self.lr if self.probe and self.model in ("dual-tower", "cross-encoder", "hybrid") else 1e-3
+        return self.lr if self.probe and self.model in ("dual-tower", "cross-encoder") else 1e-3
 
     def validate(self) -> "TrainConfig":
         if not self.data:

@@ -84,10 +84,16 @@ def standardized_features(model: nn.Module, features: torch.Tensor | None, like:
     if features is None:
         raise ValueError("this model reads side features: pass features=probe.head_features(frame)")
     f = features.to(device=like.device, dtype=like.dtype)
-    mean, std = model.feature_mean.to(like.dtype), model.feature_std.to(like.dtype)
-    clip = lambda z: z.clamp(-FEATURE_CLIP, FEATURE_CLIP)
-    side = lambda block: clip((block - mean[:s]) / std[:s])
-    return side(f[:, :s]), side(f[:, s:2 * s]), clip((f[:, 2 * s:2 * s + q] - mean[s:]) / std[s:])
+    shared = standardize_columns(model, f[:, 2 * s:2 * s + q], slice(s, s + q))
+    return standardize_columns(model, f[:, :s]), standardize_columns(model, f[:, s:2 * s]), shared
+
+
+def standardize_columns(model: nn.Module, block: torch.Tensor, columns: slice | None = None) -> torch.Tensor:
+    """Raw features -> standardised by the model's training statistics (default: the per-side columns), clipped
+    to +-FEATURE_CLIP like probe.standardize."""
+    columns = columns or slice(0, model.config.side_features)
+    mean, std = model.feature_mean[columns].to(block.dtype), model.feature_std[columns].to(block.dtype)
+    return ((block - mean) / std).clamp(-FEATURE_CLIP, FEATURE_CLIP)
 
 
 def encoder_from_dict(values: dict):
@@ -192,10 +198,7 @@ class DualTowerModel(PreTrainedModel):
         if self.config.side_features:
             if features is None:
                 raise ValueError("this model reads side features: pass features=probe.single_side_features(...)")
-            s = self.config.side_features
-            features = ((features.to(pooled.dtype) - self.feature_mean[:s]) / self.feature_std[:s]).clamp(
-                -FEATURE_CLIP, FEATURE_CLIP)
-            pooled = torch.cat([pooled, features], dim=-1)
+            pooled = torch.cat([pooled, standardize_columns(self, features.to(pooled))], dim=-1)
         return self.head(pooled).squeeze(-1) * self.link_scale
 
     def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, features=None, **unused):

@@ -37,8 +37,8 @@ def test_model_directory_is_self_contained(trained):
     assert np.isclose(state["best_metric"], min(evals))
     # ... unless the linear probe it started from was better still (LP-FT keeps the better of the two)
     tune = meta["fine_tune"]
-    kept = min(evals) if tune["kept"] == "fine-tuned" else tune["probe_valid_log_loss"]
-    assert tune["kept"] == "fine-tuned" or tune["probe_valid_log_loss"] <= min(evals)
+    kept = min(evals) if tune["kept"] == "fine-tuned" else tune["probe_valid"]
+    assert tune["kept"] == "fine-tuned" or tune["probe_valid"] <= min(evals)
     assert np.isclose(meta["valid_metrics"]["log_loss"], kept, atol=1e-4)
 
 

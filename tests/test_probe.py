@@ -195,8 +195,8 @@ def test_fine_tuning_that_does_not_help_keeps_the_probe(tmp_path, tiny_csv, tiny
             0.25, "--probe-c", 0.05)
     meta = json.loads((out / "arenapref.json").read_text())
     tune = meta["fine_tune"]
-    assert tune["kept"] == "probe" and tune["probe_valid_log_loss"] <= tune["best_valid_log_loss"]
-    assert abs(meta["valid_metrics"]["log_loss"] - tune["probe_valid_log_loss"]) < 0.05  # (calibration moves it a bit)
+    assert tune["kept"] == "probe" and tune["probe_valid"] <= tune["best_valid"]
+    assert abs(meta["valid_metrics"]["log_loss"] - tune["probe_valid"]) < 0.05  # (calibration moves it a bit)
 
 
 def test_reference_recipe_is_reachable(tmp_path, tiny_csv, tiny_deberta):

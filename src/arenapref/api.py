@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import LABELS
-from .data import DataError, normalize
+from .data import TEXT_COLUMNS, DataError, normalize
 from .modeldir import check_model_dir as read_meta  # every way a model directory can be wrong, one line each
 from .metrics import softmax
 from .models import MODELS
@@ -26,6 +26,15 @@ def check_tta(tta: str) -> str:
     if tta not in TTA_MODES:
         raise DataError(f"tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
     return tta
+
+
+def as_turn_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame itself when every text cell is already a list of turns; otherwise `normalize` it (Kaggle cells are
+    JSON-encoded strings: a string read as a list of turns would be one turn per character)."""
+    if all(c in frame.columns for c in TEXT_COLUMNS) and all(
+            isinstance(cell, list) for col in TEXT_COLUMNS for cell in frame[col]):
+        return frame
+    return normalize(frame, "frame")
 
 
 class Judge:
@@ -43,7 +52,11 @@ class Judge:
         self.backend = backend
         self.meta = meta
         self.tta = check_tta(tta)
-        self.temperature = float(meta.get("calibration", {}).get("temperature", 1.0))
+        calibration = meta.get("calibration", {})
+        self.temperature = float(calibration.get("temperature", 1.0))
+        # Swap TTA averages two views, which changes the confidence: its own temperature (older models: the same).
+        self.temperatures = {"none": self.temperature,
+                             "swap": float(calibration.get("temperature_swap", self.temperature))}
 
     # Neural backends expose their model and tokenizer (handy in notebooks); other families have none.
     model = property(lambda self: getattr(self.backend, "model", None))
@@ -81,22 +94,28 @@ class Judge:
 
     # -- prediction -------------------------------------------------------------------------------------------
     def predict_logits(self, frame: pd.DataFrame, progress=None, tta: str | None = None):
-        """Calibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame.
+        """Calibrated logits (N, 3) and side scores (N, 2) or None, for a frame (`load_frame`'s lists of turns, or
+        raw Kaggle cells: JSON-encoded turn lists are decoded, never read character by character).
 
         `tta` overrides the Judge's setting for this call ("none" or "swap")."""
         tta = self.tta if tta is None else check_tta(tta)
-        logits, scores = self.backend.predict_logits(frame, progress)
-        if tta == "swap":
+        frame = as_turn_frame(frame)
+        inside = getattr(self.backend, "handles_tta", False)  # a hybrid applies TTA in each of its parts
+        logits, scores = (self.backend.predict_logits(frame, progress, tta=tta) if inside
+                          else self.backend.predict_logits(frame, progress))
+        if tta == "swap" and not inside:
             from .augment import average_with_swapped, swap_frame
 
             swapped_logits, swapped_scores = self.backend.predict_logits(swap_frame(frame), progress)
             logits = average_with_swapped(logits, swapped_logits)
             if scores is not None and swapped_scores is not None:
                 scores = 0.5 * (scores + swapped_scores[:, ::-1])
-        return np.asarray(logits, dtype=np.float64) / self.temperature, scores
+        if scores is not None:  # one definition of a response's score everywhere: see `score_responses`
+            scores = np.asarray(scores, dtype=np.float64) / self.temperature
+        return np.asarray(logits, dtype=np.float64) / self.temperatures[tta], scores
 
     def predict_proba(self, frame: pd.DataFrame, progress=None, tta: str | None = None) -> np.ndarray:
-        """(N, 3) probabilities in label order (A wins, B wins, tie) for a normalised frame."""
+        """(N, 3) probabilities in label order (A wins, B wins, tie) for a frame (lists of turns or Kaggle cells)."""
         return softmax(self.predict_logits(frame, progress, tta)[0])
 
     def predict_frame(self, df: pd.DataFrame, scores: bool = False, progress=None,
@@ -127,7 +146,11 @@ class Judge:
         return bool(getattr(self.backend, "scores_sides", False))
 
     def score_responses(self, prompts: list[list[str]], responses: list[list[str]]) -> np.ndarray:
-        """Rank models: one calibrated score per (prompt turns, response turns); P(i beats j) grows with s_i - s_j."""
+        """Rank models: one calibrated score per (prompt turns, response turns); P(i beats j) grows with s_i - s_j.
+
+        A score is the head's raw score divided by the model's calibration temperature (arenapref.json
+        calibration.temperature): the same number `predict --scores`, `predict_frame(scores=True)`, `rank` and the
+        service's /v1/rank give for that response."""
         if not self.scores_sides:
             raise DataError("this model compares two responses; it has no per-response score (train --objective rank)")
         return np.asarray(self.backend.score_responses(prompts, responses), dtype=np.float64) / self.temperature

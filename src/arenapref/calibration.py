@@ -29,14 +29,36 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(result.x)) if result.success else 1.0
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, log=print) -> tuple[float, np.ndarray]:
-    """Fit T on held-out logits, log log-loss / ECE before and after; returns T and the calibrated probabilities."""
+def cross_fitted(logits: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int = 5,
+                 seed: int = 0) -> np.ndarray:
+    """Probabilities where every row's temperature was fitted on the other rows (folds grouped by prompt): an
+    honest estimate of the calibrated model on new rows, where the in-sample fit would be optimistic."""
+    from sklearn.model_selection import GroupKFold
+
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    probs = np.empty_like(logits)
+    folds = min(folds, len(np.unique(groups)))
+    if folds < 2:
+        return softmax(logits)
+    for rest, part in GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(logits, labels, groups):
+        t = fit_temperature(logits[rest], labels[rest]) if len(rest) >= MIN_ROWS else 1.0
+        probs[part] = softmax(logits[part], t)
+    return probs
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray, log=print, groups: np.ndarray | None = None,
+              what: str = "") -> tuple[float, np.ndarray]:
+    """Fit T on held-out logits, log log-loss / ECE before and after. Returns T and the calibrated probabilities:
+    cross-fitted (`cross_fitted`) when the rows' prompt `groups` are given, in-sample otherwise."""
+    label = f"calibration{what}"
     if len(labels) < MIN_ROWS:
-        log(f"calibration: skipped, {len(labels)} validation rows (< {MIN_ROWS}); temperature stays 1.0")
+        log(f"{label}: skipped, {len(labels)} validation rows (< {MIN_ROWS}); temperature stays 1.0")
         return 1.0, softmax(logits)
     temperature = fit_temperature(logits, labels)
     before, after = softmax(logits), softmax(logits, temperature)
-    log(f"calibration: temperature {temperature:.3f}; validation log loss {log_loss(labels, before):.4f} -> "
-        f"{log_loss(labels, after):.4f}, ECE {expected_calibration_error(labels, before):.4f} -> "
-        f"{expected_calibration_error(labels, after):.4f}")
-    return temperature, after
+    honest = after if groups is None else cross_fitted(logits, labels, groups)
+    log(f"{label}: temperature {temperature:.3f}; validation log loss {log_loss(labels, before):.4f} -> "
+        f"{log_loss(labels, after):.4f} in-sample"
+        + ("" if groups is None else f", {log_loss(labels, honest):.4f} cross-fitted")
+        + f", ECE {expected_calibration_error(labels, before):.4f} -> {expected_calibration_error(labels, after):.4f}")
+    return temperature, honest

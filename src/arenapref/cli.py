@@ -57,16 +57,21 @@ def metrics_table(metrics: dict, title: str) -> Table:
 
 
 def round_rows(probs, decimals: int):
-    """Round probabilities so each row still sums to exactly 1 at that precision (Kaggle checks the sum)."""
+    """Round probabilities so each row still sums to exactly 1 at that precision (Kaggle checks the sum) and no
+    probability rounds to 0 (a 0 on the true class is an infinite log loss): every entry keeps at least one unit."""
     import numpy as np
 
     scale = 10 ** decimals
-    units = np.floor(probs * scale).astype(np.int64)
-    # Largest-remainder rounding: hand the missing units to the largest fractional parts.
+    rows = np.arange(len(probs))
+    units = np.maximum(np.floor(probs * scale).astype(np.int64), 1)
+    # Largest-remainder rounding: hand the missing units to the largest fractional parts; a row the floor pushed
+    # over (entries raised to one unit) gives its surplus back from its largest entries.
     missing = scale - units.sum(axis=1)
     order = np.argsort(-(probs * scale - units), axis=1)
+    largest = np.argsort(-units, axis=1)
     for k in range(probs.shape[1]):
-        units[np.arange(len(units)), order[:, k]] += (missing > k)
+        units[rows, order[:, k]] += (missing > k)
+        units[rows, largest[:, k]] -= (-missing > k)
     return units / scale
 
 

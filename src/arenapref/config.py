@@ -20,6 +20,30 @@ def default_backbone() -> str:
     return str(MODEL_DIR)
 
 
+# Which options each family reads (the rest are refused when set: a flag that changes nothing is a silent lie).
+COMMON_OPTIONS = {"data", "output", "valid", "valid_fraction", "extra", "extra_exclude", "model", "seed", "resume"}
+NEURAL_OPTIONS = {"backbone", "max_length", "epochs", "batch_size", "eval_batch_size", "lr", "head_lr", "weight_decay",
+                  "warmup_ratio", "grad_accum", "eval_steps", "bf16", "fp16", "group_by_length",
+                  "gradient_checkpointing", "truncation_side", "swap_augment", "teacher_probs", "distill_alpha"}
+GBDT_OPTIONS = {"gbdt_rounds", "gbdt_learning_rate", "gbdt_num_leaves", "gbdt_min_data_in_leaf", "gbdt_refit",
+                "gbdt_extra", "gbdt_direction_rounds", "gbdt_direction_leaves"}
+PROBE_OPTIONS = {"head_features", "probe", "probe_c"}
+FAMILY_OPTIONS = {
+    "dual-tower": NEURAL_OPTIONS | PROBE_OPTIONS | {"objective", "rank_loss", "response_weight"},
+    "cross-encoder": NEURAL_OPTIONS | PROBE_OPTIONS | {"field_budget", "pooling"},
+    "llm": NEURAL_OPTIONS | {"field_budget", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "gguf_file"},
+    "gbdt": GBDT_OPTIONS,
+}
+JOINT_FAMILIES = ("cross-encoder", "llm")
+
+
+def options_of(model: str, hybrid_neural: str = "dual-tower") -> set:
+    """The options a family reads: a hybrid reads its gbdt part's and its neural part's."""
+    if model == "hybrid":
+        return COMMON_OPTIONS | {"hybrid_neural", "hybrid_weight"} | GBDT_OPTIONS | FAMILY_OPTIONS[hybrid_neural]
+    return COMMON_OPTIONS | FAMILY_OPTIONS.get(model, set())
+
+
 @dataclass
 class TrainConfig:
     data: str | None = None
@@ -27,13 +51,18 @@ class TrainConfig:
     valid: str | None = None
     valid_fraction: float = 0.15
     extra: list = field(default_factory=list)  # extra labelled files: training rows only, never validation
+    # Files whose prompts --extra rows must not share (besides the validation part); cv sets its held-out fold.
+    extra_exclude: list = field(default_factory=list)
     model: str = "hybrid"                # a name in models.MODELS: hybrid | dual-tower | cross-encoder | llm | gbdt
     objective: str = "classify"          # classify | rank
     rank_loss: str = "davidson"          # davidson (Bradley-Terry with ties) | mse (the reference regression)
     backbone: str = field(default_factory=default_backbone)
     max_length: int = 128
     response_weight: float = 2.0
-    truncation_side: str = "right"
+    # None: "left" (keep the latest turns, cut the oldest) for the joint families, whose fields would otherwise drop
+    # a long conversation's latest response turns; "right" for the dual tower, whose sides already keep the latest
+    # turns and cut a long turn's end.
+    truncation_side: str | None = None
     epochs: float = 1.0
     batch_size: int = 8
     eval_batch_size: int = 32
@@ -104,6 +133,10 @@ class TrainConfig:
         if isinstance(self.extra, str):
             self.extra = [self.extra]
         self.extra = [str(p) for p in self.extra or []]
+        self._refuse_inapplicable()
+        neural = self.hybrid_neural if self.model == "hybrid" else self.model
+        if self.truncation_side is None:
+            self.truncation_side = "left" if neural in JOINT_FAMILIES else "right"
         choices = {"objective": ("classify", "rank"), "rank_loss": ("davidson", "mse"),
                    "truncation_side": ("left", "right"), "pooling": ("mean", "first", "fields"),
                    "swap_augment": ("none", "random", "full"), "gbdt_extra": ("direction", "all"),
@@ -124,7 +157,6 @@ class TrainConfig:
             raise DataError(f"max-length {self.max_length} is too small; use at least 16")
         if self.epochs < 0 or self.lr <= 0 or self.gbdt_learning_rate <= 0:
             raise DataError("epochs must be at least 0, lr and gbdt-learning-rate positive")
-        neural = self.hybrid_neural if self.model == "hybrid" else self.model
         if self.epochs == 0 and not (self.probe and neural in ("dual-tower", "cross-encoder")):
             raise DataError("--epochs 0 trains nothing: it is only for the linear probe of the dual-tower and "
                             "cross-encoder (drop --no-probe, or give epochs > 0)")
@@ -139,6 +171,26 @@ class TrainConfig:
         if not 0.0 <= self.distill_alpha <= 1.0:
             raise DataError(f"distill-alpha {self.distill_alpha}: must be between 0 and 1")
         return self
+
+    def _refuse_inapplicable(self) -> None:
+        """A setting changed from its default that the chosen family never reads is refused in one line."""
+        if self.objective == "rank" and self.model != "dual-tower":
+            return  # the clearer message below names --objective rank itself
+        defaults = TrainConfig()
+        applicable = options_of(self.model, self.hybrid_neural)
+        for f in dataclasses.fields(self):
+            if f.name in applicable or getattr(self, f.name) == getattr(defaults, f.name):
+                continue
+            flag = f"--{f.name.replace('_', '-')}"
+            raise DataError(f"{flag} does not apply to --model {self.model} (it never reads it); drop {flag}"
+                            + (" or pick a family that reads it" if self.model != "hybrid" else
+                               f" (the hybrid's parts are gbdt and --hybrid-neural {self.hybrid_neural})"))
+        if self.objective == "classify" and self.rank_loss != defaults.rank_loss:
+            raise DataError("--rank-loss applies to --objective rank only; drop it or add --objective rank")
+        if self.teacher_probs is None and self.distill_alpha != defaults.distill_alpha:
+            raise DataError("--distill-alpha weighs the --teacher-probs loss; drop it or add --teacher-probs FILE")
+        if not self.extra and (self.gbdt_extra != defaults.gbdt_extra):
+            raise DataError("--gbdt-extra says how the gbdt uses --extra rows; drop it or add --extra FILE")
 
     @staticmethod
     def _parse_field_budget(value) -> str:

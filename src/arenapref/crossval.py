@@ -67,7 +67,12 @@ def cross_validate(cfg: TrainConfig, folds: int, output: str | Path, keep_models
         fold_dir = output / f"fold-{k}"
         fold_dir.mkdir(exist_ok=True)
         write_csv_atomic(to_kaggle(frame.iloc[train_idx]), fold_dir / "train.csv")
-        fold_cfg = dataclasses.replace(cfg, data=str(fold_dir / "train.csv"), output=str(fold_dir / "model"))
+        exclude = []
+        if cfg.extra:  # extra rows sharing a prompt with this fold's held-out rows would leak them
+            write_csv_atomic(to_kaggle(frame.iloc[heldout_idx]), fold_dir / "heldout.csv")
+            exclude = [str(fold_dir / "heldout.csv")]
+        fold_cfg = dataclasses.replace(cfg, data=str(fold_dir / "train.csv"), output=str(fold_dir / "model"),
+                                       extra_exclude=list(cfg.extra_exclude) + exclude)
         log(f"fold {k + 1}/{folds}: training on {len(train_idx)} rows, predicting {len(heldout_idx)}")
         train(fold_cfg, log)
         probs = Judge.from_pretrained(fold_dir / "model").predict_proba(frame.iloc[heldout_idx].reset_index(drop=True))
@@ -77,6 +82,7 @@ def cross_validate(cfg: TrainConfig, folds: int, output: str | Path, keep_models
         log(f"fold {k + 1}/{folds}: log loss {metrics['log_loss']:.4f}, accuracy {metrics['accuracy']:.4f}")
         if keep_models:
             (fold_dir / "train.csv").unlink()
+            (fold_dir / "heldout.csv").unlink(missing_ok=True)
         else:
             shutil.rmtree(fold_dir)
 

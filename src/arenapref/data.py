@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import unicodedata
 import tempfile
 from pathlib import Path
 
@@ -178,10 +180,26 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(3)[np.asarray(labels)]
 
 
+def prompt_key(turns: list[str]) -> str:
+    """The first prompt turn, normalised (Unicode NFKC, case folded, punctuation and runs of spaces collapsed):
+    "Hello!" and "hello" are one prompt. A follow-up turn does not make a new prompt: the conversation started
+    the same way. A first turn with no letters or digits keeps its exact text."""
+    first = turns[0] if turns else ""
+    key = " ".join(_NON_WORD.sub(" ", unicodedata.normalize("NFKC", first).casefold()).split())
+    return key or first
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
 def prompt_groups(frame: pd.DataFrame) -> np.ndarray:
-    """One integer per row; rows that share the same prompt turns share a group (a split must not cut a group)."""
-    keys = frame["prompt"].map(lambda turns: json.dumps(turns, ensure_ascii=False))
-    return pd.factorize(keys)[0]
+    """One integer per row; rows whose prompts share a `prompt_key` share a group (a split must not cut a group)."""
+    return pd.factorize(frame["prompt"].map(prompt_key))[0]
+
+
+def shared_prompts(frame: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
+    """Boolean mask over `frame`'s rows whose prompt (by `prompt_key`) also appears in `other`."""
+    return frame["prompt"].map(prompt_key).isin(set(other["prompt"].map(prompt_key))).to_numpy()
 
 
 def grouped_split(frame: pd.DataFrame, valid_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -197,17 +215,35 @@ def grouped_split(frame: pd.DataFrame, valid_fraction: float, seed: int) -> tupl
     return frame.iloc[np.sort(train_idx)].reset_index(drop=True), frame.iloc[np.sort(valid_idx)].reset_index(drop=True)
 
 
-def load_train_valid(cfg):
-    """Training and validation frames: --valid, or a prompt-grouped hold-out of --data; --extra rows train only."""
+def load_train_valid(cfg, log=None):
+    """Training and validation frames: --valid, or a prompt-grouped hold-out of --data; --extra rows train only.
+
+    No prompt is on both sides: a --valid file sharing prompts with --data is refused, and --extra rows whose
+    prompt is in the validation part are left out (and counted in the log), since they would leak it."""
     frame = load_frame(cfg.data, require_labels=True)
     if cfg.valid:
         train_frame, valid_frame = frame, load_frame(cfg.valid, require_labels=True)
+        shared = shared_prompts(valid_frame, train_frame)
+        if shared.any():
+            i = int(np.flatnonzero(shared)[0])
+            raise DataError(f"{cfg.valid}: {int(shared.sum())} row(s) share a prompt with {cfg.data} (first: row "
+                            f"{i + 1}, id {valid_frame['id'].iloc[i]!r}); validation on seen prompts is optimistic: "
+                            "drop them, or pass only --data and let --valid-fraction hold out whole prompts")
     else:
         train_frame, valid_frame = grouped_split(frame, cfg.valid_fraction, cfg.seed)
     if cfg.extra:
-        extras = [load_frame(path, require_labels=True) for path in cfg.extra]
-        # Ids only need to be unique within a file; prefix extra rows so they cannot collide.
-        extras = [x.assign(id=[f"extra{k}-{i}" for i in x["id"]], is_extra=True) for k, x in enumerate(extras)]
+        # cv names its held-out fold here: an extra row with one of its prompts would leak it the same way.
+        held_out = pd.concat([valid_frame] + [load_frame(p) for p in getattr(cfg, "extra_exclude", [])])
+        extras = []
+        for k, path in enumerate(cfg.extra):
+            x = load_frame(path, require_labels=True)
+            leaked = shared_prompts(x, held_out)
+            if leaked.any():
+                (log or print)(f"{path}: leaving out {int(leaked.sum())} of {len(x)} rows whose prompt is held out "
+                               "for validation")
+                x = x[~leaked].reset_index(drop=True)
+            # Ids only need to be unique within a file; prefix extra rows so they cannot collide.
+            extras.append(x.assign(id=[f"extra{k}-{i}" for i in x["id"]], is_extra=True))
         train_frame = train_frame.assign(is_extra=False)
         train_frame = pd.concat([train_frame, *extras], ignore_index=True)
     return train_frame, valid_frame

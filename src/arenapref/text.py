@@ -84,7 +84,9 @@ class Renderer:
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
-        return self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        # split_special_tokens: user text that spells "[SEP]" or "</s>" is text, never the special token itself.
+        return self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False,
+                              split_special_tokens=True)["input_ids"]
 
     def tokenize_turn_lists(self, turn_lists) -> list[list[list[int]]]:
         """Tokenise every turn of every row in one batched call; returns per row, per turn, token ids."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = 1
+FORMAT = 2  # 2: special tokens spelled in text are split (text.Renderer.tokenize)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import LABELS
-from .augment import FlattenCollator, PreferenceDataset, swap_frame
+from .augment import FlattenCollator, PreferenceDataset, average_with_swapped, swap_frame
 from .calibration import calibrate
 from .checkpoints import mark_complete, plan_start, remove_checkpoints
 from .config import TrainConfig
@@ -21,6 +21,7 @@ from .data import DataError, check_output_dir, load_train_valid, prompt_groups, 
 from .distill import read_teacher_probs, soft_targets
 from .inference import call_budget, collator_for, pooled_sequences, predict_rows, reads_features
 from .metrics import classification_metrics, log_loss, softmax
+from .probe import head_features
 from .models import META_FILE, MODELS
 from .text import Renderer, TextSettings
 from .token_cache import cached_encode_rows
@@ -78,7 +79,7 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
     recipe = MODELS[cfg.model].load_recipe()
     set_seed(cfg.seed)
     output = check_output_dir(cfg.output)
-    train_frame, valid_frame = load_train_valid(cfg)
+    train_frame, valid_frame = load_train_valid(cfg, log)
     teacher = read_teacher_probs(cfg.teacher_probs, train_frame["id"]) if cfg.teacher_probs else None
     if cfg.fp16 and not torch.cuda.is_available():
         raise DataError("--fp16 needs a CUDA GPU and none is visible; use --bf16 on CPU, or neither")
@@ -112,7 +113,7 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
     train_features = valid_features = None
     if reads_features(model):
         from .models.dual_tower import set_feature_stats
-        from .probe import feature_stats, head_features
+        from .probe import feature_stats
 
         train_features, valid_features = head_features(train_frame), head_features(valid_frame)
         set_feature_stats(model, *feature_stats(train_features))
@@ -136,7 +137,8 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         save_steps=cfg.eval_steps,
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model="log_loss",
+        # The MSE rank loss gets its score link after training: until then only its validation loss exists.
+        metric_for_best_model="loss" if is_rank_mse(cfg) else "log_loss",
         greater_is_better=False,
         logging_steps=max(1, min(cfg.eval_steps, 10)),
         seed=cfg.seed,
@@ -187,18 +189,45 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
     }
     labels = valid_ds.labels
     logits, scores = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device, features=valid_features)
-    if cfg.model == "dual-tower" and cfg.objective == "rank" and cfg.rank_loss == "mse":
+    if is_rank_mse(cfg):
         meta["link"] = model.fit_link(scores, labels)
         logits, _ = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device,
                                  features=valid_features)
-    temperature, probs = calibrate(logits, labels, log)
-    meta["calibration"] = {"temperature": temperature, "fitted_on": "validation", "rows": int(len(labels))}
+    # Swap TTA changes the confidence (two views averaged), so it gets its own temperature.
+    swapped_inputs = ([(b, a) for a, b in valid_ds.inputs] if recipe.inputs == "pair"
+                      else cached_encode_rows(renderer, recipe.inputs, swap_frame(valid_frame), cache, log)[0])
+    swapped_features = head_features(swap_frame(valid_frame)) if valid_features is not None else None
+    swapped_logits, _ = predict_rows(model, swapped_inputs, recipe.inputs, pad_id, device=device,
+                                     features=swapped_features)
+    groups = prompt_groups(valid_frame)
+    meta["calibration"], probs = calibrate_modes(logits, average_with_swapped(logits, swapped_logits), labels,
+                                                 groups, log)
     metrics = classification_metrics(labels, probs)
     if valid_out is not None:
-        valid_out.update(labels=labels, probs=probs)
+        valid_out.update(labels=labels, probs=probs, frame=valid_frame)
     meta["valid_metrics"] = {k: v for k, v in metrics.items() if k != "confusion"}
+    meta["valid_metrics_scope"] = VALID_SCOPE + (" and the score link" if is_rank_mse(cfg) else "")
     save_model_dir(output, model, tokenizer, meta)
     return metrics
+
+
+# What the validation figures are (and are not) out of sample for: /v1/model and the README show it beside them.
+VALID_SCOPE = ("validation rows held out from training (grouped by prompt); temperature cross-fitted (each row "
+               "calibrated by a temperature fitted on the other rows); in-sample for the checkpoint choice")
+
+
+def is_rank_mse(cfg: TrainConfig) -> bool:
+    return cfg.model == "dual-tower" and cfg.objective == "rank" and cfg.rank_loss == "mse"
+
+
+def calibrate_modes(logits: np.ndarray, swap_logits: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                    log) -> tuple[dict, np.ndarray]:
+    """Temperatures for plain prediction and for swap TTA, each fitted on its own validation logits; returns the
+    calibration record and the cross-fitted plain probabilities (the honest validation figures)."""
+    temperature, probs = calibrate(logits, labels, log, groups)
+    temperature_swap, _ = calibrate(swap_logits, labels, log, what=" (swap TTA)")
+    return {"temperature": temperature, "temperature_swap": temperature_swap, "fitted_on": "validation",
+            "rows": int(len(labels))}, probs
 
 
 def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, features: np.ndarray | None,
@@ -245,30 +274,29 @@ def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id:
     fine-tuning beats it on the same validation rows."""
     from .trainer import PreferenceTrainer
 
-    before = None
-    if after_probe:
-        logits, _ = predict_rows(model.to(args.device), valid_ds.inputs, recipe.inputs, pad_id, device=args.device,
-                                 features=valid_ds.features)
-        before = log_loss(valid_ds.labels, softmax(logits))
-        probe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     trainer = PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
                                 data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
                                 compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
                                 model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length,
                                 callbacks=[_checkpoint_callback()])
+    before, metric = None, args.metric_for_best_model
+    if after_probe:
+        # The probe's model on the metric that chooses checkpoints, so the two are compared like with like.
+        before = trainer.evaluate()[f"eval_{metric}"]
+        probe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if resume_from is not None:
         log(f"resuming from {resume_from}")
     # The Trainer restores weights, optimizer, scheduler, RNG states and the position in the data order.
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     model = trainer.model
     best = trainer.state.best_metric
-    info = {"best_valid_log_loss": best, "kept": "fine-tuned"}
+    info = {"metric": metric, "best_valid": best, "kept": "fine-tuned"}
     if before is not None:
-        info["probe_valid_log_loss"] = before
+        info["probe_valid"] = before
         if best is None or before <= best:
             model.load_state_dict(probe_state)
             info["kept"] = "probe"
-        log(f"validation log loss: probe {before:.4f}, best fine-tuned checkpoint "
+        log(f"validation {metric.replace('_', ' ')}: probe {before:.4f}, best fine-tuned checkpoint "
             f"{'-' if best is None else f'{best:.4f}'}; keeping the {info['kept']} model")
     return model, info
 

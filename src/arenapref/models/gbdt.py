@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import LABELS
 from ..calibration import calibrate
-from ..data import DataError, check_output_dir, load_train_valid, write_text_atomic
+from ..data import DataError, check_output_dir, load_train_valid, prompt_groups, write_text_atomic
 from ..features import feature_blocks, feature_matrix, feature_names, swap_sides
 from ..metrics import classification_metrics
 from . import META_FILE
@@ -101,7 +101,7 @@ def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
     """Fit on the training part (rows + mirrors), calibrate on validation, save the model directory.
     `valid_out` (a dict) receives the validation labels and calibrated probabilities (before any refit)."""
     output = check_output_dir(cfg.output)
-    train_frame, valid_frame = load_train_valid(cfg)
+    train_frame, valid_frame = load_train_valid(cfg, log)
     start = time.time()
     train_blocks, valid_blocks = feature_blocks(train_frame), feature_blocks(valid_frame)
     train_labels = train_frame["label"].to_numpy()
@@ -109,10 +109,11 @@ def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
     boosters = fit_boosters(cfg, train_blocks, train_labels, is_extra)
 
     valid_labels = valid_frame["label"].to_numpy()
-    temperature, probs = calibrate(np.log(boosters_proba(boosters, valid_blocks)), valid_labels, log)
+    temperature, probs = calibrate(np.log(boosters_proba(boosters, valid_blocks)), valid_labels, log,
+                                   prompt_groups(valid_frame))
     metrics = classification_metrics(valid_labels, probs)
     if valid_out is not None:
-        valid_out.update(labels=valid_labels, probs=probs)
+        valid_out.update(labels=valid_labels, probs=probs, frame=valid_frame)
     rows = len(train_frame)
     if cfg.gbdt_refit:
         # With ~1000 rows the held-out part is too valuable to leave out: refit on everything with the same
@@ -140,12 +141,17 @@ def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
         "rounds": cfg.gbdt_rounds,
         "boosters": booster_files(boosters),
         "refit_on_validation": cfg.gbdt_refit,
-        "calibration": {"temperature": temperature, "fitted_on": "validation", "rows": int(len(valid_labels))},
+        # The gbdt's probabilities are symmetric under an A/B swap (mirrored rows), so swap TTA changes nothing
+        # and shares the temperature.
+        "calibration": {"temperature": temperature, "temperature_swap": temperature, "fitted_on": "validation",
+                        "rows": int(len(valid_labels))},
         "train_config": cfg.to_dict(),
         "train_rows": len(train_frame),
         "valid_rows": len(valid_frame),
         "train_seconds": round(train_seconds, 1),
         "valid_metrics": {k: v for k, v in metrics.items() if k != "confusion"},
+        "valid_metrics_scope": ("validation rows held out from training (grouped by prompt); temperature "
+                                "cross-fitted (each row calibrated by a temperature fitted on the other rows)"),
     }
     output.mkdir(parents=True, exist_ok=True)
     (output / META_FILE).unlink(missing_ok=True)

@@ -62,13 +62,15 @@ def train_hybrid(cfg, log=print) -> dict:
         "labels": list(LABELS),
         "parts": {"neural": {"path": "neural", "weight": weight, "model_type": cfg.hybrid_neural},
                   "gbdt": {"path": "gbdt", "weight": 1 - weight, "model_type": "gbdt"}},
-        # Each part carries its own temperature; the blend of calibrated probabilities is used as is.
-        "calibration": {"temperature": 1.0},
+        # Each part carries its own temperatures (plain and swap TTA); the blend of calibrated probabilities is
+        # used as is.
+        "calibration": {"temperature": 1.0, "temperature_swap": 1.0},
         "train_config": cfg.to_dict(),
         "train_seconds": round(time.time() - start, 1),
         "valid_rows": int(len(labels)),
         "valid_metrics": {k: v for k, v in metrics.items() if k != "confusion"},
         "valid_log_loss_of_parts": part_metrics,
+        "valid_metrics_scope": "the parts' validation rows; each part's temperature cross-fitted; fixed weights",
     }
     write_text_atomic(json.dumps(meta, indent=2, default=str), output / META_FILE)
     return metrics
@@ -98,9 +100,12 @@ class HybridBackend:
             loaded.append((float(parts[name]["weight"]), judge))
         return cls(loaded, meta)
 
-    def predict_logits(self, frame, progress=None):
+    # Swap TTA is applied inside each part, with that part's own swap-TTA temperature, before the blend.
+    handles_tta = True
+
+    def predict_logits(self, frame, progress=None, tta: str = "none"):
         from ..metrics import softmax
 
-        probs = sum(weight * softmax(judge.predict_logits(frame, progress if i == 0 else None)[0])
+        probs = sum(weight * softmax(judge.predict_logits(frame, progress if i == 0 else None, tta=tta)[0])
                     for i, (weight, judge) in enumerate(self.parts))
         return np.log(np.clip(probs, 1e-12, 1.0)), None

@@ -65,13 +65,12 @@ def round_rows(probs, decimals: int):
     rows = np.arange(len(probs))
     units = np.maximum(np.floor(probs * scale).astype(np.int64), 1)
     # Largest-remainder rounding: hand the missing units to the largest fractional parts; a row the floor pushed
-    # over (entries raised to one unit) gives its surplus back from its largest entries.
+    # over (entries raised to one unit) gives its surplus back from its largest entry.
     missing = scale - units.sum(axis=1)
     order = np.argsort(-(probs * scale - units), axis=1)
-    largest = np.argsort(-units, axis=1)
     for k in range(probs.shape[1]):
         units[rows, order[:, k]] += (missing > k)
-        units[rows, largest[:, k]] -= (-missing > k)
+    units[rows, units.argmax(axis=1)] -= np.maximum(-missing, 0)  # the largest entry holds at least a third
     return units / scale
 
 

@@ -7,6 +7,8 @@ field keeps all its tokens and hands the rest to the long ones, so a long prompt
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -77,16 +79,38 @@ class Renderer:
         # Decoders often pad with their end token; a final token equal to the pad id would be read as padding by
         # last-token pooling, so such a suffix is left out.
         self.suffix = [last] if last is not None and last != tokenizer.pad_token_id else []
+        specials = set(tokenizer.all_special_tokens) | {t.content for t in getattr(
+            tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)}
+        specials = sorted((t for t in specials if t), key=len, reverse=True)
+        self.spelled_special = re.compile("|".join(map(re.escape, specials))) if specials else None
         self.user = self.tokenize([settings.user_marker])[0]
         self.assistant = self.tokenize([settings.assistant_marker])[0]
         self.field_markers = self.tokenize(list(settings.field_markers))
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of plain text. User text that spells a special token ("[SEP]", "</s>", "<|endoftext|>") is
+        text, never that token: split_special_tokens stops the tokenizer's added-token matching, and a text that
+        still spells one is tokenised with each such spelling cut after its first character, because some
+        vocabularies (sentencepiece ones) also hold the special tokens as ordinary pieces."""
         if not texts:
             return []
-        # split_special_tokens: user text that spells "[SEP]" or "</s>" is text, never the special token itself.
-        return self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False,
+        ids = self._ids(list(texts))
+        if self.spelled_special is not None:
+            for i, text in enumerate(texts):
+                if self.spelled_special.search(text):
+                    ids[i] = [t for piece in self._ids(self._cut_specials(text)) for t in piece]
+        return ids
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False,
                               split_special_tokens=True)["input_ids"]
+
+    def _cut_specials(self, text: str) -> list[str]:
+        pieces, pos = [], 0
+        for match in self.spelled_special.finditer(text):
+            pieces += [text[pos:match.start()], match.group()[0], match.group()[1:]]
+            pos = match.end()
+        return [p for p in pieces + [text[pos:]] if p]
 
     def tokenize_turn_lists(self, turn_lists) -> list[list[list[int]]]:
         """Tokenise every turn of every row in one batched call; returns per row, per turn, token ids."""

@@ -1,0 +1,198 @@
+"""No silent wrong answers and honest validation (each test fails on the code before its fix)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arenapref.data import load_frame, prompt_groups, to_kaggle
+from conftest import run_cli
+
+SPECIALS = ("[SEP]", "[PAD]", "[CLS]", "[MASK]", "<s>", "</s>", "<unk>", "<|endoftext|>")
+
+
+@pytest.fixture(scope="module")
+def gbdt_model(tmp_path_factory, small_csv):
+    out = tmp_path_factory.mktemp("trust") / "gbdt"
+    run_cli("train", "--data", small_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", 30)
+    return out
+
+
+def test_judge_decodes_raw_kaggle_cells(gbdt_model, small_csv):
+    from arenapref import Judge
+
+    judge = Judge.from_pretrained(gbdt_model)
+    raw = pd.read_csv(small_csv, dtype=str, keep_default_na=False)  # cells are JSON-encoded strings
+    expected = judge.predict_proba(load_frame(small_csv))
+    np.testing.assert_allclose(judge.predict_proba(raw), expected, atol=1e-12)
+    np.testing.assert_allclose(judge.predict_frame(raw)[["winner_model_a", "winner_model_b", "winner_tie"]],
+                               expected, atol=1e-12)
+    bad = raw.head(3).copy()
+    bad.loc[1, "prompt"] = "not json"
+    with pytest.raises(ValueError, match=r"row 2 column prompt"):
+        judge.predict_proba(bad)
+
+
+@pytest.mark.parametrize("backbone", ["tiny_deberta", "tiny_llama"])
+def test_text_that_spells_a_special_token_stays_text(backbone, request):
+    from arenapref.models.loading import load_tokenizer
+    from arenapref.text import Renderer, TextSettings
+
+    tokenizer = load_tokenizer(request.getfixturevalue(backbone))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    special_ids = set(tokenizer.all_special_ids)
+    renderer = Renderer(tokenizer, TextSettings(max_length=256))
+    text = "before " + " ".join(SPECIALS) + " after"
+    ids = renderer.side(*renderer.tokenize_turn_lists([[text], [text]]))
+    inner = ids[len(renderer.prefix):len(ids) - len(renderer.suffix)]
+    assert not special_ids & set(inner), f"special ids {special_ids & set(inner)} from plain text"
+    assert len(inner) > len(SPECIALS) * 2  # spelled out piece by piece
+
+
+def test_special_tokens_through_the_api_and_the_service(rank_model):
+    from fastapi.testclient import TestClient
+
+    from arenapref import Judge
+    from arenapref.serve import create_app
+
+    judge = Judge.from_pretrained(rank_model)
+    seen = []
+    tokenize = judge.backend.renderer.tokenize
+    judge.backend.renderer.tokenize = lambda texts: seen.extend(tokenize(texts)) or tokenize(texts)
+    text = "a " + " ".join(SPECIALS) + " b"
+    expected = judge.predict(text, text, "plain")
+    special_ids = set(judge.tokenizer.all_special_ids)
+    assert seen and not any(special_ids & set(ids) for ids in seen)
+    # the service renders through the same path: the same probabilities
+    with TestClient(create_app(Judge.from_pretrained(rank_model))) as client:
+        got = client.post("/v1/compare", json={"prompt": text, "response_a": text, "response_b": "plain"}).json()
+    assert np.allclose(list(got.values()), list(expected.values()), atol=1e-6)
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (("--model", "gbdt", "--swap-augment", "full"), "--swap-augment does not apply to --model gbdt"),
+    (("--model", "gbdt", "--teacher-probs", "t.csv"), "--teacher-probs does not apply to --model gbdt"),
+    (("--model", "dual-tower", "--lora-r", "4"), "--lora-r does not apply to --model dual-tower"),
+    (("--model", "dual-tower", "--pooling", "mean"), "--pooling does not apply to --model dual-tower"),
+    (("--model", "llm", "--no-probe"), "--probe does not apply to --model llm"),
+    (("--model", "dual-tower", "--rank-loss", "mse"), "--rank-loss applies to --objective rank only"),
+    (("--model", "gbdt", "--gbdt-extra", "all"), "--gbdt-extra says how the gbdt uses --extra"),
+    (("--model", "dual-tower", "--distill-alpha", "0.3"), "--distill-alpha weighs the --teacher-probs"),
+    (("--gbdt-rounds", "10", "--lora-r", "4"), "--lora-r does not apply to --model hybrid"),
+])
+def test_flags_a_family_never_reads_are_refused(tmp_path, small_csv, flags, fragment):
+    proc = run_cli("train", "--data", small_csv, "--output", tmp_path / "m", *flags, check=False)
+    assert proc.returncode != 0 and fragment in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+def test_rounded_probabilities_never_reach_zero():
+    from arenapref.cli import round_rows
+
+    probs = np.array([[1 - 2e-9, 1e-9, 1e-9], [0.5, 0.5, 0.0], [0.3333334, 0.3333333, 0.3333333], [0, 0, 1.0]])
+    rounded = round_rows(probs, 6)
+    assert (rounded >= 1e-6).all()
+    np.testing.assert_array_equal(np.round(rounded.sum(axis=1), 9), 1.0)
+    assert np.abs(rounded - probs).max() <= 2.1e-6
+
+
+def test_predict_writes_no_zero(tmp_path, gbdt_model, small_csv):
+    out = tmp_path / "pred.csv"
+    run_cli("predict", "--model", gbdt_model, "--data", small_csv, "--output", out)
+    values = pd.read_csv(out)[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
+    assert (values >= 1e-6).all() and np.allclose(values.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_scores_have_one_definition(tmp_path, rank_model, small_csv):
+    from arenapref import Judge
+
+    import shutil
+
+    model = tmp_path / "rank"
+    shutil.copytree(rank_model, model)
+    meta = json.loads((model / "arenapref.json").read_text())
+    meta["calibration"]["temperature"] = 1.7  # a temperature tells raw scores from calibrated ones
+    (model / "arenapref.json").write_text(json.dumps(meta))
+    judge = Judge.from_pretrained(model)
+    frame = load_frame(small_csv).head(6)
+    by_rank = judge.score_responses(list(frame["prompt"]), list(frame["response_a"]))
+    by_frame = judge.predict_frame(to_kaggle(frame), scores=True)["score_a"].to_numpy()
+    out = tmp_path / "scored.csv"
+    run_cli("predict", "--model", model, "--data", small_csv, "--output", out, "--scores")
+    by_cli = pd.read_csv(out)["score_a"].to_numpy()[:6]
+    np.testing.assert_allclose(by_frame, by_rank, atol=1e-5)
+    np.testing.assert_allclose(by_cli, by_rank, atol=1e-5)
+    ranked = judge.rank(frame["prompt"][0], [frame["response_a"][0], frame["response_b"][0]])
+    assert np.isclose(max(r["score"] for r in ranked if r["index"] == 0), by_rank[0], atol=1e-5)
+
+
+def test_near_identical_prompts_share_a_group():
+    frame = pd.DataFrame({"prompt": [["Hello!"], ["hello"], ["  HELLO  "], ["Hello", "and more"], ["Goodbye"],
+                                     ["!!!"], ["???"]]})
+    groups = prompt_groups(frame)
+    assert len(set(groups[:4])) == 1 and len(set(groups)) == 4  # "!!!" and "???" keep their own text
+
+
+def test_sample_groups(arena_csv):
+    assert len(set(prompt_groups(load_frame(arena_csv)))) == 991  # 996 distinct exact prompts
+
+
+def test_valid_sharing_a_prompt_is_refused(tmp_path, small_csv):
+    frame = load_frame(small_csv)
+    single = frame[frame["prompt"].map(len) == 1].head(10)
+    # the same prompts, re-cased and re-punctuated: still the same prompts
+    valid = single.assign(id=[f"v{i}" for i in range(len(single))],
+                          prompt=[[p[0].upper() + " !"] for p in single["prompt"]])
+    path = tmp_path / "valid.csv"
+    to_kaggle(valid).to_csv(path, index=False)
+    proc = run_cli("train", "--data", small_csv, "--valid", path, "--output", tmp_path / "m", "--model", "gbdt",
+                   check=False)
+    assert proc.returncode != 0 and "share a prompt with" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_extra_rows_with_a_validation_prompt_are_left_out(tmp_path, small_csv):
+    from arenapref.config import TrainConfig
+    from arenapref.data import grouped_split, load_train_valid
+
+    frame = load_frame(small_csv)
+    _, valid = grouped_split(frame, 0.25, 3)
+    extra = to_kaggle(pd.concat([valid.head(4), frame.head(60)]).assign(id=[f"x{i}" for i in range(64)]))
+    path = tmp_path / "extra.csv"
+    extra.to_csv(path, index=False)
+    logged = []
+    cfg = TrainConfig(data=str(small_csv), output=str(tmp_path / "m"), extra=[str(path)], valid_fraction=0.25,
+                      seed=3, model="gbdt").validate()
+    train, valid_again = load_train_valid(cfg, logged.append)
+    kept = train[train["is_extra"]]
+    held = set(valid_again["prompt"].map(lambda p: p[0].lower()))
+    assert len(kept) < 64 and not kept["prompt"].map(lambda p: p[0].lower()).isin(held).any()
+    assert any("leaving out" in line for line in logged)
+
+
+def test_validation_figures_are_cross_fitted_and_swap_tta_has_its_temperature(tmp_path, arena_csv):
+    from arenapref import Judge
+    from arenapref.calibration import cross_fitted, fit_temperature
+    from arenapref.metrics import log_loss, softmax
+
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(400, 3)) * 3, rng.integers(0, 3, 400)
+    groups = np.arange(400) // 2
+    honest = log_loss(labels, cross_fitted(logits, labels, groups))
+    in_sample = log_loss(labels, softmax(logits, fit_temperature(logits, labels)))
+    assert honest > in_sample  # pure noise: only the in-sample fit looks better than it is
+
+    out = tmp_path / "gbdt"
+    run_cli("train", "--data", arena_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", 40)
+    meta = json.loads((out / "arenapref.json").read_text())
+    assert "cross-fitted" in meta["valid_metrics_scope"]
+    assert meta["calibration"]["temperature_swap"] == meta["calibration"]["temperature"]
+    meta["calibration"]["temperature_swap"] = 2 * meta["calibration"]["temperature"]
+    (out / "arenapref.json").write_text(json.dumps(meta))
+    judge, frame = Judge.from_pretrained(out), load_frame(arena_csv).head(20)
+    plain = judge.predict_logits(frame)[0]
+    swapped = judge.predict_logits(frame, tta="swap")[0]  # gbdt is symmetric: only the temperature differs
+    np.testing.assert_allclose(softmax(swapped), softmax(plain * 0.5), atol=1e-6)

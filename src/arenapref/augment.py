@@ -52,7 +52,8 @@ class PreferenceDataset(Dataset):
 
     random: every time a row is drawn (so once per epoch) it is swapped with probability 0.5. The coin is a function
             of (seed, epoch, row), not a running generator, so a run resumed mid-epoch (which skips batches without
-            drawing them) flips the same coins as an uninterrupted one. The Trainer sets the epoch (`set_epoch`).
+            drawing them) flips the same coins as an uninterrupted one. `SwapEpochCallback` sets the epoch in
+            every process (under torchrun the Trainer's own set_epoch reaches the sampler, not this dataset).
     full:   an item is the row *and* its swap; `FlattenCollator` puts both in the same batch, so every optimizer
             step sees both orders (a batch of --batch-size items holds 2 x batch-size rows).
     """
@@ -82,6 +83,13 @@ class PreferenceDataset(Dataset):
 
     def coin(self, i: int) -> bool:
         return bool(np.random.default_rng((self.seed, self.epoch, i)).random() < 0.5)
+
+    def coins_digest(self) -> str:
+        """A short fingerprint of this epoch's coins (logged, so a run shows that each epoch swaps other rows)."""
+        import hashlib
+
+        coins = np.packbits([self.coin(i) for i in range(len(self))]).tobytes()
+        return hashlib.sha256(coins).hexdigest()[:8]
 
     def row(self, i: int, swapped: bool) -> dict:
         label = int(self.labels[i])

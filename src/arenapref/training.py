@@ -58,6 +58,24 @@ def _checkpoint_callback():
     return MarkCheckpointComplete()
 
 
+def _swap_epoch_callback(dataset, log):
+    import torch.distributed as dist
+    from transformers import TrainerCallback
+
+    class SwapEpochCallback(TrainerCallback):
+        """--swap-augment random: each epoch draws new coins, in every process of a distributed run."""
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            # state.epoch is fractional (a resumed run starts mid-epoch) and may sit a hair under a whole number.
+            dataset.set_epoch(int(state.epoch + 1e-6))
+            rank = f"rank {dist.get_rank()}: " if dist.is_available() and dist.is_initialized() else ""
+            swapped = sum(dataset.coin(i) for i in range(len(dataset)))
+            log(f"{rank}swap-augment epoch {dataset.epoch}: {swapped} of {len(dataset)} rows swapped "
+                f"(coins {dataset.coins_digest()})")
+
+    return SwapEpochCallback()
+
+
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train one model as configured (any family); returns the validation metrics of the saved model."""
     if MODELS[cfg.model].backend == "gbdt":
@@ -278,7 +296,8 @@ def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id:
                                 data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
                                 compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
                                 model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length,
-                                callbacks=[_checkpoint_callback()])
+                                callbacks=[_checkpoint_callback()]
+                                + ([_swap_epoch_callback(train_ds, log)] if cfg.swap_augment == "random" else []))
     before, metric = None, args.metric_for_best_model
     if after_probe:
         # The probe's model on the metric that chooses checkpoints, so the two are compared like with like.

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The token cache of the tests' training runs: one folder per session, not the user's ~/.cache.
+os.environ.setdefault("ARENAPREF_CACHE", tempfile.mkdtemp(prefix="arenapref-test-cache-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout; a clone elsewhere (e.g. CI in /tmp) finds it through ARENAPREF_DATA or /work.

@@ -58,8 +58,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, tiny_csv,
     done = [d for d in checkpoint_dirs(output / "checkpoints") if is_complete(d)]
     assert done and not (output / "arenapref.json").exists()
     last_step = int(done[-1].name.split("-")[1])
-    total_steps = json.loads((tiny_model / "checkpoints" / checkpoint_dirs(tiny_model / "checkpoints")[-1].name
-                              / "trainer_state.json").read_text())["max_steps"]
+    total_steps = json.loads((tiny_model / "training_log.json").read_text())["max_steps"]
     assert last_step < total_steps
 
     # A kill while the next checkpoint was being written: a newer, half-written checkpoint-N is left behind.
@@ -79,7 +78,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, tiny_csv,
                       *TINY_TRAIN_ARGS, "--resume")
     assert f"resuming from {done[-1]}" in resumed.stdout
     assert f"checkpoint-{last_step + 4}" in resumed.stdout  # the torn checkpoint was named and removed
-    assert all(is_complete(d) for d in checkpoint_dirs(output / "checkpoints"))
+    assert not (output / "checkpoints").exists()  # a finished run keeps no checkpoints
 
     reference = json.loads((tiny_model / "arenapref.json").read_text())
     result = json.loads((output / "arenapref.json").read_text())

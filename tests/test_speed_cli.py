@@ -72,8 +72,9 @@ def tiny_model_dir(tmp_path_factory, small_csv, tiny_deberta):
     out = tmp_path_factory.mktemp("speed") / "model"
     args = ["train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta, "--max-length", 32,
             "--epochs", 1, "--batch-size", 8, "--eval-steps", 20, "--head-lr", 0.05]
-    first = run_cli(*args, env=ONE_THREAD)
-    second = run_cli(*args, "--gradient-checkpointing", env=ONE_THREAD)
+    env = {**ONE_THREAD, "ARENAPREF_CACHE": str(out.parent / "cache")}  # a cache no other test has filled
+    first = run_cli(*args, env=env)
+    second = run_cli(*args, "--gradient-checkpointing", env=env)
     return out, first.stdout, second.stdout
 
 
@@ -81,8 +82,10 @@ def test_second_training_run_reads_tokens_from_the_cache(tiny_model_dir):
     out, first, second = tiny_model_dir
     assert first.count("token cache hit") == 0 and first.count("tokenised") == 2  # train and validation rows
     assert second.count("token cache hit") == 2 and "tokenised" not in second
-    assert len(list((out / "token_cache").glob("pair-*.npz"))) == 2
-    assert (out / "arenapref.json").is_file()
+    assert len(list((out.parent / "cache" / "tokens").glob("pair-*.npz"))) == 2
+    # the model directory holds what loading needs and the training curve, not the run's leftovers
+    assert (out / "arenapref.json").is_file() and (out / "training_log.json").is_file()
+    assert not (out / "checkpoints").exists() and not (out / "token_cache").exists()
 
 
 def test_predict_int8_through_the_cli_and_bf16_through_the_api(tiny_model_dir, small_csv, tmp_path):

@@ -141,17 +141,20 @@ def test_sample_groups(arena_csv):
     assert len(set(prompt_groups(load_frame(arena_csv)))) == 991  # 996 distinct exact prompts
 
 
-def test_valid_sharing_a_prompt_is_refused(tmp_path, small_csv):
+def test_valid_sharing_a_prompt_is_reported(tmp_path, small_csv):
     frame = load_frame(small_csv)
     single = frame[frame["prompt"].map(len) == 1].head(10)
     # the same prompts, re-cased and re-punctuated: still the same prompts
     valid = single.assign(id=[f"v{i}" for i in range(len(single))],
                           prompt=[[p[0].upper() + " !"] for p in single["prompt"]])
     path = tmp_path / "valid.csv"
-    to_kaggle(valid).to_csv(path, index=False)
-    proc = run_cli("train", "--data", small_csv, "--valid", path, "--output", tmp_path / "m", "--model", "gbdt",
-                   check=False)
-    assert proc.returncode != 0 and "share a prompt with" in proc.stderr and "Traceback" not in proc.stderr
+    to_kaggle(pd.concat([valid, frame.tail(50)])).to_csv(path, index=False)
+    data = tmp_path / "data.csv"
+    to_kaggle(frame.head(46)).to_csv(data, index=False)
+    proc = run_cli("train", "--data", data, "--valid", path, "--output", tmp_path / "m", "--model", "gbdt")
+    assert f"{len(single)} of {len(single) + 50} rows share a prompt with" in proc.stdout
+    scope = json.loads((tmp_path / "m" / "arenapref.json").read_text())["valid_metrics_scope"]
+    assert f"{len(single)} of {len(single) + 50} rows share a prompt with the training rows" in scope
 
 
 def test_extra_rows_with_a_validation_prompt_are_left_out(tmp_path, small_csv):

@@ -218,17 +218,18 @@ def grouped_split(frame: pd.DataFrame, valid_fraction: float, seed: int) -> tupl
 def load_train_valid(cfg, log=None):
     """Training and validation frames: --valid, or a prompt-grouped hold-out of --data; --extra rows train only.
 
-    No prompt is on both sides: a --valid file sharing prompts with --data is refused, and --extra rows whose
-    prompt is in the validation part are left out (and counted in the log), since they would leak it."""
+    --extra rows whose prompt is held out for validation are left out (and counted in the log): they would leak
+    it. A --valid file sharing prompts with --data is reported (a warning, and `validation_scope` says so)."""
     frame = load_frame(cfg.data, require_labels=True)
     if cfg.valid:
         train_frame, valid_frame = frame, load_frame(cfg.valid, require_labels=True)
         shared = shared_prompts(valid_frame, train_frame)
+        valid_frame.attrs["rows_sharing_a_training_prompt"] = int(shared.sum())
         if shared.any():
             i = int(np.flatnonzero(shared)[0])
-            raise DataError(f"{cfg.valid}: {int(shared.sum())} row(s) share a prompt with {cfg.data} (first: row "
-                            f"{i + 1}, id {valid_frame['id'].iloc[i]!r}); validation on seen prompts is optimistic: "
-                            "drop them, or pass only --data and let --valid-fraction hold out whole prompts")
+            (log or print)(f"warning: {cfg.valid}: {int(shared.sum())} of {len(valid_frame)} rows share a prompt with "
+                           f"{cfg.data} (first: row {i + 1}, id {valid_frame['id'].iloc[i]!r}); their validation "
+                           "figures are in-sample (optimistic). Pass only --data to hold out whole prompts")
     else:
         train_frame, valid_frame = grouped_split(frame, cfg.valid_fraction, cfg.seed)
     if cfg.extra:
@@ -247,6 +248,15 @@ def load_train_valid(cfg, log=None):
         train_frame = train_frame.assign(is_extra=False)
         train_frame = pd.concat([train_frame, *extras], ignore_index=True)
     return train_frame, valid_frame
+
+
+def validation_scope(valid_frame: pd.DataFrame, scope: str) -> str:
+    """`scope` (what the validation figures are out of sample for), plus any --valid rows with a training prompt."""
+    shared = valid_frame.attrs.get("rows_sharing_a_training_prompt", 0)
+    if shared:
+        scope += (f"; {shared} of {len(valid_frame)} rows share a prompt with the training rows (--valid overlaps "
+                  "--data): in-sample for those")
+    return scope
 
 
 def to_kaggle(frame: pd.DataFrame) -> pd.DataFrame:

@@ -15,16 +15,16 @@ import torch
 from . import LABELS
 from .augment import FlattenCollator, PreferenceDataset, average_with_swapped, swap_frame
 from .calibration import calibrate
-from .checkpoints import mark_complete, plan_start, remove_checkpoints
+from .checkpoints import checkpoint_root, mark_complete, plan_start, remove_checkpoints
 from .config import TrainConfig
-from .data import DataError, check_output_dir, load_train_valid, prompt_groups, write_text_atomic
+from .data import DataError, check_output_dir, load_train_valid, prompt_groups, validation_scope, write_text_atomic
 from .distill import read_teacher_probs, soft_targets
 from .inference import call_budget, collator_for, pooled_sequences, predict_rows, reads_features
 from .metrics import classification_metrics, log_loss, softmax
 from .probe import head_features
 from .models import META_FILE, MODELS
 from .text import Renderer, TextSettings
-from .token_cache import cached_encode_rows
+from .token_cache import cached_encode_rows, default_cache_dir
 
 
 def compute_metrics(eval_pred) -> dict:
@@ -116,9 +116,8 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
                             truncation_side=cfg.truncation_side, field_weights=cfg.field_weights)
     renderer = Renderer(tokenizer, settings)
     train_labels = train_frame["label"].to_numpy()
-    # Tokenised once per run, and reused from OUTPUT/token_cache by a rerun or --resume on the same rows, text
-    # settings and tokenizer (token_cache.py).
-    cache = output / "token_cache"
+    # Tokenised once, and reused by a rerun or --resume on the same rows, text settings and tokenizer (token_cache.py).
+    cache = default_cache_dir()
     train_inputs = cached_encode_rows(renderer, recipe.inputs, train_frame, cache, log)[0]
     swapped = None
     if cfg.swap_augment != "none":
@@ -224,9 +223,19 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
     if valid_out is not None:
         valid_out.update(labels=labels, probs=probs, frame=valid_frame)
     meta["valid_metrics"] = {k: v for k, v in metrics.items() if k != "confusion"}
-    meta["valid_metrics_scope"] = VALID_SCOPE + (" and the score link" if is_rank_mse(cfg) else "")
+    meta["valid_metrics_scope"] = validation_scope(valid_frame, VALID_SCOPE + (" and the score link"
+                                                                              if is_rank_mse(cfg) else ""))
+    training_log = meta_extra.get("fine_tune", {}).pop("training_log", None)
     save_model_dir(output, model, tokenizer, meta)
+    # The model directory keeps what loading needs plus the training curve; the checkpoints (weights, optimizer
+    # state) were only there for --resume and go once the model is saved.
+    if training_log is not None:
+        write_text_atomic(json.dumps(training_log, indent=1), output / TRAINING_LOG)
+    remove_checkpoints([checkpoint_root(output)])
     return metrics
+
+
+TRAINING_LOG = "training_log.json"
 
 
 # What the validation figures are (and are not) out of sample for: /v1/model and the README show it beside them.
@@ -309,7 +318,9 @@ def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id:
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     model = trainer.model
     best = trainer.state.best_metric
-    info = {"metric": metric, "best_valid": best, "kept": "fine-tuned"}
+    info = {"metric": metric, "best_valid": best, "kept": "fine-tuned",
+            "training_log": {"max_steps": trainer.state.max_steps, "best_metric": best,
+                             "metric_for_best_model": metric, "log_history": trainer.state.log_history}}
     if before is not None:
         info["probe_valid"] = before
         if best is None or before <= best:

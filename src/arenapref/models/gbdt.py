@@ -26,7 +26,8 @@ import numpy as np
 
 from .. import LABELS
 from ..calibration import calibrate
-from ..data import DataError, check_output_dir, load_train_valid, prompt_groups, write_text_atomic
+from ..data import (DataError, check_output_dir, load_train_valid, prompt_groups, validation_scope,
+                    write_text_atomic)
 from ..features import feature_blocks, feature_matrix, feature_names, swap_sides
 from ..metrics import classification_metrics
 from . import META_FILE
@@ -150,8 +151,9 @@ def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
         "valid_rows": len(valid_frame),
         "train_seconds": round(train_seconds, 1),
         "valid_metrics": {k: v for k, v in metrics.items() if k != "confusion"},
-        "valid_metrics_scope": ("validation rows held out from training (grouped by prompt); temperature "
-                                "cross-fitted (each row calibrated by a temperature fitted on the other rows)"),
+        "valid_metrics_scope": validation_scope(valid_frame, "validation rows held out from training (grouped by "
+                                                "prompt); temperature cross-fitted (each row calibrated by a "
+                                                "temperature fitted on the other rows)"),
     }
     output.mkdir(parents=True, exist_ok=True)
     (output / META_FILE).unlink(missing_ok=True)

@@ -199,3 +199,29 @@ def test_validation_figures_are_cross_fitted_and_swap_tta_has_its_temperature(tm
     plain = judge.predict_logits(frame)[0]
     swapped = judge.predict_logits(frame, tta="swap")[0]  # gbdt is symmetric: only the temperature differs
     np.testing.assert_allclose(softmax(swapped), softmax(plain * 0.5), atol=1e-6)
+
+
+def test_predict_streams_in_chunks_with_the_same_result(tmp_path, gbdt_model, small_csv):
+    whole, chunked = tmp_path / "whole.csv", tmp_path / "chunked.csv"
+    run_cli("predict", "--model", gbdt_model, "--data", small_csv, "--output", whole)
+    run_cli("predict", "--model", gbdt_model, "--data", small_csv, "--output", chunked, "--chunk-rows", 7)
+    assert whole.read_text() == chunked.read_text() and len(pd.read_csv(whole)) == 96
+    raw = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    jsonl, parquet = tmp_path / "rows.jsonl", tmp_path / "rows.parquet"
+    raw.to_json(jsonl, orient="records", lines=True)
+    raw.to_parquet(parquet)
+    for path in (jsonl, parquet):
+        out = tmp_path / f"{path.suffix[1:]}.csv"
+        run_cli("predict", "--model", gbdt_model, "--data", path, "--output", out, "--chunk-rows", 10)
+        assert out.read_text() == whole.read_text()
+    # a bad row or a repeated id in a later chunk: named by its row in the file, and nothing is written
+    for column, value, fragment in (("prompt", "not json", "row 40 column prompt"),
+                                    ("id", raw["id"][2], "row 40 column id: id")):
+        bad = raw.copy()
+        bad.loc[39, column] = value
+        bad_path, out = tmp_path / "bad.csv", tmp_path / "bad_out.csv"
+        bad.to_csv(bad_path, index=False)
+        proc = run_cli("predict", "--model", gbdt_model, "--data", bad_path, "--output", out, "--chunk-rows", 16,
+                       check=False)
+        assert proc.returncode != 0 and fragment in proc.stderr and "Traceback" not in proc.stderr
+        assert not out.exists() and not list(tmp_path.glob(".bad_out.csv.*"))

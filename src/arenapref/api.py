@@ -120,8 +120,11 @@ class Judge:
 
     def predict_frame(self, df: pd.DataFrame, scores: bool = False, progress=None,
                       tta: str | None = None) -> pd.DataFrame:
-        """Kaggle-format DataFrame in -> id, winner_model_a, winner_model_b, winner_tie (+ score_a, score_b)."""
-        frame = normalize(df, "frame")
+        """Kaggle-format DataFrame (or a normalised one) in -> id, winner_model_a, winner_model_b, winner_tie
+        (+ score_a, score_b)."""
+        frame = as_turn_frame(df)
+        if "id" not in frame.columns:
+            frame = normalize(df, "frame")  # one clear line: the output needs the ids
         logits, side_scores = self.predict_logits(frame, progress, tta)
         probs = softmax(logits)
         out = pd.DataFrame({"id": frame["id"]})

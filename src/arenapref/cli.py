@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import json
 import os
 import sys
@@ -352,24 +354,59 @@ def predict(
     quantize: str = typer.Option("none", help=QUANTIZE_HELP),
     batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
     workers: Optional[int] = typer.Option(None, help=WORKERS_HELP),
+    chunk_rows: int = typer.Option(20_000, help="Rows read and scored at a time (memory stays bounded on any file)."),
 ):
     """Write a Kaggle submission: one row of probabilities per input row, same order."""
-    from .data import check_output_path, load_frame, to_kaggle, write_csv_atomic
+    from .data import check_output_path, iter_frames
     from .modeldir import check_model_dir
 
     options = _speed_options(dtype, quantize, batch_tokens, workers)
     check_output_path(output)
     meta = check_model_dir(model)
-    frame = load_frame(data)
+    if chunk_rows < 1:
+        raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    chunks = iter_frames(data, chunk_rows)
+    first = next(chunks)  # a bad file fails here, before the model is loaded
     _quiet_libraries(_uses_transformers(meta["model_type"]))
     from .api import Judge, check_tta
 
     check_tta(tta)
     judge = Judge.from_pretrained(model, **options)
-    out = judge.predict_frame(to_kaggle(frame), scores=scores, tta=tta)
-    out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
-    write_csv_atomic(out, output, float_format="%.6f")
-    console.print(f"wrote {len(out)} rows to {output}")
+    rows = stream_predictions(judge, itertools.chain([first], chunks), output, scores, tta)
+    console.print(f"wrote {rows} rows to {output}")
+
+
+def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str) -> int:
+    """Score chunk after chunk into a temporary file beside OUTPUT, renamed over it at the end (atomic)."""
+    import tempfile
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .data import new_file_mode
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent or ".")
+    written = 0
+    try:
+        os.chmod(tmp, new_file_mode())
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh, Progress(
+                TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                transient=True, disable=not err_console.is_terminal) as bar:
+            task = None
+            for _, frame, total in chunks:
+                if task is None:
+                    task = bar.add_task("rows", total=total)
+                out = judge.predict_frame(frame, scores=scores, tta=tta,
+                                          progress=lambda k: bar.advance(task, k))
+                out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
+                out.to_csv(fh, index=False, header=written == 0, float_format="%.6f")
+                written += len(out)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return written
 
 
 @app.command()

@@ -25,15 +25,19 @@ class DataError(ValueError):
     """A problem with a user's input: the message is one line saying what, where and what to do."""
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, JSONL or Parquet file as strings/objects, with errors that name the file."""
-    path = Path(path)
+def read_table_checks(path: Path) -> None:
     if not path.exists():
         raise DataError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a .csv, .jsonl or .parquet file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; expected a header row and data rows")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, JSONL or Parquet file as strings/objects, with errors that name the file."""
+    path = Path(path)
+    read_table_checks(path)
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     try:
         if suffix in (".jsonl", ".json", ".jsonl.gz", ".ndjson"):
@@ -66,12 +70,17 @@ def _first_bad_utf8(path: Path) -> str:
     return "somewhere"
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    head = path.open("rb").read(4096)
+def _check_csv_head(path: Path) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(4096)
     if b"\x00" in head:
         raise DataError(f"{path}: looks binary, not a CSV; pass a CSV, .jsonl or .parquet file")
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
         raise DataError(f"{path}: is an HTML page, not a CSV; download the raw file")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    _check_csv_head(path)
     # keep_default_na=False: a text cell "null" or "" must stay text, not become NaN.
     return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
 
@@ -82,17 +91,80 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
-                                "fix or remove the line") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: line {lineno}: expected a JSON object per line")
-            rows.append(row)
+            rows.append(_json_object(line, path, lineno))
     if not rows:
         raise DataError(f"{path}: has no data rows")
     return pd.DataFrame(rows)
+
+
+def iter_frames(path: str | Path, chunk_rows: int = 10_000):
+    """Normalised frames of at most `chunk_rows` rows, in file order, reading the file as it goes (CSV / JSONL in
+    chunks, Parquet by record batches): a file of any length in bounded memory. Ids must be unique file-wide.
+    Yields (first_row, frame, total_rows or None when the format cannot tell without reading everything)."""
+    path = Path(path)
+    read_table_checks(path)
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    seen: dict[str, int] = {}
+    first_row = 1
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(path)
+            total = parquet.metadata.num_rows
+            chunks = (batch.to_pandas() for batch in parquet.iter_batches(batch_size=chunk_rows))
+        elif suffix in (".jsonl", ".json", ".jsonl.gz", ".ndjson"):
+            total, chunks = None, _jsonl_chunks(path, chunk_rows)
+        else:
+            _check_csv_head(path)
+            total = None
+            chunks = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=chunk_rows)
+        for raw in chunks:
+            if len(raw) == 0:
+                continue
+            frame = normalize(raw, str(path), first_row=first_row)
+            for offset, row_id in enumerate(frame["id"]):
+                if row_id in seen:
+                    raise DataError(f"{path}: row {first_row + offset} column id: id {row_id!r} already used by row "
+                                    f"{seen[row_id]}; ids must be unique")
+                seen[row_id] = first_row + offset
+            yield first_row, frame, total
+            first_row += len(frame)
+    except DataError:
+        raise
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {_first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
+    except Exception as exc:  # pandas / pyarrow raise many types; all mean "this is not a readable table"
+        kind = "Parquet" if suffix == ".parquet" else "CSV"
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as {kind} ({msg}); check the file format") from None
+    if first_row == 1:
+        raise DataError(f"{path}: has a header but no data rows")
+
+
+def _jsonl_chunks(path: Path, chunk_rows: int):
+    rows = []
+    with path.open(encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            rows.append(_json_object(line, path, lineno))
+            if len(rows) == chunk_rows:
+                yield pd.DataFrame(rows)
+                rows = []
+    if rows:
+        yield pd.DataFrame(rows)
+
+
+def _json_object(line: str, path: Path, lineno: int) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                        "fix or remove the line") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{path}: line {lineno}: expected a JSON object per line")
+    return row
 
 
 def parse_turns(cell, where: str) -> list[str]:
@@ -119,20 +191,21 @@ def parse_turns(cell, where: str) -> list[str]:
     return turns
 
 
-def _parse_labels(frame: pd.DataFrame, path) -> np.ndarray:
+def _parse_labels(frame: pd.DataFrame, path, first_row: int = 1) -> np.ndarray:
     values = np.zeros((len(frame), 3))
     for j, col in enumerate(LABEL_COLUMNS):
         numeric = pd.to_numeric(frame[col], errors="coerce")
         bad = numeric.isna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: row {i + 1} column {col}: {frame[col].iloc[i]!r} is not a number; use 0 or 1")
+            raise DataError(f"{path}: row {i + first_row} column {col}: {frame[col].iloc[i]!r} is not a number; "
+                            "use 0 or 1")
         values[:, j] = numeric.to_numpy(dtype=float)
     ok = np.isin(values, (0.0, 1.0)).all(axis=1) & (values.sum(axis=1) == 1)
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
         raise DataError(
-            f"{path}: row {i + 1} columns {','.join(LABEL_COLUMNS)}: {values[i].tolist()} is not one-hot; "
+            f"{path}: row {i + first_row} columns {','.join(LABEL_COLUMNS)}: {values[i].tolist()} is not one-hot; "
             "exactly one of the three must be 1"
         )
     return values.argmax(axis=1)
@@ -143,8 +216,10 @@ def load_frame(path: str | Path, require_labels: bool = False) -> pd.DataFrame:
     return normalize(read_table(path), str(path), require_labels)
 
 
-def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = False) -> pd.DataFrame:
-    """Validate a Kaggle-format frame (turn cells as JSON strings or lists) and normalise it."""
+def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = False,
+              first_row: int = 1) -> pd.DataFrame:
+    """Validate a Kaggle-format frame (turn cells as JSON strings or lists) and normalise it. Errors name rows
+    counting from `first_row` (a chunk of a longer file starts further down)."""
     raw = raw.copy()
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
@@ -159,17 +234,19 @@ def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = Fa
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         first = int(np.flatnonzero((ids == ids.iloc[i]).to_numpy())[0])
-        raise DataError(f"{where}: row {i + 1} column id: id {ids.iloc[i]!r} already used by row {first + 1}; "
+        raise DataError(f"{where}: row {i + first_row} column id: id {ids.iloc[i]!r} already used by row "
+                        f"{first + first_row}; "
                         "ids must be unique")
     out = pd.DataFrame({"id": ids.to_numpy()})
     for col in TEXT_COLUMNS:
         cells = raw[col].tolist()
-        out[col] = [parse_turns(c, f"{where}: row {i + 1} column {col}") for i, c in enumerate(cells)]
+        out[col] = [parse_turns(c, f"{where}: row {i + first_row} column {col}") for i, c in enumerate(cells)]
     for i, (p, a, b) in enumerate(zip(out["prompt"], out["response_a"], out["response_b"])):
         if not (len(p) == len(a) == len(b)):
-            raise DataError(f"{where}: row {i + 1}: prompt has {len(p)} turns, response_a {len(a)}, response_b {len(b)}; "
+            raise DataError(f"{where}: row {i + first_row}: prompt has {len(p)} turns, response_a {len(a)}, "
+                            f"response_b {len(b)}; "
                             "each list needs one entry per turn")
-    out["label"] = _parse_labels(raw, where) if has_labels else -1
+    out["label"] = _parse_labels(raw, where, first_row) if has_labels else -1
     for col in ("model_a", "model_b"):
         if col in raw.columns:
             out[col] = raw[col].astype(str).to_numpy()
@@ -314,7 +391,7 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path, **kwargs) -> None:
     write_text_atomic(frame.to_csv(index=False, **kwargs), check_output_path(path))
 
 
-def _new_file_mode() -> int:
+def new_file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
@@ -325,7 +402,7 @@ def write_text_atomic(text: str, path: str | Path) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes files private (0600); outputs get the usual mode
+        os.chmod(tmp, new_file_mode())  # mkstemp makes files private (0600); outputs get the usual mode
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -225,3 +225,20 @@ def test_predict_streams_in_chunks_with_the_same_result(tmp_path, gbdt_model, sm
                        check=False)
         assert proc.returncode != 0 and fragment in proc.stderr and "Traceback" not in proc.stderr
         assert not out.exists() and not list(tmp_path.glob(".bad_out.csv.*"))
+
+
+def test_model_card_and_report_to(tmp_path, gbdt_model, tiny_csv, tiny_deberta):
+    card = (gbdt_model / "README.md").read_text()
+    meta = json.loads((gbdt_model / "arenapref.json").read_text())
+    assert "library_name: arenapref" in card and "# arenapref gbdt model" in card
+    assert f"log loss {meta['valid_metrics']['log_loss']:.4f}" in card and meta["valid_metrics_scope"] in card
+    assert f'Judge.from_pretrained("{gbdt_model}")' in card
+    out = tmp_path / "tb"
+    run_cli("train", "--data", tiny_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,
+            "--max-length", 32, "--epochs", 1, "--eval-steps", 2, "--report-to", "tensorboard")
+    assert list((out / "logs").rglob("events.out.tfevents.*")) and (out / "README.md").is_file()
+    assert not (out / "checkpoints").exists()
+    for flags, fragment in ((("--model", "gbdt", "--report-to", "tensorboard"), "--report-to does not apply"),
+                            (("--model", "dual-tower", "--report-to", "nonsense"), "report-to 'nonsense': expected")):
+        proc = run_cli("train", "--data", tiny_csv, "--output", tmp_path / "x", *flags, check=False)
+        assert proc.returncode != 0 and fragment in proc.stderr and "Traceback" not in proc.stderr

@@ -136,6 +136,8 @@ def train(
     grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps."),
     warmup_ratio: Optional[float] = typer.Option(None, help="Share of steps with linear warmup."),
     resume: Optional[bool] = typer.Option(None, "--resume", help="Continue from the last checkpoint in --output."),
+    report_to: Optional[str] = typer.Option(None, help="Neural families: also log to tensorboard (OUTPUT/logs), wandb, "
+                                                       "... (comma-separated Trainer report_to names)."),
     truncation_side: Optional[str] = typer.Option(None, help="Cut over-long fields at the right (end) or left (start)."),
     field_budget: Optional[str] = typer.Option(None, help="cross-encoder / llm: budget shares of prompt, response A, "
                                                           "response B (default 0.2,0.4,0.4)."),

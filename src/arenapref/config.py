@@ -24,7 +24,8 @@ def default_backbone() -> str:
 COMMON_OPTIONS = {"data", "output", "valid", "valid_fraction", "extra", "extra_exclude", "model", "seed", "resume"}
 NEURAL_OPTIONS = {"backbone", "max_length", "epochs", "batch_size", "eval_batch_size", "lr", "head_lr", "weight_decay",
                   "warmup_ratio", "grad_accum", "eval_steps", "bf16", "fp16", "group_by_length",
-                  "gradient_checkpointing", "truncation_side", "swap_augment", "teacher_probs", "distill_alpha"}
+                  "gradient_checkpointing", "truncation_side", "swap_augment", "teacher_probs", "distill_alpha",
+                  "report_to"}
 GBDT_OPTIONS = {"gbdt_rounds", "gbdt_learning_rate", "gbdt_num_leaves", "gbdt_min_data_in_leaf", "gbdt_refit",
                 "gbdt_extra", "gbdt_direction_rounds", "gbdt_direction_leaves"}
 PROBE_OPTIONS = {"head_features", "probe", "probe_c"}
@@ -80,6 +81,9 @@ class TrainConfig:
     group_by_length: bool = True         # length-grouped training batches (batching.LengthGroupedTrainer)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     resume: bool = False
+    # Neural families: where the Trainer also logs (comma-separated report_to names, e.g. tensorboard or wandb);
+    # TensorBoard event files go to OUTPUT/logs.
+    report_to: str = "none"
     # Joint input (cross-encoder, llm): relative budget of prompt / response A / response B; how to pool (cross-encoder).
     field_budget: str = "0.2,0.4,0.4"
     pooling: str = "fields"              # cross-encoder: fields (mean over response A's tokens, and over B's) | mean | first
@@ -147,6 +151,7 @@ class TrainConfig:
         if self.objective == "rank" and self.model != "dual-tower":
             raise DataError(f"--objective rank scores each response on its own: only the dual-tower has one "
                             f"(got --model {self.model}); drop --objective or use --model dual-tower")
+        self.report_to = self._parse_report_to(self.report_to)
         if self.bf16 and self.fp16:
             raise DataError("--bf16 and --fp16 are exclusive; pick one")
         for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "eval_steps", "gbdt_rounds",
@@ -191,6 +196,22 @@ class TrainConfig:
             raise DataError("--distill-alpha weighs the --teacher-probs loss; drop it or add --teacher-probs FILE")
         if not self.extra and (self.gbdt_extra != defaults.gbdt_extra):
             raise DataError("--gbdt-extra says how the gbdt uses --extra rows; drop it or add --extra FILE")
+
+    @staticmethod
+    def _parse_report_to(value) -> str:
+        """"tensorboard,wandb" -> checked names; each integration must be installed (it would fail mid-run)."""
+        names = [n.strip() for n in (value if isinstance(value, (list, tuple)) else str(value).split(",")) if n.strip()]
+        if names in ([], ["none"]):
+            return "none"
+        from transformers.integrations import get_available_reporting_integrations
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+        for name in names:
+            if name not in INTEGRATION_TO_CALLBACK:
+                raise DataError(f"report-to {name!r}: expected none or any of {', '.join(sorted(INTEGRATION_TO_CALLBACK))}")
+            if name not in get_available_reporting_integrations():
+                raise DataError(f"report-to {name}: the {name} package is not installed; pip install {name}")
+        return ",".join(names)
 
     @staticmethod
     def _parse_field_budget(value) -> str:

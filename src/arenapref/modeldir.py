@@ -76,3 +76,78 @@ def check_model_dir(path: str | Path) -> dict:
     for weights in sorted(path.glob("*.safetensors")):
         check_safetensors(weights)
     return meta
+
+
+CARD_FILE = "README.md"
+
+
+def write_model_card(path: str | Path) -> None:
+    """A short model card (README.md, Hugging Face style front matter) from a finished directory's arenapref.json:
+    what the model is, what it was trained on, its validation figures and what they are out of sample for, and how
+    to load it."""
+    from .data import write_text_atomic
+
+    path = Path(path)
+    meta = read_meta(path)
+    cfg = meta.get("train_config", {})
+    family = meta["model_type"]
+    backbone = meta.get("backbone") or (cfg.get("backbone") if family in ("hybrid",) else None)
+    valid = meta.get("valid_metrics", {})
+    figures = " | ".join(f"{name} {valid[key]:.4f}" for key, name in (
+        ("log_loss", "log loss"), ("prior_log_loss", "constant prior"), ("accuracy", "accuracy"),
+        ("f1_macro", "macro F1"), ("ece", "ECE")) if isinstance(valid.get(key), (int, float)))
+    parts = meta.get("parts", {})
+    what = {"gbdt": "LightGBM on hand-made features of the two responses",
+            "dual-tower": "dual tower: one shared encoder reads prompt + each response",
+            "cross-encoder": "cross-encoder: prompt, response A and response B in one sequence",
+            "llm": "decoder sequence classifier (LoRA) on prompt, response A and response B",
+            "hybrid": "the average of a neural judge's and a gbdt's calibrated probabilities"}.get(family, family)
+    lines = [
+        "---",
+        "library_name: arenapref",
+        "tags: [preference-model, pairwise-preference, lmsys-arena]",
+        *([f"base_model: {backbone}"] if backbone and not str(backbone).startswith("/") else []),
+        "---",
+        "",
+        f"# arenapref {family} model",
+        "",
+        f"Predicts which of two chatbot responses a human prefers: P(A wins), P(B wins), P(tie), in the label order "
+        f"{', '.join(meta.get('labels', []))}. Family: **{family}** ({what}).",
+        "",
+        f"- objective: {meta.get('objective', 'classify')}" + (f" ({meta.get('rank_loss')} loss; one score per "
+                                                               "response)" if meta.get("objective") == "rank" else ""),
+        *([f"- backbone: `{backbone}`"] if backbone else []),
+        *([f"- parts: " + ", ".join(f"{name} ({p.get('model_type')}, weight {p.get('weight'):g})"
+                                    for name, p in parts.items())] if parts else []),
+        f"- training data: `{cfg.get('data')}`" + (f" plus extra rows from {', '.join(cfg['extra'])}"
+                                                  if cfg.get("extra") else "")
+        + (f", {meta['train_rows']} training rows" if "train_rows" in meta else ""),
+        f"- validation: {meta.get('valid_rows', '?')} rows"
+        + (f" from `{cfg['valid']}`" if cfg.get("valid") else
+           f" held out of the training file ({cfg.get('valid_fraction')}, grouped by prompt)"),
+        f"- calibration temperature: {meta.get('calibration', {}).get('temperature', 1.0):.4f} "
+        f"(swap TTA: {meta.get('calibration', {}).get('temperature_swap', meta.get('calibration', {}).get('temperature', 1.0)):.4f})",
+        f"- trained in {meta.get('train_seconds', '?')} s",
+        "",
+        "## Validation",
+        "",
+        figures or "no validation figures",
+        "",
+        f"Scope: {meta.get('valid_metrics_scope', 'validation rows held out from training')}.",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from arenapref import Judge",
+        f'judge = Judge.from_pretrained("{path}")',
+        'judge.predict("What is 2+2?", "4", "It is 4, because 2+2=4.")',
+        "```",
+        "",
+        "```bash",
+        f"arenapref evaluate --model {path} --data holdout.csv",
+        f"arenapref predict --model {path} --data test.csv --output submission.csv",
+        f"arenapref serve --model {path}",
+        "```",
+        "",
+    ]
+    write_text_atomic("\n".join(lines), path / CARD_FILE)

@@ -6,6 +6,7 @@ Works unchanged under `torchrun` / `accelerate launch` (the Trainer handles dist
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -77,16 +78,23 @@ def _swap_epoch_callback(dataset, log):
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
-    """Train one model as configured (any family); returns the validation metrics of the saved model."""
+    """Train one model as configured (any family); returns the validation metrics of the saved model.
+    The directory gets a model card (README.md) once it is complete."""
+    from .modeldir import write_model_card
+
     if MODELS[cfg.model].backend == "gbdt":
         from .models.gbdt import train_gbdt
 
-        return train_gbdt(cfg, log)
-    if MODELS[cfg.model].backend == "hybrid":
+        metrics = train_gbdt(cfg, log)
+    elif MODELS[cfg.model].backend == "hybrid":
         from .models.hybrid import train_hybrid
 
-        return train_hybrid(cfg, log)
-    return train_neural(cfg, log)
+        metrics = train_hybrid(cfg, log)
+    else:
+        metrics = train_neural(cfg, log)
+    if metrics:  # the main process of a distributed run
+        write_model_card(cfg.output)
+    return metrics
 
 
 def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> dict:
@@ -164,13 +172,15 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         use_cpu=not torch.cuda.is_available(),
         fp16=cfg.fp16,
         gradient_checkpointing=cfg.gradient_checkpointing,
-        report_to=[],
+        report_to=[] if cfg.report_to == "none" else cfg.report_to.split(","),
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=0,
         save_only_model=False,
         disable_tqdm=False,
     )
+    if "tensorboard" in args.report_to:  # beside the model, not under checkpoints/ (removed on success)
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(output / "logs"))
     device = args.device
     meta_extra: dict = {}
     start = time.time()

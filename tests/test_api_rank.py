@@ -116,7 +116,7 @@ def test_readme_python_example_runs(rank_model, arena_csv, capsys):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Python API", 1)[1]
     code = section.split("```python", 1)[1].split("```", 1)[0]
-    code = code.replace('"runs/demo"', repr(str(rank_model))).replace('"../shared/data/arena_sample.csv"',
+    code = code.replace('"runs/demo/model"', repr(str(rank_model))).replace('"../shared/data/arena_sample.csv"',
                                                                        repr(str(arena_csv)))
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out

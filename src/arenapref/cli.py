@@ -92,6 +92,18 @@ def _speed_options(dtype: str, quantize: str, batch_tokens: Optional[int], worke
             "workers": workers}
 
 
+def _check_speed_options_apply(options: dict, meta: dict, model: Path) -> None:
+    """The speed flags act on a neural encoder: a gbdt model has none, so setting one would change nothing."""
+    if meta["model_type"] != "gbdt":
+        return
+    given = {"--dtype": options["dtype"] != "fp32", "--quantize": options["quantize"] is not None,
+             "--batch-tokens": options["max_tokens"] is not None, "--workers": options["workers"] is not None}
+    for flag, set_ in given.items():
+        if set_:
+            raise DataError(f"{flag} applies to neural models; {model} is a gbdt model (LightGBM on features): drop "
+                            f"{flag}")
+
+
 DTYPE_HELP = "Inference precision: fp32, bf16 (GPU or CPUs with bf16 units; slow on plain AVX2) or fp16 (GPU)."
 QUANTIZE_HELP = "none, or int8: dynamic int8 quantization of the encoder's Linear layers (CPU)."
 BATCH_TOKENS_HELP = ("Encoder tokens in flight, shared by the CPU workers (default 8192 on CPU, 4096 with --quantize "
@@ -325,6 +337,7 @@ def evaluate(
 
     options = _speed_options(dtype, quantize, batch_tokens, workers)
     meta = check_model_dir(model)
+    _check_speed_options_apply(options, meta, model)
     frame = load_frame(data, require_labels=True)
     _quiet_libraries(_uses_transformers(meta["model_type"]))
     from .api import Judge, check_tta
@@ -365,6 +378,7 @@ def predict(
     options = _speed_options(dtype, quantize, batch_tokens, workers)
     check_output_path(output)
     meta = check_model_dir(model)
+    _check_speed_options_apply(options, meta, model)
     if chunk_rows < 1:
         raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     chunks = iter_frames(data, chunk_rows)

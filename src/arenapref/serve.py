@@ -187,6 +187,7 @@ def model_card(judge) -> dict:
         "text": meta.get("text"),
         "calibration": meta.get("calibration"),
         "valid_metrics": meta.get("valid_metrics"),
+        "valid_metrics_scope": meta.get("valid_metrics_scope"),  # what those figures are out of sample for
         "train_rows": meta.get("train_rows"),
         "valid_rows": meta.get("valid_rows"),
         "arenapref_version": __version__,

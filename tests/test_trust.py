@@ -269,3 +269,25 @@ def test_speed_flags_on_a_gbdt_model_are_refused(tmp_path, gbdt_model, small_csv
         proc = run_cli(command[0], "--model", gbdt_model, "--data", small_csv, *command[1:], *flag, check=False)
         assert proc.returncode != 0 and f"{flag[0]} applies to neural models" in proc.stderr
         assert "Traceback" not in proc.stderr and not (tmp_path / "p.csv").exists()
+
+
+def test_joint_families_keep_the_latest_turns_by_default(tiny_deberta):
+    from arenapref.config import TrainConfig
+    from arenapref.data import normalize
+    from arenapref.models.loading import load_tokenizer
+    from arenapref.text import Renderer, TextSettings
+
+    def side_of(model, **kw):
+        return TrainConfig(data="d.csv", output="o", model=model, **kw).validate().truncation_side
+
+    assert side_of("cross-encoder") == side_of("llm") == side_of("hybrid", hybrid_neural="cross-encoder") == "left"
+    assert side_of("dual-tower") == side_of("hybrid") == "right"  # its sides drop the oldest turns first already
+    assert side_of("cross-encoder", truncation_side="right") == "right"
+    long = " ".join(["an old long turn"] * 80)
+    frame = normalize(pd.DataFrame({"id": ["0"], "prompt": [[long, "first follow-up", "the latest question"]],
+                                    "response_a": [[long, "A's middle", "A's LATEST answer"]],
+                                    "response_b": [[long, "B's middle", "B's LATEST answer"]]}))
+    renderer = Renderer(load_tokenizer(tiny_deberta), TextSettings(max_length=96, truncation_side=side_of("cross-encoder")))
+    ids = renderer.cross_inputs(frame)[0]
+    text = renderer.tokenizer.decode(ids)
+    assert "LATEST answer" in text.replace("▁", " ") and text.count("LATEST answer") == 2, text

@@ -291,3 +291,17 @@ def test_joint_families_keep_the_latest_turns_by_default(tiny_deberta):
     ids = renderer.cross_inputs(frame)[0]
     text = renderer.tokenizer.decode(ids)
     assert "LATEST answer" in text.replace("▁", " ") and text.count("LATEST answer") == 2, text
+
+
+def test_mse_rank_checkpoints_are_chosen_by_a_metric_that_exists(tmp_path, small_csv, tiny_deberta):
+    out = tmp_path / "mse"
+    run_cli("train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,
+            "--max-length", 32, "--epochs", 1, "--eval-steps", 3, "--objective", "rank", "--rank-loss", "mse",
+            "--no-probe", "--head-lr", 0.05, "--valid-fraction", 0.5)
+    meta = json.loads((out / "arenapref.json").read_text())
+    log = json.loads((out / "training_log.json").read_text())
+    losses = [h["eval_loss"] for h in log["log_history"] if "eval_loss" in h]
+    assert meta["fine_tune"]["metric"] == "loss" and log["metric_for_best_model"] == "loss"
+    assert len(losses) >= 2 and np.isclose(log["best_metric"], min(losses))
+    assert "score link" in meta["valid_metrics_scope"] and "link" in meta
+    assert {"temperature", "temperature_swap"} <= set(meta["calibration"])

@@ -408,7 +408,7 @@ def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str) -> i
                 TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
                 transient=True, disable=not err_console.is_terminal) as bar:
             task = None
-            for _, frame, total in chunks:
+            for frame, total in chunks:
                 if task is None:
                     task = bar.add_task("rows", total=total)
                 out = judge.predict_frame(frame, scores=scores, tta=tta,

@@ -100,7 +100,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 def iter_frames(path: str | Path, chunk_rows: int = 10_000):
     """Normalised frames of at most `chunk_rows` rows, in file order, reading the file as it goes (CSV / JSONL in
     chunks, Parquet by record batches): a file of any length in bounded memory. Ids must be unique file-wide.
-    Yields (first_row, frame, total_rows or None when the format cannot tell without reading everything)."""
+    Yields (frame, total rows of the file, or None when the format cannot tell without reading it all)."""
     path = Path(path)
     read_table_checks(path)
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
@@ -128,7 +128,7 @@ def iter_frames(path: str | Path, chunk_rows: int = 10_000):
                     raise DataError(f"{path}: row {first_row + offset} column id: id {row_id!r} already used by row "
                                     f"{seen[row_id]}; ids must be unique")
                 seen[row_id] = first_row + offset
-            yield first_row, frame, total
+            yield frame, total
             first_row += len(frame)
     except DataError:
         raise

@@ -180,7 +180,7 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         disable_tqdm=False,
     )
     if "tensorboard" in args.report_to:  # beside the model, not under checkpoints/ (removed on success)
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(output / "logs"))
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(output / "logs")
     device = args.device
     meta_extra: dict = {}
     start = time.time()

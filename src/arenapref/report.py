@@ -132,6 +132,29 @@ def position_bias_figure(p_a: np.ndarray, p_a_swapped: np.ndarray, path) -> None
     save_figure(fig, path)
 
 
+def learning_curve_figure(campaign: dict, path) -> None:
+    """Held-out log loss against labels used, one line per strategy (mean over seeds, band: +- one std), with
+    the baseline's final log loss (the target every strategy is asked to reach) as a dashed line."""
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for name, curve in campaign["strategies"].items():
+        x = np.asarray(curve["labels"], dtype=float)
+        mean, std = np.asarray(curve["log_loss_mean"]), np.asarray(curve["log_loss_std"])
+        style = {"color": "black", "lw": 2.2} if name == "random" else {"lw": 1.4}
+        line, = ax.plot(x, mean, marker="o", ms=3, label=name, **style)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.08)
+    target = campaign.get("target_log_loss")
+    if target is not None:
+        ax.axhline(target, color="grey", ls="--", lw=1, label=f"random's final ({target:.4f})")
+    ax.set_xlabel("labelled battles")
+    ax.set_ylabel("held-out log loss")
+    seeds = len(next(iter(campaign["strategies"].values()))["log_loss_per_seed"])
+    ax.set_title(f"Learning curves ({campaign.get('family', 'gbdt')}, mean of {seeds} seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 # -- tables ------------------------------------------------------------------------------------------------------
 def loss_by(values: np.ndarray, losses: np.ndarray, edges: list[float], names: list[str]) -> pd.DataFrame:
     which = np.digitize(values, edges[1:-1], right=True)

@@ -205,3 +205,111 @@ def score_pool(model, frame, strategy: str, count: int, committee: list | None =
         features = pool_features(frame)
     picks = choose(scores, count, features=features, diverse=diverse, seed=seed)
     return {"picks": picks, "scores": scores, "probs": probs}
+
+
+# -- files: what the commands read and write ----------------------------------------------------------------------
+PROB_COLUMNS = ("prob_model_a", "prob_model_b", "prob_tie")
+
+
+def read_ids(path) -> set:
+    """The ids of a file (any CSV / JSONL / Parquet with an `id` column: a labelled file, an earlier picks file)."""
+    from .data import read_table
+
+    table = read_table(path)
+    if "id" not in [str(c).strip() for c in table.columns]:
+        raise DataError(f"{path}: no id column; --exclude takes files with an id column (e.g. an earlier picks "
+                        "file or the labelled data)")
+    table.columns = [str(c).strip() for c in table.columns]
+    return set(table["id"].astype(str).str.strip())
+
+
+def drop_excluded(frame, paths) -> tuple:
+    """The pool without the ids of the --exclude files; returns (rows left, how many were dropped)."""
+    if not paths:
+        return frame, 0
+    ids = set().union(*(read_ids(p) for p in paths))
+    keep = ~frame["id"].isin(ids)
+    return frame[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def committee_dirs(paths) -> list:
+    """Model directories of a committee: each path is a model directory, or an `arenapref cv --keep-models`
+    output holding fold-*/model."""
+    from pathlib import Path
+
+    from .models import META_FILE
+    from .modeldir import check_model_dir
+
+    dirs = []
+    for path in map(Path, paths):
+        if (path / META_FILE).is_file():
+            found = [path]
+        else:
+            found = sorted(p for p in path.glob("fold-*/model") if (p / META_FILE).is_file()) if path.is_dir() else []
+            if not found:
+                if path.is_dir() and (path / "cv_metrics.json").is_file():
+                    raise DataError(f"{path}: a cv output without fold models; rerun `arenapref cv` with "
+                                    "--keep-models, or pass model directories")
+                check_model_dir(path)  # says what is wrong with it (missing, empty, unfinished, ...)
+        for d in found:
+            check_model_dir(d)
+        dirs += found
+    if len(dirs) < 2:
+        raise DataError(f"--committee: found {len(dirs)} model, a committee needs at least 2 (e.g. the fold models "
+                        "of `arenapref cv --keep-models`)")
+    return dirs
+
+
+def picks_frame(frame, result: dict, strategy: str):
+    """rank, id, strategy, score, prob_model_a, prob_model_b, prob_tie of the chosen rows, best first."""
+    import pandas as pd
+
+    picks = result["picks"]
+    out = pd.DataFrame({"rank": np.arange(1, len(picks) + 1), "id": frame["id"].to_numpy()[picks],
+                        "strategy": strategy, "score": result["scores"][picks]})
+    for j, name in enumerate(PROB_COLUMNS):
+        out[name] = result["probs"][picks, j]
+    return out
+
+
+def auto_label_frame(frame, probs: np.ndarray, rows: np.ndarray):
+    """The chosen rows in the Kaggle layout with the predicted winner as one-hot labels, plus the probabilities
+    and the confidence (max probability): a file `arenapref train` reads like human-labelled data."""
+    from .data import to_kaggle
+
+    chosen = frame.iloc[rows].reset_index(drop=True).assign(label=probs[rows].argmax(axis=1))
+    out = to_kaggle(chosen)
+    for j, name in enumerate(PROB_COLUMNS):
+        out[name] = probs[rows, j]
+    out["confidence"] = probs[rows].max(axis=1)
+    return out
+
+
+def error_at(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """On labelled rows: those at or above a confidence threshold, their expected and their realised error."""
+    confidence = probs.max(axis=1)
+    rows = confidence >= threshold
+    n = int(rows.sum())
+    return {"rows": n, "of": int(len(labels)),
+            "expected_error": float((1 - confidence[rows]).mean()) if n else None,
+            "realised_error": float((probs[rows].argmax(1) != labels[rows]).mean()) if n else None}
+
+
+def calibration_summary(meta: dict) -> dict:
+    """What the expected error rests on: the model's stored calibration and its validation ECE."""
+    cal = meta.get("calibration", {}) or {}
+    ece = (meta.get("valid_metrics") or {}).get("ece")
+    if meta.get("model_type") == "hybrid":
+        text = (f"a blend of parts each calibrated on the same {meta.get('valid_rows', '?')} validation rows"
+                + (f"; blend's validation ECE {ece:.4f}" if ece is not None else ""))
+        return {"kind": "hybrid parts", "rows": meta.get("valid_rows"), "valid_ece": ece, "text": text}
+    from .calibration import MIN_ROWS
+
+    if (cal.get("rows") or 0) >= MIN_ROWS:  # below it training skipped the fit and stored T = 1
+        text = (f"temperature {float(cal.get('temperature', 1.0)):.3f} fitted on {cal['rows']} validation rows"
+                + (f"; validation ECE {ece:.4f}" if ece is not None else ""))
+        return {"kind": "temperature", "temperature": float(cal.get("temperature", 1.0)), "rows": cal["rows"],
+                "valid_ece": ece, "text": text}
+    return {"kind": "none", "valid_ece": ece,
+            "text": "no calibration stored (fewer than 50 validation rows): the expected error is the model's raw "
+                    "confidence; measure it with --check LABELLED.csv"}

@@ -256,15 +256,21 @@ def summarize_campaigns(runs: dict[str, list[list[dict]]], baseline: str = "rand
     base = strategies[baseline]
     target = base["log_loss_mean"][-1]
     final_labels = base["labels"][-1]
+    # Saved = labels the baseline needs to first reach its own final log loss - labels the strategy needs, both
+    # read off the curves the same way. A noisy baseline curve can dip to its final value before the last round;
+    # then it needs fewer than `final_labels`, and so the comparison stays like for like (the baseline saves 0).
+    base_needed = labels_to_reach(base["labels"], base["log_loss_mean"], target)
     needed, saved = {}, {}
     for name, curve in strategies.items():
         needed[name] = labels_to_reach(curve["labels"], curve["log_loss_mean"], target)
-        saved[name] = None if needed[name] is None else round(final_labels - needed[name], 1)
-        # The same per seed (each seed's curve against that seed's baseline final): the spread behind the mean.
+        saved[name] = None if needed[name] is None else round(base_needed - needed[name], 1)
+        # The same per seed (each seed's curve against that seed's baseline curve): the spread behind the mean.
         per_seed = []
         for s, losses in enumerate(curve["log_loss_per_seed"]):
-            reach = labels_to_reach(curve["labels"], losses, base["log_loss_per_seed"][s][-1])
-            per_seed.append(None if reach is None else round(final_labels - reach, 1))
+            base_losses = base["log_loss_per_seed"][s]
+            reach = labels_to_reach(curve["labels"], losses, base_losses[-1])
+            base_reach = labels_to_reach(base["labels"], base_losses, base_losses[-1])
+            per_seed.append(None if reach is None else round(base_reach - reach, 1))
         curve["labels_saved_per_seed"] = per_seed
         curve["final_log_loss"] = curve["log_loss_mean"][-1]
     return {"strategies": strategies, "target_log_loss": target, "target_labels": final_labels,

@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--strategies", default=DEFAULT_STRATEGIES,
                         help=f"comma-separated; each one of {', '.join(STRATEGIES)}, optionally +diverse")
     parser.add_argument("--committee", type=int, default=4, help="committee members (grouped folds of the labels)")
+    parser.add_argument("--calibration", default="oof", choices=("oof", "train"),
+                        help="oof: temperature from out-of-fold predictions every round (default); train: as "
+                             "`arenapref train` (a validation part, no temperature below 334 labels)")
     parser.add_argument("--output", type=Path, default=None, help="directory for campaign.json and learning_curves.png")
     opts = parser.parse_args()
     strategies = parse_strategies(opts.strategies)
@@ -90,7 +93,7 @@ def main() -> None:
     pool_part, heldout = grouped_split(frame, opts.heldout_fraction, opts.split_seed)
     heldout_labels = heldout["label"].to_numpy()
     pool = strip_labels(pool_part)
-    learner = GBDTLearner(committee=opts.committee)
+    learner = GBDTLearner(committee=opts.committee, calibration=opts.calibration)
     learner.features(pool), learner.features(heldout)  # computed once, shared by every campaign
     features = lambda rows: _matrix(learner, rows)  # the diversity space: the cached gbdt features
     seeds = list(range(opts.seeds))
@@ -99,6 +102,8 @@ def main() -> None:
           file=sys.stderr)
 
     runs, asked = {}, {}
+    truth = pool_part.set_index("id")["label"]
+    tie_share = {name: [] for name, _, _ in strategies}
     for name, base, diverse in strategies:
         t0 = time.time()
         runs[name] = []
@@ -108,11 +113,16 @@ def main() -> None:
                                   opts.batch_size, opts.budget, seed=seed, diverse=diverse, features=features)
             assert len(oracle.asked) == rounds[-1]["labels"]  # the oracle revealed exactly the labels used
             runs[name].append([{k: r[k] for k in ("labels", "log_loss", "accuracy")} for r in rounds])
+            # After the campaign, not inside it: what kind of battles the strategy asked for (share of ties).
+            chosen = oracle.asked[opts.seed_size:]
+            tie_share[name].append(float((truth.loc[chosen] == 2).mean()) if chosen else float("nan"))
         asked[name] = round(time.time() - t0, 1)
         print(f"{name}: final log loss {np.mean([s[-1]['log_loss'] for s in runs[name]]):.4f} ({asked[name]}s)",
               file=sys.stderr)
 
     summary = summarize_campaigns(runs)
+    for name in summary["strategies"]:
+        summary["strategies"][name]["acquired_tie_share"] = float(np.nanmean(tie_share[name]))
     prior = np.bincount(pool_part["label"], minlength=3) / len(pool_part)
     prior_loss = log_loss(heldout_labels, np.tile(prior, (len(heldout), 1)))
     full = [log_loss(heldout_labels, learner.fit(pool, pool_part["label"].to_numpy(), s).predict_proba(heldout))
@@ -122,9 +132,9 @@ def main() -> None:
         "kind": "arenapref-active-campaign", "version": 1, "family": "gbdt", "data": str(opts.data),
         "pool_rows": len(pool), "heldout_rows": len(heldout), "heldout_fraction": opts.heldout_fraction,
         "split_seed": opts.split_seed, "seed_size": opts.seed_size, "batch_size": opts.batch_size,
-        "budget": opts.budget, "seeds": seeds, "committee": opts.committee,
+        "budget": opts.budget, "seeds": seeds, "committee": opts.committee, "calibration": opts.calibration,
         **summary,
-        "prior_log_loss": prior_loss, "full_pool_log_loss": float(np.mean(full)), "auto_label": auto,
+        "pool_tie_share": float((pool_part["label"] == 2).mean()), "prior_log_loss": prior_loss, "full_pool_log_loss": float(np.mean(full)), "auto_label": auto,
         "seconds_per_strategy": asked, "seconds": round(time.time() - start, 1),
     }
 
@@ -136,13 +146,23 @@ def main() -> None:
         print(f"{n_labels:>7} " + " ".join(f"{summary['strategies'][n]['log_loss_mean'][i]:>17.4f}" for n in names))
     print(f"target: random's final log loss {summary['target_log_loss']:.4f} at {summary['target_labels']} labels; "
           f"constant prior {prior_loss:.4f}; all {len(pool)} pool labels {np.mean(full):.4f}")
-    print(f"{'strategy':<22} {'final log loss':>14} {'labels to target':>17} {'saved':>7}  saved per seed")
+    print(f"{'strategy':<18} {'final':>7} {'labels to target':>16} {'saved':>6} {'final - random':>16} "
+          f"{'rounds - random':>16} {'ties asked':>10}")
+    pm = lambda mean, se: f"{mean:+.4f}" + ("" if se is None else f"±{se:.4f}")
     for n in names:
-        need, saved = summary["labels_needed"][n], summary["labels_saved_vs_random"][n]
-        per_seed = ", ".join("-" if v is None else f"{v:g}" for v in summary["strategies"][n]["labels_saved_per_seed"])
-        print(f"{n:<22} {summary['strategies'][n]['final_log_loss']:>14.4f} "
-              f"{'not reached' if need is None else f'{need:.0f}':>17} {'-' if saved is None else f'{saved:g}':>7}  "
-              f"{per_seed}")
+        need, saved, curve = summary["labels_needed"][n], summary["labels_saved_vs_random"][n], summary["strategies"][n]
+        vs = curve["vs_random"]
+        print(f"{n:<18} {curve['final_log_loss']:>7.4f} {'not reached' if need is None else f'{need:.0f}':>16} "
+              f"{'-' if saved is None else f'{saved:g}':>6} {pm(vs['final_mean'], vs['final_se']):>16} "
+              f"{pm(vs['rounds_mean'], vs['rounds_se']):>16} {curve['acquired_tie_share']:>10.1%}")
+    print(f"(final / rounds - random: paired by seed, mean ± s.e.; rounds = mean over the rounds after the seed set; "
+          f"ties asked: share of ties among the labels a strategy chose, pool {campaign['pool_tie_share']:.1%})")
+    print("labels saved against random's mean log loss at each of its budgets (- : not reached within the budget)")
+    print(f"{'budget':>7} {'random':>8} " + " ".join(f"{n[:17]:>17}" for n in names if n != "random"))
+    for b, row in summary["labels_saved_at"].items():
+        value = summary["strategies"]["random"]["log_loss_mean"][labels.index(int(b))]
+        print(f"{b:>7} {value:>8.4f} " + " ".join(f"{'-' if row[n] is None else f'{row[n]:+g}':>17}"
+                                                for n in names if n != "random"))
     print(f"auto-label check on the held-out part ({len(heldout)} rows), gbdt trained on all {len(pool)} pool labels:")
     for row in auto:
         exp = "-" if row["expected_error"] is None else f"{row['expected_error']:.3f}"
@@ -158,8 +178,13 @@ def main() -> None:
         print(f"wrote {opts.output / 'campaign.json'} and {opts.output / 'learning_curves.png'}")
     print(json.dumps({"labels_saved_vs_random": summary["labels_saved_vs_random"],
                       "labels_needed": {k: None if v is None else round(v, 1) for k, v in summary["labels_needed"].items()},
+                      "labels_saved_at": summary["labels_saved_at"],
                       "target_log_loss": round(summary["target_log_loss"], 4), "target_labels": summary["target_labels"],
                       "final_log_loss": {n: round(summary["strategies"][n]["final_log_loss"], 4) for n in names},
+                      "final_vs_random": {n: [round(summary["strategies"][n]["vs_random"]["final_mean"], 4),
+                                              None if summary["strategies"][n]["vs_random"]["final_se"] is None else
+                                              round(summary["strategies"][n]["vs_random"]["final_se"], 4)]
+                                          for n in names},
                       "full_pool_log_loss": round(float(np.mean(full)), 4), "seeds": len(seeds),
                       "seconds": campaign["seconds"]}))
 

@@ -273,5 +273,19 @@ def summarize_campaigns(runs: dict[str, list[list[dict]]], baseline: str = "rand
             per_seed.append(None if reach is None else round(base_reach - reach, 1))
         curve["labels_saved_per_seed"] = per_seed
         curve["final_log_loss"] = curve["log_loss_mean"][-1]
+        # Paired by seed (seed s starts every strategy from the same seed set): the strategy minus the baseline,
+        # at the last round and averaged over the rounds after the seed set, mean and standard error over seeds.
+        diff = np.asarray(curve["log_loss_per_seed"]) - np.asarray(base["log_loss_per_seed"])
+        n = len(diff)
+        se = lambda x: float(x.std(ddof=1) / np.sqrt(n)) if n > 1 else None
+        later = diff[:, 1:].mean(axis=1) if diff.shape[1] > 1 else diff[:, 0]
+        curve["vs_random"] = {"final_mean": float(diff[:, -1].mean()), "final_se": se(diff[:, -1]),
+                              "rounds_mean": float(later.mean()), "rounds_se": se(later)}
+    # The same question at every budget of the baseline: labels saved to reach its mean log loss at b labels.
+    saved_at = {}
+    for b, value in zip(base["labels"][1:], base["log_loss_mean"][1:]):
+        base_b = labels_to_reach(base["labels"], base["log_loss_mean"], value)
+        reach = {name: labels_to_reach(c["labels"], c["log_loss_mean"], value) for name, c in strategies.items()}
+        saved_at[str(b)] = {name: None if r is None else round(base_b - r, 1) for name, r in reach.items()}
     return {"strategies": strategies, "target_log_loss": target, "target_labels": final_labels,
-            "labels_needed": needed, "labels_saved_vs_random": saved}
+            "labels_needed": needed, "labels_saved_vs_random": saved, "labels_saved_at": saved_at}

@@ -167,7 +167,7 @@ def test_select_honours_exclude_and_seed(gbdt_dirs, tmp_path):
     _, again = _select(gbdt_dirs, tmp_path / "b.csv", "--count", 15, "--strategy", "random", "--seed", 5)
     _, other = _select(gbdt_dirs, tmp_path / "c.csv", "--count", 15, "--strategy", "random", "--seed", 6)
     assert list(first["id"]) == list(again["id"]) and list(first["id"]) != list(other["id"])
-    _, entropy_first = _select(gbdt_dirs, tmp_path / "d.csv", "--count", 10)
+    _, entropy_first = _select(gbdt_dirs, tmp_path / "d.csv", "--count", 10, "--strategy", "entropy")
     proc, rest = _select(gbdt_dirs, tmp_path / "e.csv", "--count", 20, "--exclude", tmp_path / "d.csv",
                          "--exclude", tmp_path / "a.csv", "--json")
     excluded = set(entropy_first["id"]) | set(first["id"])
@@ -186,7 +186,9 @@ def test_select_swap_disagreement_committee_and_diverse(gbdt_dirs, tmp_path):
     _, committee = _select(gbdt_dirs, tmp_path / "c.csv", "--count", 8, "--strategy", "committee",
                            "--committee", gbdt_dirs / "gbdt0", "--committee", gbdt_dirs / "gbdt1")
     assert committee["score"].is_monotonic_decreasing and (committee["strategy"] == "committee").all()
-    _, diverse = _select(gbdt_dirs, tmp_path / "d.csv", "--count", 12, "--diverse")
+    _, diverse = _select(gbdt_dirs, tmp_path / "d.csv", "--count", 12, "--strategy", "entropy", "--diverse")
+    _, default = _select(gbdt_dirs, tmp_path / "r.csv", "--count", 5)
+    assert (default["strategy"] == "random").all()  # the default: nothing measured beat it
     assert diverse["id"].is_unique and len(diverse) == 12 and (diverse["strategy"] == "entropy+diverse").all()
 
 

@@ -479,8 +479,9 @@ def leaderboard_table(boards: dict, summary: dict) -> Table:
     return table
 
 
-STRATEGY_HELP = ("random (the baseline), entropy (most uncertain), margin (top two outcomes closest), "
-                 "swap-disagreement (the A/B and B/A answers differ most), committee (models disagree most).")
+STRATEGY_HELP = ("random (the default: no strategy beat it in bench/active.py on arena data, see the README), entropy "
+                 "(most uncertain), margin (top two outcomes closest), swap-disagreement (the A/B and B/A answers "
+                 "differ most), committee (models disagree most).")
 
 
 def _pool(data: Path, exclude: Optional[list[Path]]):
@@ -502,7 +503,7 @@ def select(
     count: int = typer.Option(..., help="How many battles to pick for human labelling."),
     output: Path = typer.Option(..., help="CSV to write: rank, id, strategy, score, prob_model_a, prob_model_b, "
                                           "prob_tie, best first."),
-    strategy: str = typer.Option("entropy", help=STRATEGY_HELP),
+    strategy: str = typer.Option("random", help=STRATEGY_HELP),
     diverse: bool = typer.Option(False, "--diverse", help="A batch without near-duplicates: cluster the 5 x COUNT "
                                                           "best-scoring battles on their features, best of each."),
     committee: Optional[list[Path]] = typer.Option(None, help="--strategy committee: model directories, or an "

@@ -245,3 +245,52 @@ def test_auto_label_writes_confident_battles_as_labels(gbdt_dirs, tmp_path):
     assert not (tmp_path / "none.csv").exists()
     assert_one_line_error(run_cli("auto-label", "--model", gbdt_dirs / "gbdt0", "--data", gbdt_dirs / "pool.csv",
                                   "--output", tmp_path / "y.csv", "--max-error", 1.5, check=False), "--max-error")
+
+
+class _PositionBiased:
+    """A stand-in backend that favours whichever response is longer, and response A a little more."""
+
+    def predict_logits(self, frame, progress=None):
+        a = np.array([len(" ".join(t)) for t in frame["response_a"]], dtype=float)
+        b = np.array([len(" ".join(t)) for t in frame["response_b"]], dtype=float)
+        return np.column_stack([np.log1p(a) + 0.3, np.log1p(b), np.full(len(a), 1.0)]), None
+
+
+def _tiny_frame():
+    from arenapref.data import normalize
+
+    return normalize(pd.DataFrame({"id": ["1", "2"], "prompt": [["q"], ["q"]], "response_a": [["short"], ["a b c d"]],
+                                   "response_b": [["a much longer answer"], ["a b c d"]]}))
+
+
+def test_both_orders_of_a_family_asked_twice():
+    from arenapref.api import Judge
+    from arenapref.metrics import softmax
+
+    frame = _tiny_frame()
+    judge = Judge(_PositionBiased(), {"calibration": {"temperature": 2.0}})
+    direct, mirrored, usual = judge.predict_both_orders(frame)
+    np.testing.assert_allclose(direct, judge.predict_proba(frame))
+    np.testing.assert_allclose(usual, direct)
+    logits, _ = _PositionBiased().predict_logits(frame.assign(response_a=frame["response_b"],
+                                                              response_b=frame["response_a"]))
+    np.testing.assert_allclose(mirrored, softmax(logits[:, [1, 0, 2]] / 2.0))
+    # identical responses: only the position bias separates the two answers, and swap-disagreement sees it
+    assert swap_disagreement(direct, mirrored)[1] > 0.01
+    swap_judge = Judge(_PositionBiased(), {"calibration": {"temperature": 2.0}}, tta="swap")
+    np.testing.assert_allclose(swap_judge.predict_both_orders(frame)[2], swap_judge.predict_proba(frame), atol=1e-6)
+
+
+def test_hybrid_blends_the_one_sided_answers_of_its_parts():
+    from arenapref.api import Judge
+    from arenapref.models.hybrid import HybridBackend
+
+    frame = _tiny_frame()
+    part = Judge(_PositionBiased(), {})
+    flat = Judge(type("Flat", (), {"predict_logits": lambda self, f, p=None: (np.zeros((len(f), 3)), None)})(), {})
+    hybrid = Judge(HybridBackend([(0.25, part), (0.75, flat)], {}), {})
+    direct, mirrored, usual = hybrid.predict_both_orders(frame)
+    part_direct, part_mirrored, _ = part.predict_both_orders(frame)
+    np.testing.assert_allclose(direct, 0.25 * part_direct + 0.75 / 3, atol=1e-9)
+    np.testing.assert_allclose(mirrored, 0.25 * part_mirrored + 0.75 / 3, atol=1e-9)
+    np.testing.assert_allclose(usual, hybrid.predict_proba(frame))

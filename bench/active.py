@@ -101,7 +101,7 @@ def main() -> None:
           f"seed set {opts.seed_size}, batches of {opts.batch_size}, up to {opts.budget} labels, {len(seeds)} seeds",
           file=sys.stderr)
 
-    runs, asked = {}, {}
+    runs, seconds = {}, {}
     truth = pool_part.set_index("id")["label"]
     tie_share = {name: [] for name, _, _ in strategies}
     for name, base, diverse in strategies:
@@ -116,8 +116,8 @@ def main() -> None:
             # After the campaign, not inside it: what kind of battles the strategy asked for (share of ties).
             chosen = oracle.asked[opts.seed_size:]
             tie_share[name].append(float((truth.loc[chosen] == 2).mean()) if chosen else float("nan"))
-        asked[name] = round(time.time() - t0, 1)
-        print(f"{name}: final log loss {np.mean([s[-1]['log_loss'] for s in runs[name]]):.4f} ({asked[name]}s)",
+        seconds[name] = round(time.time() - t0, 1)
+        print(f"{name}: final log loss {np.mean([s[-1]['log_loss'] for s in runs[name]]):.4f} ({seconds[name]}s)",
               file=sys.stderr)
 
     summary = summarize_campaigns(runs)
@@ -135,7 +135,7 @@ def main() -> None:
         "budget": opts.budget, "seeds": seeds, "committee": opts.committee, "calibration": opts.calibration,
         **summary,
         "pool_tie_share": float((pool_part["label"] == 2).mean()), "prior_log_loss": prior_loss, "full_pool_log_loss": float(np.mean(full)), "auto_label": auto,
-        "seconds_per_strategy": asked, "seconds": round(time.time() - start, 1),
+        "seconds_per_strategy": seconds, "seconds": round(time.time() - start, 1),
     }
 
     labels = summary["strategies"]["random"]["labels"]

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from arenapref.campaign import (GBDTLearner, Oracle, labels_to_reach, run_campaign, strip_labels,

@@ -159,6 +159,12 @@ def _command(command, data, model, out_dir):
     if command == "cv":
         out = out_dir / "cv"
         return ["cv", "--data", data, "--output", out, "--folds", "2", "--model", "gbdt"], (out,)
+    if command == "select":
+        out = out_dir / "picks.csv"
+        return ["select", "--model", model, "--data", data, "--output", out, "--count", "3"], (out,)
+    if command == "auto-label":
+        out = out_dir / "auto.csv"
+        return ["auto-label", "--model", model, "--data", data, "--output", out], (out,)
     if command == "serve":  # reads only a model directory; a port nobody uses
         return ["serve", "--model", model, "--port", "1"], ()
     raise ValueError(command)
@@ -172,7 +178,8 @@ def test_bad_data_file(name, filename, write, command, fragments, rows, tiny_mod
     assert_clean_error(run_cli(*args, check=False), data, *fragments, not_written=outputs)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "split", "report", "leaderboard", "cv"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "split", "report", "leaderboard", "cv",
+                                     "select", "auto-label"])
 def test_every_data_command_reports_missing_file_and_bad_row(command, rows, tiny_model, tmp_path):
     missing = tmp_path / "nowhere" / "data.csv"
     args, outputs = _command(command, missing, tiny_model, tmp_path)
@@ -252,7 +259,7 @@ def test_bad_model_directory(name, damage, fragments, named, command, tiny_model
     assert_clean_error(run_cli(*args, check=False), tmp_path / named, *fragments, not_written=outputs)
 
 
-@pytest.mark.parametrize("command", ["serve", "report"])
+@pytest.mark.parametrize("command", ["serve", "report", "select", "auto-label"])
 @pytest.mark.parametrize("name,damage,fragments,named",
                          [c for c in MODEL_CASES if c[0] in ("missing", "unfinished training", "truncated weights")],
                          ids=["missing", "unfinished training", "truncated weights"])

@@ -116,3 +116,49 @@ def test_temperature_helpers():
     frame = pd.DataFrame({"id": ["1"], "prompt": [["p"]], "response_a": [["a"]], "response_b": [["b"]], "label": [0]})
     swapped = swap_sides(frame)
     assert swapped.loc[0, "response_a"] == ["b"] and swapped.loc[0, "label"] == 1
+
+
+def _campaign(tmp_path):
+    """A small campaign.json as bench/active.py writes it (curves made up; the summary computed as the bench does)."""
+    from arenapref.campaign import summarize_campaigns
+
+    curves = {"random": ([1.09, 1.08, 1.07], [1.09, 1.07, 1.06]), "committee": ([1.09, 1.06, 1.05], [1.09, 1.07, 1.06]),
+              "<b>odd</b>": ([1.09, 1.09, 1.08], [1.09, 1.08, 1.08])}
+    runs = {name: [[{"labels": n, "log_loss": y, "accuracy": 0.45} for n, y in zip((50, 100, 150), seed)]
+                   for seed in seeds] for name, seeds in curves.items()}
+    campaign = {"kind": "arenapref-active-campaign", "version": 1, "family": "gbdt", "pool_rows": 698,
+                "heldout_rows": 301, "seed_size": 50, "batch_size": 50, "budget": 150, **summarize_campaigns(runs)}
+    directory = tmp_path / "campaign"
+    directory.mkdir()
+    (directory / "campaign.json").write_text(json.dumps(campaign))
+    return directory, campaign
+
+
+def test_report_draws_a_campaign_learning_curves(tmp_path):
+    directory, campaign = _campaign(tmp_path)
+    out = tmp_path / "site"
+    proc = run_cli("report", "--campaign", directory, "--output", out)
+    assert "index.html" in proc.stdout
+    assert (out / "learning_curves.png").stat().st_size > 5000
+    assert {p.name for p in out.iterdir()} == {"index.html", "learning_curves.png"}  # no model: no model figures
+    page = (out / "index.html").read_text()
+    assert "<h2>Choosing battles to label</h2>" in page and 'src="learning_curves.png"' in page
+    assert "&lt;b&gt;odd&lt;/b&gt;" in page and "<b>odd</b>" not in page  # strategy names are escaped
+    saved = campaign["labels_saved_vs_random"]["committee"]
+    assert saved > 0 and f"{saved:+g}" in page and "not reached" in page
+    assert f"{campaign['target_log_loss']:.4f}" in page
+
+
+def test_report_campaign_errors_are_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for args, fragment in ((("--campaign", tmp_path / "empty"), "campaign.json"),
+                           ((), "nothing to report"),
+                           (("--model", tmp_path / "empty"), "--model and --data")):
+        proc = run_cli("report", "--output", tmp_path / "out", *args, check=False)
+        err = proc.stderr.strip()
+        assert proc.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert fragment in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "campaign.json").write_text(json.dumps({"kind": "something else"}))
+    proc = run_cli("report", "--output", tmp_path / "out", "--campaign", tmp_path / "bad", check=False)
+    assert proc.returncode == 2 and "not a campaign" in proc.stderr and not (tmp_path / "out").exists()

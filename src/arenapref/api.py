@@ -118,6 +118,27 @@ class Judge:
         """(N, 3) probabilities in label order (A wins, B wins, tie) for a frame (lists of turns or Kaggle cells)."""
         return softmax(self.predict_logits(frame, progress, tta)[0])
 
+    def predict_both_orders(self, frame: pd.DataFrame, progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(answer for each row as given, answer with A and B exchanged mapped back to A/B order, the usual answer),
+        each (N, 3) and calibrated. Families that average both orders inside (gbdt) give their two one-sided
+        answers before that average; the others are simply asked twice. Where the two disagree the model is unsure
+        (`arenapref select --strategy swap-disagreement`)."""
+        one_sided = getattr(self.backend, "one_sided_logits", None)
+        if one_sided is not None:
+            direct, mirrored = one_sided(frame)
+            usual = self.predict_proba(frame, progress)
+        else:
+            from .augment import swap_columns, swap_frame
+
+            direct = np.asarray(self.backend.predict_logits(frame, progress)[0], np.float64)
+            mirrored = swap_columns(np.asarray(self.backend.predict_logits(swap_frame(frame), progress)[0], np.float64))
+            # The usual answer from the same two passes: as given, or (tta swap) as predict_logits averages them.
+            usual = direct if self.tta == "none" else np.log(np.clip(0.5 * (softmax(direct) + softmax(mirrored)),
+                                                                     1e-12, 1.0))
+            usual = softmax(usual / self.temperature)
+        tempered = lambda logits: softmax(np.asarray(logits, np.float64) / self.temperature)
+        return tempered(direct), tempered(mirrored), usual
+
     def predict_frame(self, df: pd.DataFrame, scores: bool = False, progress=None,
                       tta: str | None = None) -> pd.DataFrame:
         """Kaggle-format DataFrame (or a normalised one) in -> id, winner_model_a, winner_model_b, winner_tie

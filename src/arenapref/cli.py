@@ -536,27 +536,186 @@ def leaderboard_table(boards: dict, summary: dict) -> Table:
     return table
 
 
+STRATEGY_HELP = ("random (the default: no strategy beat it in bench/active.py on arena data, see the README), entropy "
+                 "(most uncertain), margin (top two outcomes closest), swap-disagreement (the A/B and B/A answers "
+                 "differ most), committee (models disagree most).")
+
+
+def _pool(data: Path, exclude: Optional[list[Path]]):
+    """The pool of battles (labels not needed) without the --exclude ids; at least one row must remain."""
+    from .data import load_frame
+    from .select import drop_excluded
+
+    frame = load_frame(data)
+    pool, dropped = drop_excluded(frame, exclude)
+    if len(pool) == 0:
+        raise DataError(f"{data}: all {len(frame)} battles are excluded (--exclude); nothing left to choose from")
+    return frame, pool, dropped
+
+
+@app.command()
+def select(
+    model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
+    data: Path = typer.Option(..., help="Pool of unlabelled battles (id, prompt, response_a, response_b)."),
+    count: int = typer.Option(..., help="How many battles to pick for human labelling."),
+    output: Path = typer.Option(..., help="CSV to write: rank, id, strategy, score, prob_model_a, prob_model_b, "
+                                          "prob_tie, best first."),
+    strategy: str = typer.Option("random", help=STRATEGY_HELP),
+    diverse: bool = typer.Option(False, "--diverse", help="A batch without near-duplicates: cluster the 5 x COUNT "
+                                                          "best-scoring battles on their features, best of each."),
+    committee: Optional[list[Path]] = typer.Option(None, help="--strategy committee: model directories, or an "
+                                                              "`arenapref cv --keep-models` output (repeat)."),
+    exclude: Optional[list[Path]] = typer.Option(None, help="File(s) with an id column: battles already labelled "
+                                                            "or picked, never picked again (repeat)."),
+    seed: int = typer.Option(0, help="Seed of the random strategy and of the diverse batch's clustering."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
+):
+    """Choose which battles of a pool humans should label next: the COUNT whose label is expected to help most."""
+    import numpy as np
+
+    from .data import check_output_path, write_csv_atomic
+    from .modeldir import check_model_dir
+    from .select import check_strategy, committee_dirs
+
+    check_strategy(strategy)
+    if count < 1:
+        raise DataError(f"--count {count}: must be at least 1")
+    if committee and strategy != "committee":
+        raise DataError(f"--committee is used by --strategy committee only (got --strategy {strategy})")
+    check_output_path(output)
+    meta = check_model_dir(model)
+    members = committee_dirs(committee) if committee else []
+    if strategy == "committee" and not members and meta["model_type"] != "hybrid":
+        raise DataError("--strategy committee needs models that can disagree: pass --committee DIR (the output of "
+                        "`arenapref cv --keep-models`, or model directories; repeat), or a hybrid --model")
+    frame, pool, dropped = _pool(data, exclude)
+    metas = [meta] + [check_model_dir(d) for d in members]
+    _quiet_libraries(any(_uses_transformers(m["model_type"]) for m in metas))
+    from .api import Judge
+    from .select import picks_frame, score_pool
+
+    judge = Judge.from_pretrained(model)
+    judges = [Judge.from_pretrained(d) for d in members]
+    if strategy == "committee" and not judges:  # a hybrid: its parts are the committee
+        judges = [part for _, part in judge.backend.parts]
+    result = score_pool(judge, pool, strategy, count, committee=judges, diverse=diverse, seed=seed)
+    name = strategy + ("+diverse" if diverse else "")
+    out = picks_frame(pool, result, name)
+    out[["prob_model_a", "prob_model_b", "prob_tie"]] = round_rows(out[["prob_model_a", "prob_model_b",
+                                                                        "prob_tie"]].to_numpy(), 6)
+    write_csv_atomic(out, output, float_format="%.6f")
+    scores = result["scores"]
+    summary = {"picked": len(out), "pool": len(frame), "excluded": dropped, "candidates": len(pool),
+               "strategy": name, "score_picked_min": float(out["score"].min()),
+               "score_picked_max": float(out["score"].max()), "score_pool_median": float(np.median(scores)),
+               "output": str(output)}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    if len(out) < count:
+        err_console.print(f"note: only {len(out)} battles left to pick from, asked for {count}", markup=False)
+    console.print(f"picked {len(out)} of {len(pool)} battles ({dropped} excluded) by {name}: scores "
+                  f"{summary['score_picked_min']:.4f}-{summary['score_picked_max']:.4f} (pool median "
+                  f"{summary['score_pool_median']:.4f}); wrote {output}")
+
+
+@app.command("auto-label")
+def auto_label(
+    model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
+    data: Path = typer.Option(..., help="Pool of unlabelled battles (id, prompt, response_a, response_b)."),
+    output: Path = typer.Option(..., help="CSV to write: the auto-labelled battles in the Kaggle layout (predicted "
+                                          "winner one-hot) plus prob_model_a, prob_model_b, prob_tie, confidence."),
+    max_error: float = typer.Option(0.1, help="Largest expected error allowed: the mean of 1 - max probability "
+                                               "over the auto-labelled battles."),
+    exclude: Optional[list[Path]] = typer.Option(None, help="File(s) with an id column: battles to leave out "
+                                                            "(repeat)."),
+    check: Optional[Path] = typer.Option(None, help="Labelled file: apply the same confidence threshold there and "
+                                                    "report the realised error beside the expected one."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
+):
+    """The battles the judge is confident enough about to skip human review, at a chosen expected error rate."""
+    from .data import check_output_path, load_frame, write_csv_atomic
+    from .modeldir import check_model_dir
+    from .select import auto_label_frame, calibration_summary, confident_rows, error_at
+
+    if not 0.0 < max_error < 1.0:
+        raise DataError(f"--max-error {max_error}: must be between 0 and 1 (e.g. 0.1 for 10% expected errors)")
+    check_output_path(output)
+    meta = check_model_dir(model)
+    frame, pool, dropped = _pool(data, exclude)
+    checked = load_frame(check, require_labels=True) if check is not None else None
+    _quiet_libraries(_uses_transformers(meta["model_type"]))
+    from .api import Judge
+
+    judge = Judge.from_pretrained(model)
+    probs = judge.predict_proba(pool)
+    rows, expected, threshold = confident_rows(probs, max_error)
+    calibration = calibration_summary(meta)
+    if len(rows) == 0:
+        best = float(1 - probs.max(axis=1).max())
+        raise DataError(f"{data}: no battle is confident enough for --max-error {max_error:g} (the most confident "
+                        f"has expected error {best:.3f}); raise --max-error or label these by hand")
+    write_csv_atomic(auto_label_frame(pool, probs, rows), output, float_format="%.6f")
+    summary = {"auto_labelled": int(len(rows)), "candidates": int(len(pool)), "excluded": dropped,
+               "share": len(rows) / len(pool), "max_error": max_error, "expected_error": expected,
+               "min_confidence": threshold, "calibration": calibration, "output": str(output)}
+    labels = pool["label"].to_numpy()[rows]
+    if (labels >= 0).all():  # the pool was labelled after all: the realised error on the very rows written
+        summary["realised_error"] = float((probs[rows].argmax(axis=1) != labels).mean())
+    if checked is not None:
+        summary["check"] = {"data": str(check), **error_at(judge.predict_proba(checked), checked["label"].to_numpy(),
+                                                            threshold)}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    console.print(f"auto-labelled {len(rows)} of {len(pool)} battles ({len(rows) / len(pool):.1%}; {dropped} "
+                  f"excluded): confidence >= {threshold:.4f}, expected error {expected:.4f} (--max-error "
+                  f"{max_error:g}); wrote {output}")
+    console.print(f"calibration it rests on: {calibration['text']}")
+    if "realised_error" in summary:
+        console.print(f"realised error on these rows (labels in {data}): {summary['realised_error']:.4f}")
+    if checked is not None:
+        c = summary["check"]
+        if c["rows"]:
+            console.print(f"check on {check}: {c['rows']} of {c['of']} rows at confidence >= {threshold:.4f}, "
+                          f"expected error {c['expected_error']:.4f}, realised {c['realised_error']:.4f}")
+        else:
+            console.print(f"check on {check}: no row of {c['of']} reaches confidence {threshold:.4f}")
+
+
 @app.command()
 def report(
-    model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
-    data: Path = typer.Option(..., help="Labelled file to analyse."),
     output: Path = typer.Option(..., help="Directory for index.html and its PNG figures."),
+    model: Optional[Path] = typer.Option(None, help="Model directory written by `arenapref train`."),
+    data: Optional[Path] = typer.Option(None, help="Labelled file to analyse (with --model)."),
+    campaign: Optional[Path] = typer.Option(None, help="Output directory of `python bench/active.py --output`: "
+                                                       "adds its learning curves and labels saved per strategy."),
     worst: int = typer.Option(20, help="How many worst-predicted rows to list."),
 ):
     """An HTML report: metrics, reliability before/after calibration, confusion matrix, log loss by length and
-    turns, position bias, worst-predicted rows."""
+    turns, position bias, worst-predicted rows; and / or a selection campaign's learning curves."""
     from .data import check_output_dir, load_frame
     from .modeldir import check_model_dir
 
-    check_model_dir(model)
+    if (model is None) != (data is None):
+        raise DataError("report: --model and --data go together (a model and the labelled rows to judge it on)")
+    if model is None and campaign is None:
+        raise DataError("report: nothing to report; pass --model and --data, and / or --campaign DIR")
+    if model is not None:
+        check_model_dir(model)
     check_output_dir(output)
-    frame = load_frame(data, require_labels=True)
-    _quiet_libraries()
-    from .api import Judge
-    from .report import write_report
+    frame = load_frame(data, require_labels=True) if data is not None else None
+    from .report import load_campaign, write_report
 
-    judge = Judge.from_pretrained(model)
-    path = write_report(judge, frame, output, model_name=str(model), data_name=str(data), worst=worst)
+    curves = load_campaign(campaign) if campaign is not None else None
+    judge = None
+    if model is not None:
+        _quiet_libraries()
+        from .api import Judge
+
+        judge = Judge.from_pretrained(model)
+    path = write_report(judge, frame, output, model_name=str(model or ""), data_name=str(data or ""), worst=worst,
+                        campaign=curves)
     console.print(f"wrote {path}")
 
 

@@ -132,6 +132,31 @@ def position_bias_figure(p_a: np.ndarray, p_a_swapped: np.ndarray, path) -> None
     save_figure(fig, path)
 
 
+def learning_curve_figure(campaign: dict, path) -> None:
+    """Held-out log loss against labels used, one line per strategy (mean over seeds, band: +- one standard error
+    of that mean), with
+    the baseline's final log loss (the target every strategy is asked to reach) as a dashed line."""
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    seeds = len(next(iter(campaign["strategies"].values()))["log_loss_per_seed"])
+    for name, curve in campaign["strategies"].items():
+        x = np.asarray(curve["labels"], dtype=float)
+        mean = np.asarray(curve["log_loss_mean"])
+        std = np.asarray(curve["log_loss_std"]) / np.sqrt(max(seeds, 1))  # the standard error of the mean
+        style = {"color": "black", "lw": 2.2} if name == "random" else {"lw": 1.4}
+        line, = ax.plot(x, mean, marker="o", ms=3, label=name, **style)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.08)
+    target = campaign.get("target_log_loss")
+    if target is not None:
+        ax.axhline(target, color="grey", ls="--", lw=1, label=f"random's final ({target:.4f})")
+    ax.set_xlabel("labelled battles")
+    ax.set_ylabel("held-out log loss")
+    ax.set_title(f"Learning curves ({campaign.get('family', 'gbdt')}, mean of {seeds} seeds, band: +- 1 s.e.)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 # -- tables ------------------------------------------------------------------------------------------------------
 def loss_by(values: np.ndarray, losses: np.ndarray, edges: list[float], names: list[str]) -> pd.DataFrame:
     which = np.digitize(values, edges[1:-1], right=True)
@@ -207,11 +232,8 @@ img { max-width: calc(50% - 0.5rem); box-sizing: border-box; border: 1px solid #
 """
 
 
-def write_report(judge, frame: pd.DataFrame, output, model_name: str = "", data_name: str = "",
-                 worst: int = 20) -> Path:
-    """Predict `frame` (labelled, normalised) both ways round, draw the figures, write output/index.html."""
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+def model_sections(judge, frame: pd.DataFrame, output: Path, model_name: str, data_name: str, worst: int) -> str:
+    """Predict `frame` (labelled, normalised) both ways round, draw the figures; the page's model sections."""
     labels = frame["label"].to_numpy()
     probs = judge.predict_proba(frame)  # what the model returns: its stored calibration applied
     swapped = judge.predict_proba(swap_sides(frame))[:, [1, 0, 2]]  # back in the original A/B order
@@ -252,11 +274,7 @@ def write_report(judge, frame: pd.DataFrame, output, model_name: str = "", data_
     favour_a_swapped = float((swapped[:, 0] - swapped[:, 1]).mean())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meta = getattr(judge, "meta", {}) or {}
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>arenapref report: {_esc(model_name, 200)}</title>
-<style>{STYLE}</style></head><body>
-<h1>arenapref report</h1>
-<p>Model <code>{_esc(model_name, 300)}</code> ({_esc(meta.get('model_type', '?'), 60)},
+    return f"""<p>Model <code>{_esc(model_name, 300)}</code> ({_esc(meta.get('model_type', '?'), 60)},
 {_esc(meta.get('objective', '?'), 40)}, backbone <code>{_esc(meta.get('backbone', '?'), 200)}</code>)
 on <code>{_esc(data_name, 300)}</code>: {len(frame)} labelled rows. Written {stamp}.</p>
 
@@ -287,7 +305,83 @@ Mean P(A) &minus; P(B): {favour_a:+.4f} as given, {favour_a_swapped:+.4f} from t
 <p class="note">The {min(worst, len(frame))} rows with the highest log loss (texts cut at 400 characters; turns
 separated by ---).</p>
 {worst_rows_html(frame, probs, losses, worst)}
-</body></html>
+"""
+
+
+# -- a selection campaign (bench/active.py --output DIR) ----------------------------------------------------------
+CAMPAIGN_FILE = "campaign.json"
+
+
+def load_campaign(path) -> dict:
+    """campaign.json of a bench/active.py --output directory (or the file itself), checked for what we draw."""
+    import json
+
+    from .data import DataError
+
+    path = Path(path)
+    file = path / CAMPAIGN_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise DataError(f"{path}: no {CAMPAIGN_FILE}; pass the --output directory of `python bench/active.py`")
+    try:
+        campaign = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{file}: not valid JSON ({exc}); rerun bench/active.py --output") from None
+    ok = (isinstance(campaign, dict) and campaign.get("kind") == "arenapref-active-campaign"
+          and isinstance(campaign.get("strategies"), dict) and "random" in campaign["strategies"])
+    if ok:
+        for curve in campaign["strategies"].values():
+            keys = ("labels", "log_loss_mean", "log_loss_std", "log_loss_per_seed")
+            ok = ok and isinstance(curve, dict) and all(k in curve for k in keys) and len(curve["labels"]) == len(
+                curve["log_loss_mean"]) == len(curve["log_loss_std"]) > 0
+    if not ok:
+        raise DataError(f"{file}: not a campaign written by bench/active.py (needs kind arenapref-active-campaign "
+                        "and learning curves including random's); rerun it")
+    return campaign
+
+
+def campaign_section(campaign: dict, output: Path) -> str:
+    """The learning-curve figure and the labels each strategy saves against random."""
+    learning_curve_figure(campaign, output / "learning_curves.png")
+    saved = campaign.get("labels_saved_vs_random", {})
+    needed = campaign.get("labels_needed", {})
+    rows = []
+    for name, curve in campaign["strategies"].items():
+        need, save = needed.get(name), saved.get(name)
+        rows.append(f"<tr><td>{_esc(name, 60)}</td><td>{curve['log_loss_mean'][-1]:.4f}</td>"
+                    f"<td>{'not reached' if need is None else f'{need:.0f}'}</td>"
+                    f"<td>{'&ndash;' if save is None else f'{save:+g}'}</td></tr>")
+    target = campaign.get("target_log_loss")
+    seeds = len(next(iter(campaign["strategies"].values()))["log_loss_per_seed"])
+    return f"""<h2>Choosing battles to label</h2>
+<p>A simulated annotation campaign ({_esc(campaign.get('family', 'gbdt'), 40)}, {seeds} seeds): from
+{campaign.get('seed_size', '?')} random labels, batches of {campaign.get('batch_size', '?')} chosen by each strategy
+up to {campaign.get('budget', '?')} labels, scored on a fixed prompt-grouped held-out part of
+{campaign.get('heldout_rows', '?')} battles (pool {campaign.get('pool_rows', '?')}). Target: random's final held-out
+log loss{'' if target is None else f' {target:.4f}'}; labels needed are interpolated on the curves averaged over
+seeds.</p>
+<div class="figures"><img src="learning_curves.png" alt="Learning curves per selection strategy"></div>
+<table><thead><tr><th>strategy</th><th>final log loss</th><th>labels to reach random's final</th>
+<th>labels saved vs random</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
+"""
+
+
+def write_report(judge, frame: pd.DataFrame | None, output, model_name: str = "", data_name: str = "",
+                 worst: int = 20, campaign: dict | None = None) -> Path:
+    """output/index.html with the model sections (a judge and a labelled, normalised frame) and / or the
+    learning curves of a selection campaign (`load_campaign`)."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    body = ""
+    if judge is not None:
+        body += model_sections(judge, frame, output, model_name, data_name, worst)
+    if campaign is not None:
+        body += campaign_section(campaign, output)
+    title = model_name or ("selection campaign" if campaign is not None else "")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>arenapref report: {_esc(title, 200)}</title>
+<style>{STYLE}</style></head><body>
+<h1>arenapref report</h1>
+{body}</body></html>
 """
     path = output / "index.html"
     write_text_atomic(page, path)

@@ -94,6 +94,21 @@ def boosters_proba(boosters: dict, blocks: dict) -> np.ndarray:
     return np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie])
 
 
+def one_sided_proba(boosters: dict, blocks: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The boosters' answer for each row as given and for its mirror (mapped back to A/B order), before the two are
+    averaged: they differ where the trees read (A, B) and (B, A) differently, i.e. where the model is unsure."""
+    direct, mirrored = feature_matrix(blocks), feature_matrix(swap_sides(blocks))
+    if "multiclass" in boosters:
+        return boosters["multiclass"].predict(direct), boosters["multiclass"].predict(mirrored)[:, SWAP_LABELS]
+    views = []
+    for features, flip in ((direct, False), (mirrored, True)):
+        tie = boosters["tie"].predict(features)
+        a_wins = boosters["direction"].predict(features)
+        a_wins = 1 - a_wins if flip else a_wins
+        views.append(np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie]))
+    return views[0], views[1]
+
+
 def booster_files(boosters: dict) -> dict:
     return {"multiclass": BOOSTER_FILE} if "multiclass" in boosters else {k: FACTORED_FILES[k] for k in boosters}
 
@@ -224,3 +239,8 @@ class GBDTBackend:
             progress(len(frame))
         # Log-probabilities are logits whose softmax gives the probabilities back (and temperature applies).
         return np.log(np.clip(probs, 1e-12, 1.0)), None
+
+    def one_sided_logits(self, frame) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probabilities of each row as given and of its mirror mapped back (see `one_sided_proba`)."""
+        direct, mirrored = one_sided_proba(self.boosters, feature_blocks(frame))
+        return np.log(np.clip(direct, 1e-12, 1.0)), np.log(np.clip(mirrored, 1e-12, 1.0))

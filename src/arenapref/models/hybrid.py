@@ -109,3 +109,11 @@ class HybridBackend:
         probs = sum(weight * softmax(judge.predict_logits(frame, progress if i == 0 else None, tta=tta)[0])
                     for i, (weight, judge) in enumerate(self.parts))
         return np.log(np.clip(probs, 1e-12, 1.0)), None
+
+    def one_sided_logits(self, frame):
+        """Each part's answer as given and with A and B exchanged (mapped back), blended with the part weights."""
+        direct = mirrored = 0.0
+        for weight, judge in self.parts:
+            d, m, _ = judge.predict_both_orders(frame)
+            direct, mirrored = direct + weight * d, mirrored + weight * m
+        return np.log(np.clip(direct, 1e-12, 1.0)), np.log(np.clip(mirrored, 1e-12, 1.0))

@@ -235,14 +235,15 @@ def test_auto_label_writes_confident_battles_as_labels(gbdt_dirs, tmp_path):
     check = summary["check"]
     assert check["rows"] == summary["auto_labelled"] and 0 <= check["realised_error"] <= 1
     assert summary["calibration"]["kind"] in ("temperature", "none")
-    # a stricter rate picks a subset; an impossible one is a one-line error and writes nothing
+    # a stricter rate picks a subset; an impossible one says so and writes the header only (a valid empty answer)
     strict = json.loads(run_cli("auto-label", "--model", gbdt_dirs / "gbdt0", "--data", gbdt_dirs / "pool.csv",
                                 "--output", tmp_path / "strict.csv", "--max-error", 0.4, "--json").stdout)
     assert strict["auto_labelled"] <= summary["auto_labelled"]
     proc = run_cli("auto-label", "--model", gbdt_dirs / "gbdt0", "--data", gbdt_dirs / "pool.csv", "--output",
-                   tmp_path / "none.csv", "--max-error", 0.001, check=False)
-    assert_one_line_error(proc, "pool.csv", "--max-error")
-    assert not (tmp_path / "none.csv").exists()
+                   tmp_path / "none.csv", "--max-error", 0.001)
+    assert "no battle of" in proc.stdout and "--max-error" in proc.stdout
+    empty = pd.read_csv(tmp_path / "none.csv")
+    assert len(empty) == 0 and list(empty.columns) == list(pd.read_csv(out).columns)
     assert_one_line_error(run_cli("auto-label", "--model", gbdt_dirs / "gbdt0", "--data", gbdt_dirs / "pool.csv",
                                   "--output", tmp_path / "y.csv", "--max-error", 1.5, check=False), "--max-error")
 

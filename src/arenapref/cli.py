@@ -651,11 +651,18 @@ def auto_label(
     probs = judge.predict_proba(pool)
     rows, expected, threshold = confident_rows(probs, max_error)
     calibration = calibration_summary(meta)
-    if len(rows) == 0:
-        best = float(1 - probs.max(axis=1).max())
-        raise DataError(f"{data}: no battle is confident enough for --max-error {max_error:g} (the most confident "
-                        f"has expected error {best:.3f}); raise --max-error or label these by hand")
     write_csv_atomic(auto_label_frame(pool, probs, rows), output, float_format="%.6f")
+    if len(rows) == 0:  # a valid answer, not an error: the file has the header and no rows
+        best = float(1 - probs.max(axis=1).max())
+        message = (f"no battle of {data} is confident enough for --max-error {max_error:g} (the most confident has "
+                   f"expected error {best:.3f}); wrote {output} with no rows: label these by hand or raise --max-error")
+        if as_json:
+            print(json.dumps({"auto_labelled": 0, "candidates": int(len(pool)), "excluded": dropped,
+                              "max_error": max_error, "best_expected_error": best, "calibration": calibration,
+                              "output": str(output)}))
+        else:
+            console.print(message)
+        return
     summary = {"auto_labelled": int(len(rows)), "candidates": int(len(pool)), "excluded": dropped,
                "share": len(rows) / len(pool), "max_error": max_error, "expected_error": expected,
                "min_confidence": threshold, "calibration": calibration, "output": str(output)}

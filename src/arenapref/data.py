@@ -23,8 +23,8 @@ class DataError(ValueError):
     """A problem with a user's input: the message is one line saying what, where and what to do."""
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, JSONL or Parquet file as strings/objects, with errors that name the file."""
+def check_input_file(path: str | Path) -> str:
+    """Fail with a clear line if `path` is not a readable, non-empty file; returns its (lower-case) format suffix."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found; check the path")
@@ -32,7 +32,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: is a directory, expected a .csv, .jsonl or .parquet file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; expected a header row and data rows")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    return "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, JSONL or Parquet file as strings/objects, with errors that name the file."""
+    path = Path(path)
+    suffix = check_input_file(path)
     try:
         if suffix in (".jsonl", ".json", ".jsonl.gz", ".ndjson"):
             frame = _read_jsonl(path)
@@ -43,7 +49,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except DataError:
         raise
     except UnicodeDecodeError:
-        raise DataError(f"{path}: {_first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
+        raise DataError(f"{path}: {first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
     except Exception as exc:  # pandas / pyarrow raise many types; all mean "this is not a readable table"
         kind = "Parquet" if suffix == ".parquet" else "CSV"
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -53,7 +59,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _first_bad_utf8(path: Path) -> str:
+def first_bad_utf8(path: Path) -> str:
     """'line L' of the first byte that is not UTF-8 (pandas' own offset is per chunk, useless to a user)."""
     data = path.read_bytes()
     try:
@@ -64,12 +70,18 @@ def _first_bad_utf8(path: Path) -> str:
     return "somewhere"
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    head = path.open("rb").read(4096)
+def check_csv_head(path: Path) -> None:
+    """Catch the two non-CSV files people pass most often before a parser reports something cryptic."""
+    with path.open("rb") as fh:
+        head = fh.read(4096)
     if b"\x00" in head:
         raise DataError(f"{path}: looks binary, not a CSV; pass a CSV, .jsonl or .parquet file")
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
         raise DataError(f"{path}: is an HTML page, not a CSV; download the raw file")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    check_csv_head(path)
     # keep_default_na=False: a text cell "null" or "" must stay text, not become NaN.
     return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
 

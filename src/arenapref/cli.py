@@ -521,7 +521,7 @@ def leaderboard_table(boards: dict, summary: dict) -> Table:
             cells += [f"{r['rating']:.0f}", interval(r["ci_low"], r["ci_high"])]
             if styled:
                 cells += [f"{r['style_rating']:.0f}", interval(r["style_ci_low"], r["style_ci_high"]),
-                          f"{r['style_rank']} ({r['rank'] - r['style_rank']:+d})"]
+                          f"{int(r['style_rank'])} ({int(r['rank'] - r['style_rank']):+d})"]
         table.add_row(str(i + 1), row["model"], *cells, str(row["battles"]))
     captions = []
     if "spearman" in summary:

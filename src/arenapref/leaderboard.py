@@ -25,7 +25,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -46,7 +48,7 @@ STYLE_COUNT_COLUMNS = tuple(f"{name}_{side}" for side in ("a", "b") for name in 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 # Rows of bootstrap work held at once: (rounds in a batch) x (pair rows) stays about this size (8 MB an array).
 BATCH_ELEMENTS = 1_000_000
-CSV_BLOCK_BYTES = 16 << 20
+CSV_BLOCK_BYTES = 4 << 20  # pyarrow's unit of parallel parsing; a row longer than this fails
 
 
 # -- reading battles ---------------------------------------------------------------------------------------------
@@ -59,6 +61,9 @@ def load_battles(path, style: bool = False) -> pd.DataFrame:
     Kaggle's one-hot winner_model_a / winner_model_b / winner_tie columns, or from a FastChat-style `winner` column
     (model_a, model_b, tie, tie (bothbad)). Self-battles (model_a == model_b) carry no information and are dropped.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     path = Path(path)
     suffix = check_input_file(path)
     present, batches = _open_columns(path, suffix)
@@ -77,23 +82,17 @@ def load_battles(path, style: bool = False) -> pd.DataFrame:
         wanted += ["response_a", "response_b"]
     names: dict[str, int] = {}
     parts: dict[str, list] = {"model_a": [], "model_b": [], "id": [], "winner": [], "style_a": [], "style_b": []}
-    first_row = 0
-    for batch in batches(wanted):
-        n = len(batch["model_a"])
-        for col in ("model_a", "model_b"):
-            parts[col].append(_model_codes(batch[col], names, f"{path}: column {col}", first_row))
-        if "id" in batch:
-            parts["id"].append(batch["id"].cast("string"))
-        if votes == "kaggle":
-            parts["winner"].append(_one_hot_votes(batch, path, first_row))
-        elif votes == "winner":
-            parts["winner"].append(_winner_votes(batch["winner"], path, first_row))
-        if style:
-            for side in ("a", "b"):
-                parts[f"style_{side}"].append(style_counts(batch[f"response_{side}"], f"{path}: column response_{side}",
-                                                           first_row))
-        first_row += n
-    if first_row == 0:
+    # Style counting (Arrow kernels, which release the GIL) runs on worker threads while the next block is read;
+    # at most a few blocks of text are in flight.
+    n_workers = min(4, os.cpu_count() or 1)
+    workers = ThreadPoolExecutor(max_workers=n_workers) if style else None
+    try:
+        _read_battle_blocks(batches(wanted), path, names, parts, votes, workers, 4 * n_workers)
+    finally:
+        if workers is not None:
+            workers.shutdown(wait=True, cancel_futures=True)
+    n_rows = sum(len(codes) for codes in parts["model_a"])
+    if n_rows == 0:
         raise DataError(f"{path}: has a header but no data rows")
     # Categories sorted by name: the order the leaderboard breaks rating ties in.
     categories = np.array(sorted(names), dtype=object)
@@ -101,25 +100,48 @@ def load_battles(path, style: bool = False) -> pd.DataFrame:
     rank_of_code[[names[c] for c in categories]] = np.arange(len(categories), dtype=np.int32)
     a = rank_of_code[np.concatenate(parts["model_a"])]
     b = rank_of_code[np.concatenate(parts["model_b"])]
-    ids = (pd.Series(_concat_strings(parts["id"]).to_pandas(), dtype=str).str.strip() if parts["id"]
-           else pd.Series(np.arange(first_row).astype(str)))
-    out = pd.DataFrame({"id": ids.to_numpy(),
+    ids = (pd.Series(pa.concat_arrays(parts["id"]), dtype=pd.StringDtype("pyarrow")) if parts["id"]
+           else pd.Series(np.arange(n_rows).astype(str)))
+    out = pd.DataFrame({"id": ids,
                         "model_a": pd.Categorical.from_codes(a, categories),
                         "model_b": pd.Categorical.from_codes(b, categories)})
     if votes:
         out["winner"] = np.concatenate(parts["winner"])
     if style:
         for side in ("a", "b"):
-            counts = np.concatenate(parts[f"style_{side}"])
+            counts = np.concatenate(parts[f"style_{side}"]).reshape(-1, len(STYLE_FEATURES))
             for j, name in enumerate(STYLE_FEATURES):
                 out[f"{name}_{side}"] = counts[:, j]
     return out[a != b].reset_index(drop=True)
 
 
-def _concat_strings(arrays):
-    import pyarrow as pa
+def _read_battle_blocks(blocks, path: Path, names: dict, parts: dict, votes: str | None, workers,
+                        in_flight: int) -> None:
+    """Convert each block's columns into parts' lists (model codes, ids, vote labels, style counts)."""
+    import pyarrow.compute as pc
 
-    return pa.concat_arrays(arrays)
+    first_row, pending = 0, []
+    for batch in blocks:
+        n = len(batch["model_a"])
+        for col in ("model_a", "model_b"):
+            parts[col].append(_model_codes(batch[col], names, f"{path}: column {col}", first_row))
+        if "id" in batch:  # a compact copy: a slice would keep the whole parsed block alive
+            parts["id"].append(pc.utf8_trim_whitespace(batch["id"].cast("string")))
+        if votes == "kaggle":
+            parts["winner"].append(_one_hot_votes(batch, path, first_row))
+        elif votes == "winner":
+            parts["winner"].append(_winner_votes(batch["winner"], path, first_row))
+        if workers is not None:
+            for side in ("a", "b"):
+                job = workers.submit(style_counts, batch[f"response_{side}"], f"{path}: column response_{side}",
+                                     first_row)
+                parts[f"style_{side}"].append(job)
+                pending.append(job)
+            while len(pending) > in_flight:
+                pending.pop(0).result()
+        first_row += n
+    for side in ("a", "b"):  # in file order: the first bad cell is the one reported
+        parts[f"style_{side}"] = [job.result() for job in parts[f"style_{side}"]]
 
 
 def _open_columns(path: Path, suffix: str):
@@ -192,15 +214,17 @@ def _csv_columns(path: Path):
     def csv_batches(wanted):
         types = {columns[c]: (keyed if c in ("model_a", "model_b", "winner", *LABEL_COLUMNS) else pa.string())
                  for c in wanted}
+        options = dict(
+            read_options=pacsv.ReadOptions(column_names=raw_names, skip_rows=1, block_size=CSV_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(include_columns=[columns[c] for c in wanted], column_types=types,
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+        texts = any(c.startswith("response_") for c in wanted)
         try:
-            reader = pacsv.open_csv(
-                path,
-                read_options=pacsv.ReadOptions(column_names=raw_names, skip_rows=1, block_size=CSV_BLOCK_BYTES,
-                                               encoding="utf8"),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(include_columns=[columns[c] for c in wanted], column_types=types,
-                                                     strings_can_be_null=False, quoted_strings_can_be_null=False))
-            for batch in reader:
+            # Without texts the wanted columns are small: one multi-threaded read is fastest and holds least (the
+            # streaming reader keeps more blocks in flight). With texts, block by block, the texts never all held.
+            batches = pacsv.open_csv(path, **options) if texts else pacsv.read_csv(path, **options).to_batches()
+            for batch in batches:
                 yield {c: batch.column(columns[c]) for c in wanted}
         except DataError:
             raise
@@ -404,18 +428,21 @@ class Votes:
 
 def _index_models(battles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(models sorted by name, a, b): the models that play and each battle's two model indices."""
-    both = pd.concat([battles["model_a"], battles["model_b"]], ignore_index=True)
-    if isinstance(both.dtype, pd.CategoricalDtype):
-        both = both.cat.remove_unused_categories()
-        if not both.cat.ordered and list(both.cat.categories) != sorted(both.cat.categories):
-            both = both.cat.reorder_categories(sorted(both.cat.categories))
-        codes, models = both.cat.codes.to_numpy(), np.asarray(both.cat.categories, dtype=object)
-    else:
-        models, codes = np.unique(both.astype(str).to_numpy(), return_inverse=True)
-        models = models.astype(object)
-    codes = codes.astype(np.int64)
+    col_a, col_b = battles["model_a"], battles["model_b"]
+    if (isinstance(col_a.dtype, pd.CategoricalDtype) and isinstance(col_b.dtype, pd.CategoricalDtype)
+            and col_a.cat.categories.equals(col_b.cat.categories)):
+        # load_battles' columns: integer codes already, O(battles) with no string work.
+        codes_a, codes_b = col_a.cat.codes.to_numpy(np.int64), col_b.cat.codes.to_numpy(np.int64)
+        names = np.asarray(col_a.cat.categories.astype(str), dtype=object)
+        used = np.flatnonzero(np.bincount(codes_a, minlength=len(names)) + np.bincount(codes_b, minlength=len(names)))
+        order = np.argsort(names[used], kind="stable")
+        remap = np.full(len(names), -1, dtype=np.int64)
+        remap[used[order]] = np.arange(len(used))
+        return names[used[order]], remap[codes_a], remap[codes_b]
+    both = pd.concat([col_a, col_b], ignore_index=True).astype(str).to_numpy()
+    models, codes = np.unique(both, return_inverse=True)
     n = len(battles)
-    return models, codes[:n], codes[n:]
+    return models.astype(object), codes[:n].astype(np.int64), codes[n:].astype(np.int64)
 
 
 def _outcome_arrays(outcomes, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

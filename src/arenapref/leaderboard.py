@@ -576,8 +576,12 @@ def rate(battles: pd.DataFrame, outcomes, bootstrap: int = 100, ties: str = "hal
         table["style_rating"], table["style_ci_low"], table["style_ci_high"] = styled.ratings, styled.low, styled.high
         table["style_rank"] = _ranks(styled.ratings)
         names = list(STYLE_FEATURES) if len(styled.coef) == len(STYLE_FEATURES) else [f"x{j}" for j in range(len(styled.coef))]
-        board.style = pd.DataFrame({"feature": names, "coef": styled.coef, "ci_low": styled.coef_low,
-                                    "ci_high": styled.coef_high, "elo_per_sd": styled.coef * ELO_PER_NATURAL})
+        # A covariate that never varies (say no response has a header) is all 0: nothing measured, no interval.
+        constant = ~np.asarray(style, dtype=float).any(axis=0)
+        board.style = pd.DataFrame({"feature": names, "coef": styled.coef,
+                                    "ci_low": np.where(constant, np.nan, styled.coef_low),
+                                    "ci_high": np.where(constant, np.nan, styled.coef_high),
+                                    "elo_per_sd": styled.coef * ELO_PER_NATURAL})
         board.style_tie_weight = styled.tie_weight
     table["battles"] = n_battles
     board.table = table.sort_values("rating", ascending=False, kind="stable").reset_index(drop=True)

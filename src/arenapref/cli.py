@@ -474,7 +474,7 @@ class _bootstrap_progress:
         self.progress = None
 
     def __enter__(self):
-        if self.total <= 0:
+        if self.total <= 0 or not err_console.is_terminal:  # a log file gets no bar (and no stray blank line)
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

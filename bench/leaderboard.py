@@ -93,20 +93,27 @@ class PeakMemory:
         return seconds, (max(top[0], self._rss()) - base) / 2**20, result
 
 
+# A small process between us and the command: a child's peak RSS (ru_maxrss) starts from its parent's size at
+# fork, so measured straight from this process (holding the simulation) it would read our size, not its own.
+_MEASURE = """import json, resource, subprocess, sys
+rc = subprocess.run(sys.argv[2:]).returncode
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+open(sys.argv[1], "w").write(json.dumps({"rc": rc, "maxrss_kib": peak}))
+"""
+
+
 def run_cli_measured(args: list[str]) -> dict:
-    """Like run_cli, with the child's own peak resident memory from wait4."""
+    """The real command line in a subprocess: wall seconds, its peak resident memory (MiB), exit code, output."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200"}
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "arenapref", "leaderboard", *map(str, args)], cwd=ROOT,
-                                env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryDirectory() as scratch:
+        usage = Path(scratch) / "usage.json"
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _MEASURE, usage, sys.executable, "-m", "arenapref",
+                               "leaderboard", *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        return {"seconds": round(seconds, 2), "peak_mib": round(usage.ru_maxrss / 1024, 1), "rc": proc.returncode,
-                "stdout": out.read(), "stderr": err.read()}
+        measured = json.loads(usage.read_text()) if usage.exists() else {"rc": proc.returncode, "maxrss_kib": 0}
+    return {"seconds": round(seconds, 2), "peak_mib": round(measured["maxrss_kib"] / 1024, 1), "rc": measured["rc"],
+            "stdout": proc.stdout, "stderr": proc.stderr}
 
 
 # -- simulation --------------------------------------------------------------------------------------------------
@@ -261,6 +268,7 @@ def compare_size(sim: dict, n: int, opts, memory: PeakMemory) -> dict:
     ours = board.table.set_index("model")["rating"]
 
     reference = fastchat_frame(sim, n)
+    fastchat_compute_mle_elo(reference.head(1000))  # imports sklearn and warms it up outside the timing
     dense = 2 * n * opts.models * 8 / 2**20 <= opts.dense_limit_mb
     ref_fit_s, ref_mib, ref = memory.measure(lambda: fastchat_compute_mle_elo(reference, sparse_design=not dense))
     rng = np.random.default_rng(2)

@@ -360,6 +360,8 @@ class Votes:
     pairs: np.ndarray = field(init=False)
     pair_of_battle: np.ndarray = field(init=False)
     weights: np.ndarray = field(init=False)
+    _soft_by_pair: np.ndarray | None = field(default=None, init=False, repr=False)
+    _pair_starts: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         m = self.n_models
@@ -418,11 +420,17 @@ class Votes:
             out = np.zeros((rounds, cells.size))
             out[:, used] = rng.multinomial(n, cells[used] / cells[used].sum(), size=rounds)
             return out.reshape(rounds, n_pairs, 3)
+        if self._soft_by_pair is None:
+            # Battles grouped by pair once, each outcome column contiguous: a round's per-pair sums are then
+            # three reduceat passes. Counts are exchangeable, so they are drawn straight in that order.
+            order = np.argsort(self.pair_of_battle, kind="stable")
+            self._soft_by_pair = np.ascontiguousarray(self.soft[order].T)
+            self._pair_starts = np.searchsorted(self.pair_of_battle[order], np.arange(n_pairs))
         out = np.empty((rounds, n_pairs, 3))
         for r in range(rounds):
             counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
             for k in range(3):
-                out[r, :, k] = np.bincount(self.pair_of_battle, counts * self.soft[:, k], n_pairs)
+                out[r, :, k] = np.add.reduceat(self._soft_by_pair[k] * counts, self._pair_starts)
         return out
 
 

@@ -507,7 +507,7 @@ def leaderboard_table(boards: dict, summary: dict) -> Table:
         if styled:
             table.add_column(f"{name} style-controlled", justify="right")
             table.add_column("95% CI", justify="right", no_wrap=True)
-            table.add_column("rank", justify="right")
+            table.add_column("style rank (change)", justify="right")
     table.add_column("battles", justify="right")
     indexed = {name: board.set_index("model") for name, board in tables.items()}
 

@@ -62,7 +62,6 @@ def load_battles(path, style: bool = False) -> pd.DataFrame:
     (model_a, model_b, tie, tie (bothbad)). Self-battles (model_a == model_b) carry no information and are dropped.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     path = Path(path)
     suffix = check_input_file(path)
@@ -111,7 +110,7 @@ def load_battles(path, style: bool = False) -> pd.DataFrame:
         for side in ("a", "b"):
             counts = np.concatenate(parts[f"style_{side}"]).reshape(-1, len(STYLE_FEATURES))
             for j, name in enumerate(STYLE_FEATURES):
-                out[f"{name}_{side}"] = counts[:, j]
+                out[f"{name}_{side}"] = counts[:, j].astype(np.int32)
     return out[a != b].reset_index(drop=True)
 
 

@@ -14,9 +14,10 @@ so the gradient and the Hessian are the per-row derivatives in (d, eta) mapped o
 sums battles into at most (models^2) pair rows once, after which nothing grows with the number of battles. Style
 control keeps battles as rows (each has its own covariates) but still assembles the ratings block from pair sums.
 
-Newton's method with an exact Hessian converges in a handful of iterations (the log-likelihood is concave), and a
-warm start from the full-data fit leaves a bootstrap round 2-4 of them; rounds are solved together as one batch
-(np.linalg.solve over a stack of Hessians), which is what makes 1,000 rounds cheap. Intervals without resampling:
+Newton's method with an exact Hessian converges in a handful of iterations (the log-likelihood is concave). A
+bootstrap round starts at the full-data fit, where one Hessian (inverted once) serves its 2-3 steps, each then a
+gradient only; rounds are solved together as one batch (a stack of Hessians), which is what makes 1,000 rounds
+cheap. Intervals without resampling:
 the sandwich covariance H^-1 (sum of per-battle score outer products) H^-1, robust to the half-win likelihood not
 being the true model of ties.
 """

@@ -57,3 +57,19 @@ def test_load_benchmark_passes_its_checks_on_the_tiny_model(tiny_model):
     for check in ("no_5xx", "malformed_all_4xx", "valid_all_200", "memory_flat", "server_alive"):
         assert result[check] is True, check
     assert result["malformed"] > 0 and result["valid"] > 0
+
+
+def test_leaderboard_benchmark_runs_ours_the_reference_and_the_cli():
+    """bench/leaderboard.py at a toy size: both fits agree, every CLI run (bootstrap, sandwich, style control)
+    succeeds, and the style-controlled ranking is at least as close to the truth as the plain one."""
+    result, proc = run_bench("leaderboard.py", "--sizes", 4000, "--models", 8, "--bootstrap", 30,
+                             "--reference-rounds", 1, "--cli-rows", 3000, "--style-rounds", 2, "--length-effect", 0.8)
+    size = result["sizes"]["4000"]
+    assert size["max_abs_rating_diff"] < 0.5 and size["reference_design"] == "dense"
+    assert size["ours_fit_s"] > 0 and size["reference_round_s"] > 0 and size["ours_peak_mib"] >= 0
+    for run in ("cli_bootstrap", "cli_no_intervals", "cli_sandwich", "cli_style_sandwich", "cli_style_bootstrap"):
+        assert result[run]["seconds"] > 0 and result[run]["peak_mib"] > 0, run
+    style = result["cli_style_sandwich"]
+    assert style["spearman_style_vs_truth"] >= style["spearman_plain_vs_truth"]
+    assert style["length_coef"]["ci_low"] > 0
+    assert "largest rating difference" in proc.stdout

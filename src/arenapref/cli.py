@@ -474,65 +474,124 @@ def leaderboard(
     data: Path = typer.Option(..., help="Battles: model_a, model_b and votes (winner_model_a/_b/_tie or winner)."),
     predictions: Optional[Path] = typer.Option(None, help="A judge's predictions for the same battles (id + 3 "
                                                           "probabilities, as `arenapref predict` writes)."),
-    bootstrap: int = typer.Option(100, help="Bootstrap resamples of the battles for the 95% intervals (0: none)."),
+    bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples of the battles for the 95% intervals "
+                                                       "(--ci bootstrap; default 100, 0: no intervals)."),
+    ci: str = typer.Option("bootstrap", help="bootstrap (resample the battles) or sandwich (intervals from the one "
+                                             "fit's robust covariance, no resampling)."),
+    style_control: bool = typer.Option(False, "--style-control", help="Also rate with the responses' length and "
+                                       "markdown (headers, lists, bold) taken out; reads response_a/response_b."),
     output: Optional[Path] = typer.Option(None, help="Directory for leaderboard.csv and leaderboard.png."),
     ties: str = typer.Option("half", help="half (a tie is half a win each way, as LMSYS) or davidson."),
     anchor: Optional[str] = typer.Option(None, help="Model fixed at 1000; default: the mean rating is 1000."),
     min_battles: int = typer.Option(1, help="Leave out models with fewer battles (and their battles)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
 ):
-    """Bradley-Terry ratings on the Elo scale with bootstrap intervals, from votes and/or a judge's predictions."""
-    import numpy as np
-
-    from .leaderboard import drop_rare_models, load_battles, load_predictions, write_leaderboards
+    """Bradley-Terry ratings on the Elo scale with 95% intervals, from votes and/or a judge's predictions,
+    optionally style controlled."""
+    from .leaderboard import CI_METHODS, drop_rare_models, load_battles, load_predictions, write_leaderboards
 
     if ties not in ("half", "davidson"):
         raise DataError(f"--ties {ties}: expected half or davidson")
-    if bootstrap < 0:
+    if ci not in CI_METHODS:
+        raise DataError(f"--ci {ci}: expected {' or '.join(CI_METHODS)}")
+    if bootstrap is not None and bootstrap < 0:
         raise DataError(f"--bootstrap {bootstrap}: must be 0 or more")
+    if ci == "sandwich" and bootstrap:
+        raise DataError(f"--ci sandwich takes its intervals from the fit, without resampling; drop --bootstrap "
+                        f"{bootstrap} (or use --ci bootstrap)")
+    rounds = (100 if bootstrap is None else bootstrap) if ci == "bootstrap" else 0
     if output is not None:
         from .data import check_output_dir
 
         check_output_dir(output)
-    battles = drop_rare_models(load_battles(data), min_battles)
+    battles = drop_rare_models(load_battles(data, style=style_control), min_battles)
     tables = {}
-    if "outcome" in battles.columns:
-        tables["votes"] = np.stack(battles["outcome"].to_numpy())
+    if "winner" in battles.columns:
+        tables["votes"] = battles["winner"].to_numpy()
     if predictions is not None:
         tables["judge"] = load_predictions(predictions, battles["id"])
     if not tables:
         raise DataError(f"{data}: has no votes (winner_model_a/_b/_tie or winner columns) and no --predictions "
                         "were given; nothing to rate")
-    boards, summary = write_leaderboards(battles, tables, output, bootstrap=bootstrap, ties=ties, anchor=anchor,
-                                         seed=seed)
+    total = rounds * len(tables) * (2 if style_control else 1)
+    with _bootstrap_progress(total) as advance:
+        boards, summary = write_leaderboards(battles, tables, output, bootstrap=rounds, ties=ties, anchor=anchor,
+                                             seed=seed, ci=ci, style=style_control, progress=advance)
     console.print(leaderboard_table(boards, summary))
     if output is not None:
         console.print(f"wrote {', '.join(summary['files'])} to {output}")
+
+
+class _bootstrap_progress:
+    """A rich progress bar on stderr over `total` bootstrap rounds (nothing when there are none); the context
+    yields the callback the library calls with each batch of finished rounds."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.progress = None
+
+    def __enter__(self):
+        if self.total <= 0 or not err_console.is_terminal:  # a log file gets no bar (and no stray blank line)
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("bootstrap"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 console=err_console, transient=True)
+        self.progress.start()
+        task = self.progress.add_task("bootstrap", total=self.total)
+        return lambda rounds: self.progress.advance(task, rounds)
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False
 
 
 def leaderboard_table(boards: dict, summary: dict) -> Table:
     import math
 
     names = list(boards)
-    first = boards[names[0]]
-    table = Table(title=f"Bradley-Terry ratings, Elo scale ({summary['battles']} battles, ties: {summary['ties']})")
+    tables = {name: board.table for name, board in boards.items()}
+    first = tables[names[0]]
+    styled = summary.get("style_control", False)
+    table = Table(title=f"Bradley-Terry ratings, Elo scale ({summary['battles']} battles, ties: {summary['ties']}, "
+                        f"95% intervals: {summary['ci']})")
     table.add_column("#", justify="right")
     table.add_column("model")
     for name in names:
         table.add_column(f"{name} rating", justify="right")
         table.add_column("95% CI", justify="right", no_wrap=True)
+        if styled:
+            table.add_column(f"{name} style-controlled", justify="right")
+            table.add_column("95% CI", justify="right", no_wrap=True)
+            table.add_column("style rank (change)", justify="right")
     table.add_column("battles", justify="right")
-    indexed = {name: board.set_index("model") for name, board in boards.items()}
+    indexed = {name: board.set_index("model") for name, board in tables.items()}
+
+    def interval(low, high):
+        return "-" if math.isnan(low) else f"[{low:.0f}, {high:.0f}]"
+
     for i, row in first.iterrows():
         cells = []
         for name in names:
             r = indexed[name].loc[row["model"]]
-            ci = "-" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:.0f}, {r['ci_high']:.0f}]"
-            cells += [f"{r['rating']:.0f}", ci]
+            cells += [f"{r['rating']:.0f}", interval(r["ci_low"], r["ci_high"])]
+            if styled:
+                cells += [f"{r['style_rating']:.0f}", interval(r["style_ci_low"], r["style_ci_high"]),
+                          f"{int(r['style_rank'])} ({int(r['rank'] - r['style_rank']):+d})"]
         table.add_row(str(i + 1), row["model"], *cells, str(row["battles"]))
+    captions = []
     if "spearman" in summary:
-        table.caption = (f"rank correlation, votes vs judge: Spearman {summary['spearman']:.3f}, "
-                         f"Kendall {summary['kendall']:.3f} ({summary['models']} models)")
+        captions.append(f"rank correlation, votes vs judge: Spearman {summary['spearman']:.3f}, "
+                        f"Kendall {summary['kendall']:.3f} ({summary['models']} models)")
+    if styled:
+        for name, board in boards.items():
+            coefs = ", ".join(f"{c.feature} {c.coef:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+                              if not math.isnan(c.ci_low) else f"{c.feature} {c.coef:+.3f}"
+                              for c in board.style.itertuples())
+            captions.append(f"style coefficients ({name}, log-odds per sd): {coefs}")
+    if captions:
+        table.caption = "\n".join(captions)
     return table
 
 

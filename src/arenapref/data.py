@@ -25,20 +25,22 @@ class DataError(ValueError):
     """A problem with a user's input: the message is one line saying what, where and what to do."""
 
 
-def read_table_checks(path: Path) -> None:
+def check_input_file(path: str | Path) -> str:
+    """Fail with a clear line if `path` is not a readable, non-empty file; returns its (lower-case) format suffix."""
+    path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a .csv, .jsonl or .parquet file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; expected a header row and data rows")
+    return "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV, JSONL or Parquet file as strings/objects, with errors that name the file."""
     path = Path(path)
-    read_table_checks(path)
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    suffix = check_input_file(path)
     try:
         if suffix in (".jsonl", ".json", ".jsonl.gz", ".ndjson"):
             frame = _read_jsonl(path)
@@ -49,7 +51,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except DataError:
         raise
     except UnicodeDecodeError:
-        raise DataError(f"{path}: {_first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
+        raise DataError(f"{path}: {first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
     except Exception as exc:  # pandas / pyarrow raise many types; all mean "this is not a readable table"
         kind = "Parquet" if suffix == ".parquet" else "CSV"
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -59,7 +61,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _first_bad_utf8(path: Path) -> str:
+def first_bad_utf8(path: Path) -> str:
     """'line L' of the first byte that is not UTF-8 (pandas' own offset is per chunk, useless to a user)."""
     data = path.read_bytes()
     try:
@@ -70,7 +72,8 @@ def _first_bad_utf8(path: Path) -> str:
     return "somewhere"
 
 
-def _check_csv_head(path: Path) -> None:
+def check_csv_head(path: Path) -> None:
+    """Catch the two non-CSV files people pass most often before a parser reports something cryptic."""
     with path.open("rb") as fh:
         head = fh.read(4096)
     if b"\x00" in head:
@@ -80,7 +83,7 @@ def _check_csv_head(path: Path) -> None:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    _check_csv_head(path)
+    check_csv_head(path)
     # keep_default_na=False: a text cell "null" or "" must stay text, not become NaN.
     return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
 
@@ -102,8 +105,7 @@ def iter_frames(path: str | Path, chunk_rows: int = 10_000):
     chunks, Parquet by record batches): a file of any length in bounded memory. Ids must be unique file-wide.
     Yields (frame, total rows of the file, or None when the format cannot tell without reading it all)."""
     path = Path(path)
-    read_table_checks(path)
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    suffix = check_input_file(path)
     seen: dict[str, int] = {}
     first_row = 1
     try:
@@ -116,7 +118,7 @@ def iter_frames(path: str | Path, chunk_rows: int = 10_000):
         elif suffix in (".jsonl", ".json", ".jsonl.gz", ".ndjson"):
             total, chunks = None, _jsonl_chunks(path, chunk_rows)
         else:
-            _check_csv_head(path)
+            check_csv_head(path)
             total = None
             chunks = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=chunk_rows)
         for raw in chunks:
@@ -133,7 +135,7 @@ def iter_frames(path: str | Path, chunk_rows: int = 10_000):
     except DataError:
         raise
     except UnicodeDecodeError:
-        raise DataError(f"{path}: {_first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
+        raise DataError(f"{path}: {first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
     except Exception as exc:  # pandas / pyarrow raise many types; all mean "this is not a readable table"
         kind = "Parquet" if suffix == ".parquet" else "CSV"
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -173,10 +173,11 @@ def test_distillation_with_alpha_1_moves_the_model_toward_the_teacher(family, tm
     teacher_path = tmp_path / "teacher.csv"
     write_teacher(teacher_path, frame["id"], teacher)
     backbone = tiny_llama if family == "llm" else tiny_deberta
+    family_options = dict(lora_r=4) if family == "llm" else dict(head_features=False, probe=False)
     cfg = load_config(None, dict(data=str(small_csv), output=str(tmp_path / "model"), model=family,
                                  backbone=str(backbone), max_length=32, batch_size=16, eval_steps=1000, lr=1e-3,
-                                 head_lr=0.05, lora_r=4, seed=0, epochs=3, teacher_probs=str(teacher_path),
-                                 distill_alpha=1.0, head_features=False, probe=False))
+                                 head_lr=0.05, seed=0, epochs=3, teacher_probs=str(teacher_path),
+                                 distill_alpha=1.0, **family_options))
     # Before: the model as training starts (same seed, so the same head initialisation). The probe (fitted on hard
     # labels) and side features are off: this measures what the soft-label loss alone teaches.
     from transformers import set_seed
@@ -207,10 +208,10 @@ def test_recipe_options_are_validated_with_one_line_errors():
     bad = {
         "field-budget": {"field_budget": "0.5,0.5"},
         "swap-augment 'both'": {"swap_augment": "both"},
-        "distill-alpha": {"distill_alpha": 1.5},
-        "LoRA settings": {"lora_r": 0},
+        "distill-alpha 1.5": {"teacher_probs": "t.csv", "distill_alpha": 1.5},
+        "LoRA settings": {"model": "llm", "lora_r": 0},
         "only the dual-tower": {"model": "llm", "objective": "rank"},
-        "pooling": {"pooling": "max"},
+        "pooling 'max'": {"model": "cross-encoder", "pooling": "max"},
     }
     for message, values in bad.items():
         with pytest.raises(DataError, match=message) as err:

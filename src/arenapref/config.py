@@ -137,6 +137,9 @@ class TrainConfig:
         if isinstance(self.extra, str):
             self.extra = [self.extra]
         self.extra = [str(p) for p in self.extra or []]
+        # Parsed first: "0.2, 0.4, 0.4" or a YAML list is the default, not a change to refuse.
+        self.field_budget = self._parse_field_budget(self.field_budget)
+        self.report_to = self._parse_report_to(self.report_to)
         self._refuse_inapplicable()
         neural = self.hybrid_neural if self.model == "hybrid" else self.model
         if self.truncation_side is None:
@@ -151,7 +154,6 @@ class TrainConfig:
         if self.objective == "rank" and self.model != "dual-tower":
             raise DataError(f"--objective rank scores each response on its own: only the dual-tower has one "
                             f"(got --model {self.model}); drop --objective or use --model dual-tower")
-        self.report_to = self._parse_report_to(self.report_to)
         if self.bf16 and self.fp16:
             raise DataError("--bf16 and --fp16 are exclusive; pick one")
         for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "eval_steps", "gbdt_rounds",
@@ -169,7 +171,6 @@ class TrainConfig:
             raise DataError(f"hybrid-weight {self.hybrid_weight}: the neural part's share must be between 0 and 1")
         if self.probe_c is not None and self.probe_c <= 0:
             raise DataError(f"probe-c {self.probe_c}: must be positive")
-        self.field_budget = self._parse_field_budget(self.field_budget)
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise DataError(f"LoRA settings r={self.lora_r}, alpha={self.lora_alpha}, dropout={self.lora_dropout}: "
                             "need r >= 1, alpha > 0 and 0 <= dropout < 1")

@@ -79,7 +79,7 @@ class Renderer:
         # Decoders often pad with their end token; a final token equal to the pad id would be read as padding by
         # last-token pooling, so such a suffix is left out.
         self.suffix = [last] if last is not None and last != tokenizer.pad_token_id else []
-        specials = set(tokenizer.all_special_tokens) | {t.content for t in getattr(
+        specials = set(getattr(tokenizer, "all_special_tokens", [])) | {t.content for t in getattr(
             tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)}
         specials = sorted((t for t in specials if t), key=len, reverse=True)
         self.spelled_special = re.compile("|".join(map(re.escape, specials))) if specials else None

@@ -331,7 +331,8 @@ def evaluate(
     batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
     workers: Optional[int] = typer.Option(None, help=WORKERS_HELP),
 ):
-    """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file."""
+    """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file (Kaggle columns or
+    chosen/rejected pairs), plus RewardBench-style pairwise accuracy and the longer-answer baseline."""
     from .data import load_frame
     from .modeldir import check_model_dir
 
@@ -341,12 +342,14 @@ def evaluate(
     frame = load_frame(data, require_labels=True)
     _quiet_libraries(_uses_transformers(meta["model_type"]))
     from .api import Judge, check_tta
-    from .metrics import classification_metrics, frame_length_slices
+    from .metrics import classification_metrics, frame_length_slices, frame_pairwise_accuracy, softmax
 
     check_tta(tta)
     judge = Judge.from_pretrained(model, **options)
-    probs = judge.predict_proba(frame, tta=tta)
-    metrics = {**classification_metrics(frame["label"].to_numpy(), probs), **frame_length_slices(frame, probs)}
+    logits, scores = judge.predict_logits(frame, tta=tta)
+    probs = softmax(logits)
+    metrics = {**classification_metrics(frame["label"].to_numpy(), probs), **frame_length_slices(frame, probs),
+               "pairwise": frame_pairwise_accuracy(frame, probs, scores if judge.scores_sides else None)}
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -356,13 +359,28 @@ def evaluate(
             if part["rows"]:
                 console.print(f"rows where the {name.replace('_', ' ')}: {part['rows']}, log loss "
                               f"{part['log_loss']:.4f}, accuracy {part['accuracy']:.4f}")
+        if metrics["pairwise"]["rows"]:
+            console.print(pairwise_table(metrics["pairwise"]))
+
+
+def pairwise_table(pairwise: dict) -> Table:
+    """RewardBench-style accuracy (and the longer-answer baseline), overall and per subset."""
+    how = "score(chosen) > score(rejected)" if pairwise["by"] == "score" else "P(chosen) > P(rejected)"
+    table = Table(title=f"pairwise accuracy: {how}",
+                  caption="rows with a winner; strictly above (equal counts as wrong, as in RewardBench)")
+    for col, justify in (("subset", "left"), ("rows", "right"), ("accuracy", "right"), ("longer wins", "right")):
+        table.add_column(col, justify=justify)
+    for name, part in [*pairwise.get("subsets", {}).items(), ("all", pairwise)]:
+        table.add_row(name, str(part["rows"]), f"{part['accuracy']:.4f}", f"{part['longer_wins']:.4f}")
+    return table
 
 
 @app.command()
 def predict(
     model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
     data: Path = typer.Option(..., help="File to score (labels not needed)."),
-    output: Path = typer.Option(..., help="CSV to write: id,winner_model_a,winner_model_b,winner_tie."),
+    output: Path = typer.Option(..., help="CSV to write: id,winner_model_a,winner_model_b,winner_tie (+ chosen_side "
+                                          "for chosen/rejected input)."),
     scores: bool = typer.Option(False, "--scores", help="Add score_a, score_b (rank models)."),
     tta: str = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped)."),
     dtype: str = typer.Option("fp32", help=DTYPE_HELP),
@@ -414,6 +432,8 @@ def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str) -> i
                 out = judge.predict_frame(frame, scores=scores, tta=tta,
                                           progress=lambda k: bar.advance(task, k))
                 out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
+                if frame.attrs.get("pairwise"):  # chosen/rejected input: where its seeded sides put the chosen one
+                    out["chosen_side"] = ["a" if label == 0 else "b" for label in frame["label"]]
                 out.to_csv(fh, index=False, header=written == 0, float_format="%.6f")
                 written += len(out)
             fh.flush()

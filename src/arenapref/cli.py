@@ -465,6 +465,75 @@ def split(
 
 
 @app.command()
+def label(
+    model: Path = typer.Option(..., help="Model directory written by `arenapref train` (the judge)."),
+    data: Path = typer.Option(..., help="Pairs to judge: Kaggle columns (labels not needed) or prompt/chosen/rejected."),
+    output: Path = typer.Option(..., help="File to write, by extension: .jsonl, .parquet or .csv (one-turn pairs)."),
+    min_confidence: float = typer.Option(0.0, help="Keep pairs whose max(P(A wins), P(B wins)) is at least this."),
+    both_orders: bool = typer.Option(False, "--both-orders", help="Judge each pair in both orders and average "
+                                                                  "(cancels position bias; twice the compute)."),
+    dtype: str = typer.Option("fp32", help=DTYPE_HELP),
+    quantize: str = typer.Option("none", help=QUANTIZE_HELP),
+    batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
+    workers: Optional[int] = typer.Option(None, help=WORKERS_HELP),
+):
+    """Judge-labelled pairs for DPO / reward training: prompt, chosen, rejected in TRL's format, plus p_chosen,
+    p_rejected, p_tie and margin, for the pairs the judge is confident about (predicted ties dropped)."""
+    from .data import TABLE_SUFFIXES, check_output_path, load_frame, write_table_atomic
+    from .modeldir import check_model_dir
+
+    options = _speed_options(dtype, quantize, batch_tokens, workers)
+    if not 0.0 <= min_confidence <= 1.0:
+        raise DataError(f"--min-confidence {min_confidence}: must be between 0 and 1")
+    check_output_path(output)
+    if output.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(f"{output}: unknown output format {output.suffix or '(no extension)'}; name the file .jsonl, "
+                        ".parquet or .csv")
+    meta = check_model_dir(model)
+    _check_speed_options_apply(options, meta, model)
+    frame = load_frame(data)
+    conversational = frame.attrs.get("pairwise") == "conversational" or any(len(p) > 1 for p in frame["prompt"])
+    if conversational and output.suffix.lower() == ".csv":
+        why = "the input is conversational" if frame.attrs.get("pairwise") == "conversational" else \
+            "some rows have several turns"
+        raise DataError(f"{output}: {why}, so the pairs are lists of messages, which a CSV cell cannot hold in "
+                        f"TRL's format; write {output.with_suffix('.jsonl')} or .parquet")
+    _quiet_libraries(_uses_transformers(meta["model_type"]))
+    from .api import Judge
+    from .formats import judged_pairs
+    from .metrics import softmax
+
+    judge = Judge.from_pretrained(model, **options)
+    logits, scores = judge.predict_logits(frame, tta="swap" if both_orders else "none")
+    pairs, counts = judged_pairs(frame, softmax(logits), scores if judge.scores_sides else None, min_confidence,
+                                 conversational)
+    write_table_atomic(pairs, output)
+    console.print(f"kept {counts['kept']} of {counts['rows']} pairs ({counts['ties']} predicted ties, "
+                  f"{counts['unsure']} under --min-confidence {min_confidence:g} dropped); wrote "
+                  f"{'conversational' if conversational else 'string'} pairs to {output}")
+
+
+@app.command()
+def export(
+    model: Path = typer.Option(..., help="Rank-objective model directory (llm, or dual-tower with --no-head-features)."),
+    output: Path = typer.Option(..., help="New directory for the reward model."),
+):
+    """Write a rank model as a scalar reward model: a Hugging Face *ForSequenceClassification directory with one
+    output that transformers loads without arenapref (TRL, OpenRLHF, vLLM conventions)."""
+    from .export import exportable_meta
+
+    exportable_meta(model)  # a model without per-response scores fails here, before torch loads
+    _quiet_libraries()
+    from .export import export_reward_model
+
+    summary = export_reward_model(model, output)
+    remote = ", trust_remote_code=True" if summary["trust_remote_code"] else ""
+    console.print(f"wrote {output}: {summary['architecture']} with num_labels=1 (Davidson log nu "
+                  f"{summary['davidson_log_nu']:.4f}); load it with "
+                  f"AutoModelForSequenceClassification.from_pretrained(\"{output}\"{remote})")
+
+
+@app.command()
 def serve(
     model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),

@@ -270,3 +270,36 @@ def trl_pair(prompt: list[str], chosen: list[str], rejected: list[str], conversa
     while shared and side_c[shared - 1]["role"] != "user":
         shared -= 1
     return {"prompt": side_c[:shared], "chosen": side_c[shared:], "rejected": side_r[shared:]}
+
+
+def judged_pairs(frame: pd.DataFrame, probs: np.ndarray, scores: np.ndarray | None, min_confidence: float,
+                 conversational: bool) -> tuple[pd.DataFrame, dict]:
+    """The pairs a judge is confident about, in TRL's format (`arenapref label`).
+
+    A row's chosen side is the likelier winner; rows where a tie is the likeliest outcome are dropped, and so are
+    rows whose max(P(A wins), P(B wins)) is under `min_confidence`. `margin` is s_chosen - s_rejected on the
+    Davidson logit scale: per-response scores of a rank model, else log P(chosen wins) / P(rejected wins) (the
+    same number for a Davidson model), usable as TRL's `margin` column."""
+    probs = np.asarray(probs, dtype=np.float64)
+    best = probs.argmax(axis=1)
+    top = probs[:, :2].max(axis=1)
+    tie = best == 2
+    unsure = ~tie & (top < min_confidence)
+    keep = np.flatnonzero(~tie & ~unsure)
+    records = []
+    for i in keep:
+        c = int(best[i])
+        prompt, sides = frame["prompt"].iloc[i], (frame["response_a"].iloc[i], frame["response_b"].iloc[i])
+        if scores is not None:
+            margin = float(scores[i, c] - scores[i, 1 - c])
+        else:
+            margin = float(np.log(max(probs[i, c], 1e-12)) - np.log(max(probs[i, 1 - c], 1e-12)))
+        record = {"id": frame["id"].iloc[i], **trl_pair(prompt, sides[c], sides[1 - c], conversational),
+                  "p_chosen": float(probs[i, c]), "p_rejected": float(probs[i, 1 - c]), "p_tie": float(probs[i, 2]),
+                  "margin": margin}
+        if "subset" in frame.columns:
+            record["subset"] = frame["subset"].iloc[i]
+        records.append(record)
+    columns = ["id", "prompt", "chosen", "rejected", "p_chosen", "p_rejected", "p_tie", "margin"]
+    out = pd.DataFrame(records, columns=columns + (["subset"] if "subset" in frame.columns else []))
+    return out, {"rows": len(frame), "kept": len(keep), "ties": int(tie.sum()), "unsure": int(unsure.sum())}

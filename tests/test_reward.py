@@ -383,7 +383,7 @@ def run_isolated(export_dir: Path, remote: bool, cases: dict, tmp_path: Path, tr
     script.write_text(ISOLATED)
     proc = subprocess.run([sys.executable, str(script), str(export_dir), "1" if remote else "0", json.dumps(cases),
                            "trl" if trl else "-", str(tmp_path / "trl")], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=600)
+                          cwd=tmp_path, env=env, timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
@@ -441,6 +441,7 @@ def test_exported_llm_reward_model_loads_without_arenapref_and_trains_in_trl(llm
     assert config["num_labels"] == 1 if "num_labels" in config else len(config["id2label"]) == 1
     assert config["pad_token_id"] is not None and "davidson_log_nu" in config["arenapref"]
     assert not list(out.glob("modeling_*.py"))  # a standard class: no remote code
+    assert abs(config["arenapref"]["temperature"] - 1) > 1e-3  # the fold of the temperature is exercised
     frame = load_frame(small_csv).head(10)  # multi-turn rows, long ones cut to the token budget
     cases = score_cases(frame)
     judge = Judge.from_pretrained(llm_ranker, device="cpu")
@@ -467,16 +468,25 @@ def dual_tower_ranker(tmp_path_factory, pairs, tiny_deberta):
 
 def test_exported_dual_tower_reward_model_gives_the_judges_scores_without_arenapref(dual_tower_ranker, small_csv,
                                                                                    tmp_path):
+    import shutil
+
     from arenapref import Judge
 
+    # A calibration temperature other than 1, so the export must fold it into the head to give the Judge's scores.
+    model = tmp_path / "model"
+    shutil.copytree(dual_tower_ranker, model)
+    meta = json.loads((model / "arenapref.json").read_text())
+    meta["calibration"]["temperature"] = 1.7
+    (model / "arenapref.json").write_text(json.dumps(meta))
     out = tmp_path / "reward"
-    run_cli("export", "--model", dual_tower_ranker, "--output", out)
+    run_cli("export", "--model", model, "--output", out)
     config = json.loads((out / "config.json").read_text())
     assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_arenapref_reward.")
+    assert config["arenapref"]["temperature"] == 1.7
     assert (out / "modeling_arenapref_reward.py").is_file() and (out / "render.py").is_file()
     frame = load_frame(small_csv).head(10)
     cases = score_cases(frame)
-    judge = Judge.from_pretrained(dual_tower_ranker, device="cpu")
+    judge = Judge.from_pretrained(model, device="cpu")
     expected = judge.score_responses(cases["prompts"], cases["responses"])
     _, pair_scores = judge.predict_logits(frame)
     assert np.allclose(expected[:10], pair_scores[:, 0], atol=1e-5)  # the pair path gives the same scores

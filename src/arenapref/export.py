@@ -45,7 +45,9 @@ def load_renderer(model_dir):
 
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as fh:
         settings = json.load(fh)["arenapref"]["text"]
-    return Renderer(AutoTokenizer.from_pretrained(model_dir), TextSettings.from_dict(settings))
+    # AutoTokenizer reads config.json, whose auto_map (a dual tower's export) names this folder's model code.
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+    return Renderer(tokenizer, TextSettings.from_dict(settings))
 
 
 def side_ids(renderer, prompt, response):
@@ -174,8 +176,9 @@ def reward_card(summary: dict, record: dict) -> str:
         f"`{record['source']}` (backbone `{record['backbone']}`). Loads with transformers alone:",
         "",
         "```python",
-        "from transformers import AutoModelForSequenceClassification",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
         f'model = AutoModelForSequenceClassification.from_pretrained("{summary["output"]}"{remote})',
+        f'tokenizer = AutoTokenizer.from_pretrained("{summary["output"]}"{remote})',
         "```",
         "",
         "Scores are on the Davidson logit scale: log P(i beats j) / P(j beats i) = s_i - s_j, and with the tie weight "

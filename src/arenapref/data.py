@@ -184,7 +184,7 @@ def iter_frames(path: str | Path, chunk_rows: int = 10_000):
     except UnicodeDecodeError:
         raise DataError(f"{path}: {_first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
     except Exception as exc:  # pandas / pyarrow raise many types; all mean "this is not a readable table"
-        kind = "Parquet" if suffix == ".parquet" else "CSV"
+        kind = "a datasets folder" if path.is_dir() else "Parquet" if suffix == ".parquet" else "CSV"
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {kind} ({msg}); check the file format") from None
     if first_row == 1:

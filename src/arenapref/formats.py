@@ -57,6 +57,7 @@ def _as_list(value):
 
 
 def _looks_conversational(cell) -> bool:
+    """A list of messages (or its JSON text); an empty list counts (its row then fails with a clear error)."""
     cell = _as_list(cell)
     if isinstance(cell, str):
         text = cell.lstrip()
@@ -66,8 +67,9 @@ def _looks_conversational(cell) -> bool:
             cell = json.loads(text)
         except json.JSONDecodeError:
             return False
-    return (isinstance(cell, list) and len(cell) > 0 and isinstance(_as_list(cell[0]), dict)
-            and "role" in cell[0])
+    if not isinstance(cell, list):
+        return False
+    return not cell or (isinstance(_as_list(cell[0]), dict) and "role" in _as_list(cell[0]))
 
 
 def detect_kind(raw: pd.DataFrame) -> str:

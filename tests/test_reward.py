@@ -400,7 +400,7 @@ def score_cases(frame: pd.DataFrame) -> dict:
 def llm_ranker(tmp_path_factory, pairs, tiny_llama):
     out = tmp_path_factory.mktemp("llm_rank") / "model"
     run_cli("train", "--data", pairs["jsonl"], "--output", out, "--model", "llm", "--objective", "rank",
-            "--backbone", tiny_llama, "--max-length", 48, "--epochs", 1, "--batch-size", 16, "--eval-steps", 50,
+            "--backbone", tiny_llama, "--max-length", 48, "--epochs", 1, "--batch-size", 16, "--eval-steps", 4,
             "--lora-r", 4, "--lora-alpha", 8, "--lora-dropout", 0.0, "--lr", "1e-3", "--seed", 0)
     return out
 
@@ -413,6 +413,9 @@ def test_llm_rank_scores_responses_with_davidson_ties(llm_ranker, pairs, small_c
     meta = json.loads((llm_ranker / "arenapref.json").read_text())
     config = json.loads((llm_ranker / "config.json").read_text())
     assert meta["objective"] == "rank" and meta["text"]["truncation_side"] == "right"
+    # checkpoints were written and the best one restored (the ranker is a plain nn.Module around the classifier)
+    log = json.loads((llm_ranker / "training_log.json").read_text())
+    assert log["best_metric"] is not None and not (llm_ranker / "checkpoints").exists()
     assert config["architectures"] == ["LlamaForSequenceClassification"] and len(config["id2label"]) == 1
     assert math.isfinite(config["davidson_log_nu"]) and config["davidson_log_nu"] < 0  # no ties in these pairs
     judge = Judge.from_pretrained(llm_ranker, device="cpu")

@@ -176,7 +176,8 @@ def pair_turns(chosen: list[tuple[str, str]], rejected: list[tuple[str, str]], w
             what = f"user turn {k + 1} differs between chosen and rejected"
         raise DataError(f"{where}: {what}; a pair must share its prompt turns and differ only in the assistant "
                         "replies")
-    return prompts_c, [t[1] for t in tc], [t[1] for t in tr]
+    reply = lambda turn: "" if turn[1] is None else turn[1]  # no reply: a `null` turn
+    return prompts_c, [reply(t) for t in tc], [reply(t) for t in tr]
 
 
 def chosen_on_a(prompt: list, chosen: list, rejected: list, seed: int = SIDE_SEED) -> bool:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from .data import DataError, check_output_dir, write_text_atomic
@@ -97,8 +99,6 @@ def exportable_meta(model_dir: Path) -> dict:
 
 def export_reward_model(model_dir: str | Path, output: str | Path) -> dict:
     """Write the reward model; returns a summary (architecture, files, Davidson tie weight, temperature)."""
-    import torch
-
     model_dir, output = Path(model_dir), Path(output)
     meta = exportable_meta(model_dir)
     check_output_dir(output)
@@ -116,7 +116,30 @@ def export_reward_model(model_dir: str | Path, output: str | Path) -> dict:
               "temperature": temperature, "text": meta.get("text", {}), "template": TEMPLATE,
               "score": "the response's reward on the Davidson logit scale: log P(i beats j) / P(j beats i) = s_i - "
                        "s_j; equals arenapref's Judge.score_responses"}
-    output.mkdir(parents=True, exist_ok=True)
+    # Written into a temporary folder beside OUTPUT and renamed at the end: a failed export leaves nothing behind.
+    output.parent.mkdir(parents=True, exist_ok=True)
+    final, output = output, Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        summary = _write_export(model, tokenizer, meta, record, temperature, output, final)
+    except BaseException:
+        shutil.rmtree(output, ignore_errors=True)
+        raise
+    if final.exists():
+        final.rmdir()  # empty (checked above)
+    os.chmod(output, 0o777 & ~_umask())
+    os.replace(output, final)
+    return summary
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_export(model, tokenizer, meta: dict, record: dict, temperature: float, output: Path, final: Path) -> dict:
+    import torch
+
     with torch.no_grad():
         if meta["model_type"] == "llm":
             classifier = model.classifier
@@ -156,7 +179,7 @@ def export_reward_model(model_dir: str | Path, output: str | Path) -> dict:
 
     write_text_atomic(Path(inspect.getsourcefile(text)).read_text(encoding="utf-8") + RENDER_HELPERS,
                       output / RENDER_FILE)
-    summary = {"output": str(output), "architecture": architecture, "num_labels": 1,
+    summary = {"output": str(final), "architecture": architecture, "num_labels": 1,
                "trust_remote_code": meta["model_type"] != "llm", "davidson_log_nu": log_nu,
                "temperature": temperature}
     write_text_atomic(reward_card(summary, record), output / "README.md")

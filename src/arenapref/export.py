@@ -33,7 +33,8 @@ from .modeldir import check_model_dir
 
 MODELING_FILE = "modeling_arenapref_reward.py"
 RENDER_FILE = "render.py"
-TEMPLATE = "User:{prompt}Assistant:{response}, for each turn (after the tokenizer's start token, if any)"
+TEMPLATE = ("User:{prompt}Assistant:{response}, for each turn (after the tokenizer's start token, if any); a tokenizer "
+            "that splits on spaces and punctuation (BERT's WordPiece) gives the same ids with spaces between the parts")
 
 RENDER_HELPERS = '''
 

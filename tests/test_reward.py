@@ -434,9 +434,23 @@ def test_llm_rank_scores_responses_with_davidson_ties(llm_ranker, pairs, small_c
     assert metrics["pairwise"]["by"] == "score" and metrics["pairwise"]["rows"] == len(pairs["strings"])
 
 
+def with_temperature(model_dir: Path, tmp_path: Path, temperature: float) -> Path:
+    """A copy of a model directory with another calibration temperature (a tiny validation part keeps 1.0), so an
+    export must fold it into the head to give the Judge's scores."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    meta = json.loads((model / "arenapref.json").read_text())
+    meta["calibration"]["temperature"] = temperature
+    (model / "arenapref.json").write_text(json.dumps(meta))
+    return model
+
+
 def test_exported_llm_reward_model_loads_without_arenapref_and_trains_in_trl(llm_ranker, small_csv, tmp_path):
     from arenapref import Judge
 
+    llm_ranker = with_temperature(llm_ranker, tmp_path, 0.6)
     out = tmp_path / "reward"
     proc = run_cli("export", "--model", llm_ranker, "--output", out)
     assert "LlamaForSequenceClassification" in proc.stdout
@@ -444,7 +458,7 @@ def test_exported_llm_reward_model_loads_without_arenapref_and_trains_in_trl(llm
     assert config["num_labels"] == 1 if "num_labels" in config else len(config["id2label"]) == 1
     assert config["pad_token_id"] is not None and "davidson_log_nu" in config["arenapref"]
     assert not list(out.glob("modeling_*.py"))  # a standard class: no remote code
-    assert abs(config["arenapref"]["temperature"] - 1) > 1e-3  # the fold of the temperature is exercised
+    assert config["arenapref"]["temperature"] == 0.6
     frame = load_frame(small_csv).head(10)  # multi-turn rows, long ones cut to the token budget
     cases = score_cases(frame)
     judge = Judge.from_pretrained(llm_ranker, device="cpu")
@@ -471,16 +485,9 @@ def dual_tower_ranker(tmp_path_factory, pairs, tiny_deberta):
 
 def test_exported_dual_tower_reward_model_gives_the_judges_scores_without_arenapref(dual_tower_ranker, small_csv,
                                                                                    tmp_path):
-    import shutil
-
     from arenapref import Judge
 
-    # A calibration temperature other than 1, so the export must fold it into the head to give the Judge's scores.
-    model = tmp_path / "model"
-    shutil.copytree(dual_tower_ranker, model)
-    meta = json.loads((model / "arenapref.json").read_text())
-    meta["calibration"]["temperature"] = 1.7
-    (model / "arenapref.json").write_text(json.dumps(meta))
+    model = with_temperature(dual_tower_ranker, tmp_path, 1.7)
     out = tmp_path / "reward"
     run_cli("export", "--model", model, "--output", out)
     config = json.loads((out / "config.json").read_text())

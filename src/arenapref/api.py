@@ -88,7 +88,7 @@ class Judge:
         quantize = None if quantize in (None, "none") else quantize
         # Dynamic int8 quantization is a CPU feature: it picks the CPU unless a device is asked for.
         device = device or ("cuda" if torch.cuda.is_available() and quantize is None else "cpu")
-        backend = NeuralBackend.load(path, meta, family.load_recipe(), device, dtype=dtype, quantize=quantize,
+        backend = NeuralBackend.load(path, meta, family.load_recipe(meta.get("objective")), device, dtype=dtype, quantize=quantize,
                                      max_tokens=max_tokens, workers=workers)
         return cls(backend, meta, tta)
 
@@ -166,7 +166,7 @@ class Judge:
     # -- ranking ----------------------------------------------------------------------------------------------
     @property
     def scores_sides(self) -> bool:
-        """True when the model scores one response on its own (dual tower, rank objective)."""
+        """True when the model scores one response on its own (dual tower or llm, rank objective)."""
         return bool(getattr(self.backend, "scores_sides", False))
 
     def score_responses(self, prompts: list[list[str]], responses: list[list[str]]) -> np.ndarray:

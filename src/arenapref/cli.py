@@ -331,7 +331,8 @@ def evaluate(
     batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
     workers: Optional[int] = typer.Option(None, help=WORKERS_HELP),
 ):
-    """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file."""
+    """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file (Kaggle columns or
+    chosen/rejected pairs), plus RewardBench-style pairwise accuracy and the longer-answer baseline."""
     from .data import load_frame
     from .modeldir import check_model_dir
 
@@ -341,12 +342,14 @@ def evaluate(
     frame = load_frame(data, require_labels=True)
     _quiet_libraries(_uses_transformers(meta["model_type"]))
     from .api import Judge, check_tta
-    from .metrics import classification_metrics, frame_length_slices
+    from .metrics import classification_metrics, frame_length_slices, frame_pairwise_accuracy, softmax
 
     check_tta(tta)
     judge = Judge.from_pretrained(model, **options)
-    probs = judge.predict_proba(frame, tta=tta)
-    metrics = {**classification_metrics(frame["label"].to_numpy(), probs), **frame_length_slices(frame, probs)}
+    logits, scores = judge.predict_logits(frame, tta=tta)
+    probs = softmax(logits)
+    metrics = {**classification_metrics(frame["label"].to_numpy(), probs), **frame_length_slices(frame, probs),
+               "pairwise": frame_pairwise_accuracy(frame, probs, scores if judge.scores_sides else None)}
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -356,13 +359,28 @@ def evaluate(
             if part["rows"]:
                 console.print(f"rows where the {name.replace('_', ' ')}: {part['rows']}, log loss "
                               f"{part['log_loss']:.4f}, accuracy {part['accuracy']:.4f}")
+        if metrics["pairwise"]["rows"]:
+            console.print(pairwise_table(metrics["pairwise"]))
+
+
+def pairwise_table(pairwise: dict) -> Table:
+    """RewardBench-style accuracy (and the longer-answer baseline), overall and per subset."""
+    how = "score(chosen) > score(rejected)" if pairwise["by"] == "score" else "P(chosen) > P(rejected)"
+    table = Table(title=f"pairwise accuracy: {how}",
+                  caption="rows with a winner; strictly above (equal counts as wrong, as in RewardBench)")
+    for col, justify in (("subset", "left"), ("rows", "right"), ("accuracy", "right"), ("longer wins", "right")):
+        table.add_column(col, justify=justify)
+    for name, part in [*pairwise.get("subsets", {}).items(), ("all", pairwise)]:
+        table.add_row(name, str(part["rows"]), f"{part['accuracy']:.4f}", f"{part['longer_wins']:.4f}")
+    return table
 
 
 @app.command()
 def predict(
     model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
     data: Path = typer.Option(..., help="File to score (labels not needed)."),
-    output: Path = typer.Option(..., help="CSV to write: id,winner_model_a,winner_model_b,winner_tie."),
+    output: Path = typer.Option(..., help="CSV to write: id,winner_model_a,winner_model_b,winner_tie (+ chosen_side "
+                                          "for chosen/rejected input)."),
     scores: bool = typer.Option(False, "--scores", help="Add score_a, score_b (rank models)."),
     tta: str = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped)."),
     dtype: str = typer.Option("fp32", help=DTYPE_HELP),
@@ -414,6 +432,8 @@ def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str) -> i
                 out = judge.predict_frame(frame, scores=scores, tta=tta,
                                           progress=lambda k: bar.advance(task, k))
                 out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
+                if frame.attrs.get("pairwise"):  # chosen/rejected input: where its seeded sides put the chosen one
+                    out["chosen_side"] = ["a" if label == 0 else "b" for label in frame["label"]]
                 out.to_csv(fh, index=False, header=written == 0, float_format="%.6f")
                 written += len(out)
             fh.flush()
@@ -442,6 +462,75 @@ def split(
     write_csv_atomic(to_kaggle(train_part), output / "train.csv")
     write_csv_atomic(to_kaggle(holdout_part), output / "holdout.csv")
     console.print(f"{len(train_part)} train rows, {len(holdout_part)} holdout rows -> {output}")
+
+
+@app.command()
+def label(
+    model: Path = typer.Option(..., help="Model directory written by `arenapref train` (the judge)."),
+    data: Path = typer.Option(..., help="Pairs to judge: Kaggle columns (labels not needed) or prompt/chosen/rejected."),
+    output: Path = typer.Option(..., help="File to write, by extension: .jsonl, .parquet or .csv (one-turn pairs)."),
+    min_confidence: float = typer.Option(0.0, help="Keep pairs whose max(P(A wins), P(B wins)) is at least this."),
+    both_orders: bool = typer.Option(False, "--both-orders", help="Judge each pair in both orders and average "
+                                                                  "(cancels position bias; twice the compute)."),
+    dtype: str = typer.Option("fp32", help=DTYPE_HELP),
+    quantize: str = typer.Option("none", help=QUANTIZE_HELP),
+    batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
+    workers: Optional[int] = typer.Option(None, help=WORKERS_HELP),
+):
+    """Judge-labelled pairs for DPO / reward training: prompt, chosen, rejected in TRL's format, plus p_chosen,
+    p_rejected, p_tie and margin, for the pairs the judge is confident about (predicted ties dropped)."""
+    from .data import TABLE_SUFFIXES, check_output_path, load_frame, write_table_atomic
+    from .modeldir import check_model_dir
+
+    options = _speed_options(dtype, quantize, batch_tokens, workers)
+    if not 0.0 <= min_confidence <= 1.0:
+        raise DataError(f"--min-confidence {min_confidence}: must be between 0 and 1")
+    check_output_path(output)
+    if output.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(f"{output}: unknown output format {output.suffix or '(no extension)'}; name the file .jsonl, "
+                        ".parquet or .csv")
+    meta = check_model_dir(model)
+    _check_speed_options_apply(options, meta, model)
+    frame = load_frame(data)
+    conversational = frame.attrs.get("pairwise") == "conversational" or any(len(p) > 1 for p in frame["prompt"])
+    if conversational and output.suffix.lower() == ".csv":
+        why = "the input is conversational" if frame.attrs.get("pairwise") == "conversational" else \
+            "some rows have several turns"
+        raise DataError(f"{output}: {why}, so the pairs are lists of messages, which a CSV cell cannot hold in "
+                        f"TRL's format; write {output.with_suffix('.jsonl')} or .parquet")
+    _quiet_libraries(_uses_transformers(meta["model_type"]))
+    from .api import Judge
+    from .formats import judged_pairs
+    from .metrics import softmax
+
+    judge = Judge.from_pretrained(model, **options)
+    logits, scores = judge.predict_logits(frame, tta="swap" if both_orders else "none")
+    pairs, counts = judged_pairs(frame, softmax(logits), scores if judge.scores_sides else None, min_confidence,
+                                 conversational)
+    write_table_atomic(pairs, output)
+    console.print(f"kept {counts['kept']} of {counts['rows']} pairs ({counts['ties']} predicted ties, "
+                  f"{counts['unsure']} under --min-confidence {min_confidence:g} dropped); wrote "
+                  f"{'conversational' if conversational else 'string'} pairs to {output}")
+
+
+@app.command()
+def export(
+    model: Path = typer.Option(..., help="Rank-objective model directory (llm, or dual-tower with --no-head-features)."),
+    output: Path = typer.Option(..., help="New directory for the reward model."),
+):
+    """Write a rank model as a scalar reward model: a Hugging Face *ForSequenceClassification directory with one
+    output that transformers loads without arenapref (TRL, OpenRLHF, vLLM conventions)."""
+    from .export import exportable_meta
+
+    exportable_meta(model)  # a model without per-response scores fails here, before torch loads
+    _quiet_libraries()
+    from .export import export_reward_model
+
+    summary = export_reward_model(model, output)
+    remote = ", trust_remote_code=True" if summary["trust_remote_code"] else ""
+    console.print(f"wrote {output}: {summary['architecture']} with num_labels=1 (Davidson log nu "
+                  f"{summary['davidson_log_nu']:.4f}); load it with "
+                  f"AutoModelForSequenceClassification.from_pretrained(\"{output}\"{remote})")
 
 
 @app.command()

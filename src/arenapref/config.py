@@ -32,10 +32,12 @@ PROBE_OPTIONS = {"head_features", "probe", "probe_c"}
 FAMILY_OPTIONS = {
     "dual-tower": NEURAL_OPTIONS | PROBE_OPTIONS | {"objective", "rank_loss", "response_weight"},
     "cross-encoder": NEURAL_OPTIONS | PROBE_OPTIONS | {"field_budget", "pooling"},
-    "llm": NEURAL_OPTIONS | {"field_budget", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "gguf_file"},
+    "llm": NEURAL_OPTIONS | {"objective", "field_budget", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
+                             "gguf_file"},
     "gbdt": GBDT_OPTIONS,
 }
 JOINT_FAMILIES = ("cross-encoder", "llm")
+RANK_FAMILIES = ("dual-tower", "llm")  # families with --objective rank (one score per response)
 
 
 def options_of(model: str, hybrid_neural: str = "dual-tower") -> set:
@@ -142,8 +144,8 @@ class TrainConfig:
         self.report_to = self._parse_report_to(self.report_to)
         self._refuse_inapplicable()
         neural = self.hybrid_neural if self.model == "hybrid" else self.model
-        if self.truncation_side is None:
-            self.truncation_side = "left" if neural in JOINT_FAMILIES else "right"
+        if self.truncation_side is None:  # an llm ranker reads single sides, like the dual tower
+            self.truncation_side = "left" if neural in JOINT_FAMILIES and self.objective != "rank" else "right"
         choices = {"objective": ("classify", "rank"), "rank_loss": ("davidson", "mse"),
                    "truncation_side": ("left", "right"), "pooling": ("mean", "first", "fields"),
                    "swap_augment": ("none", "random", "full"), "gbdt_extra": ("direction", "all"),
@@ -151,9 +153,9 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise DataError(f"{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        if self.objective == "rank" and self.model != "dual-tower":
-            raise DataError(f"--objective rank scores each response on its own: only the dual-tower has one "
-                            f"(got --model {self.model}); drop --objective or use --model dual-tower")
+        if self.objective == "rank" and self.model not in RANK_FAMILIES:
+            raise DataError(f"--objective rank scores each response on its own: only the dual-tower and the llm "
+                            f"have one (got --model {self.model}); drop --objective or use --model dual-tower or llm")
         if self.bf16 and self.fp16:
             raise DataError("--bf16 and --fp16 are exclusive; pick one")
         for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "eval_steps", "gbdt_rounds",
@@ -171,6 +173,9 @@ class TrainConfig:
             raise DataError(f"hybrid-weight {self.hybrid_weight}: the neural part's share must be between 0 and 1")
         if self.probe_c is not None and self.probe_c <= 0:
             raise DataError(f"probe-c {self.probe_c}: must be positive")
+        if self.objective == "rank" and self.model == "llm" and self.field_budget != TrainConfig.field_budget:
+            raise DataError("--field-budget shares the joint input of a 3-way llm; an llm ranker reads each side "
+                            "on its own: drop --field-budget")
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise DataError(f"LoRA settings r={self.lora_r}, alpha={self.lora_alpha}, dropout={self.lora_dropout}: "
                             "need r >= 1, alpha > 0 and 0 <= dropout < 1")
@@ -180,7 +185,7 @@ class TrainConfig:
 
     def _refuse_inapplicable(self) -> None:
         """A setting changed from its default that the chosen family never reads is refused in one line."""
-        if self.objective == "rank" and self.model != "dual-tower":
+        if self.objective == "rank" and self.model not in RANK_FAMILIES:
             return  # the clearer message below names --objective rank itself
         defaults = TrainConfig()
         applicable = options_of(self.model, self.hybrid_neural)

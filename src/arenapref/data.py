@@ -1,7 +1,11 @@
-"""Read preference data (Kaggle LMSYS format) from CSV / JSONL / Parquet, validate it, split it by prompt.
+"""Read preference data from CSV / JSONL / Parquet or a datasets folder, validate it, split it by prompt.
+
+Two layouts are read: the Kaggle LMSYS one (`id, prompt, response_a, response_b`, winner columns) and TRL's
+chosen/rejected pairs, strings or conversations (formats.py converts them to the Kaggle one).
 
 A loaded frame always has: `id` (str), `prompt`, `response_a`, `response_b` (lists of str, one per turn, `null`
-turns as ""), `label` (0 = A wins, 1 = B wins, 2 = tie, -1 = unlabelled), and `model_a` / `model_b` when present.
+turns as ""), `label` (0 = A wins, 1 = B wins, 2 = tie, -1 = unlabelled), and `model_a` / `model_b` / `subset` when
+present.
 """
 
 from __future__ import annotations
@@ -26,21 +30,61 @@ class DataError(ValueError):
 
 
 def check_input_file(path: str | Path) -> str:
-    """Fail with a clear line if `path` is not a readable, non-empty file; returns its (lower-case) format suffix."""
+    """Fail with a clear line if `path` is not a readable, non-empty file (or a datasets folder); returns its
+    (lower-case) format suffix, "dataset" for a datasets folder."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found; check the path")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a .csv, .jsonl or .parquet file")
+        if is_dataset_dir(path):
+            return "dataset"
+        raise DataError(f"{path}: is a directory, expected a .csv, .jsonl or .parquet file (or a Hugging Face "
+                        "datasets folder written by save_to_disk)")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; expected a header row and data rows")
     return "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
 
 
+def is_dataset_dir(path: Path) -> bool:
+    """A folder written by `datasets`' save_to_disk (a Dataset, or a DatasetDict of splits)."""
+    return path.is_dir() and any((path / name).is_file() for name in DATASET_DIR_FILES)
+
+
+DATASET_DIR_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+def load_dataset_dir(path: Path):
+    """datasets.load_from_disk(path) as one Dataset: a DatasetDict must hold one split (else name the split's
+    folder)."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{path}: is a Hugging Face datasets folder; reading it needs the datasets package "
+                        "(pip install datasets)") from None
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises FileNotFoundError, ValueError, pyarrow errors...
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as a datasets folder ({msg[:160]}); write it again with "
+                        "save_to_disk") from None
+    if isinstance(dataset, datasets.DatasetDict):
+        splits = list(dataset)
+        if len(splits) != 1:
+            raise DataError(f"{path}: holds the splits {', '.join(splits)}; pass one split's folder, e.g. "
+                            f"{path / splits[0]}")
+        dataset = dataset[splits[0]]
+    return dataset
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, JSONL or Parquet file as strings/objects, with errors that name the file."""
+    """Read a CSV, JSONL or Parquet file (or a datasets folder) as strings/objects, with errors that name it."""
     path = Path(path)
     suffix = check_input_file(path)
+    if suffix == "dataset":
+        frame = load_dataset_dir(path).to_pandas()
+        if len(frame) == 0:
+            raise DataError(f"{path}: the dataset has no rows")
+        return frame
     try:
         if suffix in (".jsonl", ".json", ".jsonl.gz", ".ndjson"):
             frame = _read_jsonl(path)
@@ -108,8 +152,13 @@ def iter_frames(path: str | Path, chunk_rows: int = 10_000):
     suffix = check_input_file(path)
     seen: dict[str, int] = {}
     first_row = 1
+    pair_kind = None  # a chosen/rejected file's kind is the first chunk's (formats.detect_kind)
     try:
-        if suffix == ".parquet":
+        if path.is_dir():
+            dataset = load_dataset_dir(path)
+            total = len(dataset)
+            chunks = dataset.to_pandas(batch_size=chunk_rows, batched=True)
+        elif suffix == ".parquet":
             import pyarrow.parquet as pq
 
             parquet = pq.ParquetFile(path)
@@ -124,7 +173,8 @@ def iter_frames(path: str | Path, chunk_rows: int = 10_000):
         for raw in chunks:
             if len(raw) == 0:
                 continue
-            frame = normalize(raw, str(path), first_row=first_row)
+            frame = normalize(raw, str(path), first_row=first_row, pair_kind=pair_kind)
+            pair_kind = frame.attrs.get("pairwise")
             for offset, row_id in enumerate(frame["id"]):
                 if row_id in seen:
                     raise DataError(f"{path}: row {first_row + offset} column id: id {row_id!r} already used by row "
@@ -137,7 +187,7 @@ def iter_frames(path: str | Path, chunk_rows: int = 10_000):
     except UnicodeDecodeError:
         raise DataError(f"{path}: {first_bad_utf8(path)}: not valid UTF-8; re-save the file as UTF-8") from None
     except Exception as exc:  # pandas / pyarrow raise many types; all mean "this is not a readable table"
-        kind = "Parquet" if suffix == ".parquet" else "CSV"
+        kind = "a datasets folder" if path.is_dir() else "Parquet" if suffix == ".parquet" else "CSV"
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {kind} ({msg}); check the file format") from None
     if first_row == 1:
@@ -219,11 +269,22 @@ def load_frame(path: str | Path, require_labels: bool = False) -> pd.DataFrame:
 
 
 def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = False,
-              first_row: int = 1) -> pd.DataFrame:
+              first_row: int = 1, pair_kind: str | None = None) -> pd.DataFrame:
     """Validate a Kaggle-format frame (turn cells as JSON strings or lists) and normalise it. Errors name rows
-    counting from `first_row` (a chunk of a longer file starts further down)."""
+    counting from `first_row` (a chunk of a longer file starts further down).
+
+    A TRL-style chosen/rejected frame (formats.py) is converted first: its rows get seeded A/B sides and labels
+    saying which side was chosen, and the frame's `attrs["pairwise"]` says its kind ("string" or
+    "conversational"; `pair_kind` fixes it for the later chunks of a file)."""
+    from .formats import check_pair_columns, is_pairwise, pairwise_to_arena
+
     raw = raw.copy()
     raw.columns = [str(c).strip() for c in raw.columns]
+    check_pair_columns(raw.columns, where)
+    if is_pairwise(raw.columns):
+        raw, pair_kind = pairwise_to_arena(raw, where, first_row, pair_kind)
+    else:
+        pair_kind = None
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
         raise DataError(f"{where}: missing required column(s) {', '.join(missing)}; expected {', '.join(REQUIRED_COLUMNS)}")
@@ -249,9 +310,11 @@ def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = Fa
                             f"response_b {len(b)}; "
                             "each list needs one entry per turn")
     out["label"] = _parse_labels(raw, where, first_row) if has_labels else -1
-    for col in ("model_a", "model_b"):
+    for col in ("model_a", "model_b", "subset"):
         if col in raw.columns:
             out[col] = raw[col].astype(str).to_numpy()
+    if pair_kind:
+        out.attrs["pairwise"] = pair_kind
     return out
 
 
@@ -350,6 +413,8 @@ def to_kaggle(frame: pd.DataFrame) -> pd.DataFrame:
         onehot = one_hot(frame["label"].to_numpy()).astype(int)
         for j, col in enumerate(LABEL_COLUMNS):
             out[col] = onehot[:, j]
+    if "subset" in frame.columns:
+        out["subset"] = frame["subset"]
     return out
 
 
@@ -413,3 +478,41 @@ def write_text_atomic(text: str, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+TABLE_SUFFIXES = (".csv", ".jsonl", ".parquet")
+
+
+def write_table_atomic(frame: pd.DataFrame, path: str | Path) -> None:
+    """CSV, JSONL (one JSON object per line, lists stay lists) or Parquet by the file's extension, written to a
+    temporary file beside it and renamed (a kill never leaves a truncated file)."""
+    path = check_output_path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: unknown output format {suffix or '(no extension)'}; name the file .csv, .jsonl "
+                        "or .parquet")
+    if suffix == ".csv":
+        write_csv_atomic(frame, path)
+        return
+    if suffix == ".jsonl":
+        records = frame.to_dict(orient="records")
+        write_text_atomic("".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in records),
+                          path)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, new_file_mode())
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

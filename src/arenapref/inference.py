@@ -473,8 +473,8 @@ class NeuralBackend:
     @property
     def scores_sides(self) -> bool:
         """Rank-objective models score one response without a partner (ranking n responses costs n passes)."""
-        return (self.inputs == "pair" and hasattr(self.model, "side_scores")
-                and getattr(self.model.config, "objective", None) == "rank")
+        objective = getattr(self.model, "objective", None) or getattr(self.model.config, "objective", None)
+        return self.inputs == "pair" and hasattr(self.model, "side_scores") and objective == "rank"
 
     def score_responses(self, prompts: list[list[str]], responses: list[list[str]]) -> np.ndarray:
         """Uncalibrated score of each (prompt turns, response turns), rendered exactly like one side of a pair."""

@@ -97,5 +97,47 @@ def length_slices(labels: np.ndarray, probs: np.ndarray, length_a: np.ndarray, l
 
 def frame_length_slices(frame, probs: np.ndarray) -> dict:
     """`length_slices` of a normalised frame (turn lists joined as the features do)."""
-    length = lambda column: np.array([len("\n".join(turns)) for turns in frame[column]])
-    return length_slices(frame["label"].to_numpy(), probs, length("response_a"), length("response_b"))
+    return length_slices(frame["label"].to_numpy(), probs, *response_lengths(frame))
+
+
+def response_lengths(frame) -> tuple[np.ndarray, np.ndarray]:
+    """Characters of each side's response turns (joined as the features do), per row of a normalised frame."""
+    length = lambda column: np.array([len("\n".join(turns)) for turns in frame[column]], dtype=np.int64)
+    return length("response_a"), length("response_b")
+
+
+def _pairwise_part(correct: np.ndarray, longer: np.ndarray) -> dict:
+    n = int(len(correct))
+    return {"rows": n, "accuracy": float(correct.mean()) if n else None,
+            "longer_wins": float(longer.mean()) if n else None}
+
+
+def pairwise_accuracy(labels: np.ndarray, probs: np.ndarray, scores: np.ndarray | None, length_a: np.ndarray,
+                      length_b: np.ndarray, subsets=None) -> dict:
+    """RewardBench-style accuracy on the rows with a chosen side (A won or B won; ties are left out): a row counts
+    when the chosen response is scored strictly above the rejected one (equal scores count as wrong, as in
+    RewardBench). `scores` (N, 2) are per-response scores (rank models); without them P(chosen wins) >
+    P(rejected wins) decides (`by` says which). `longer_wins` is the "longer answer wins" baseline on the same rows
+    (lengths in characters; equal lengths count as wrong). Per `subset` value too when `subsets` is given."""
+    labels = np.asarray(labels)
+    decisive = (labels == 0) | (labels == 1)
+    values = np.asarray(scores if scores is not None else np.asarray(probs)[:, :2], dtype=np.float64)
+    chosen = np.clip(labels, 0, 1)
+    rows = np.arange(len(labels))
+    correct = values[rows, chosen] > values[rows, 1 - chosen]
+    lengths = np.stack([np.asarray(length_a), np.asarray(length_b)], axis=1)
+    longer = lengths[rows, chosen] > lengths[rows, 1 - chosen]
+    out = {"by": "score" if scores is not None else "probability",
+           **_pairwise_part(correct[decisive], longer[decisive])}
+    if subsets is not None:
+        subsets = np.asarray(subsets).astype(str)
+        out["subsets"] = {name: _pairwise_part(correct[decisive & (subsets == name)], longer[decisive & (subsets == name)])
+                          for name in sorted(set(subsets[decisive]))}
+    return out
+
+
+def frame_pairwise_accuracy(frame, probs: np.ndarray, scores: np.ndarray | None = None) -> dict:
+    """`pairwise_accuracy` of a normalised frame (per `subset` when the frame has that column)."""
+    length_a, length_b = response_lengths(frame)
+    subsets = frame["subset"].to_numpy() if "subset" in frame.columns else None
+    return pairwise_accuracy(frame["label"].to_numpy(), probs, scores, length_a, length_b, subsets)

@@ -102,6 +102,8 @@ def write_model_card(path: str | Path) -> None:
             "cross-encoder": "cross-encoder: prompt, response A and response B in one sequence",
             "llm": "decoder sequence classifier (LoRA) on prompt, response A and response B",
             "hybrid": "the average of a neural judge's and a gbdt's calibrated probabilities"}.get(family, family)
+    if family == "llm" and meta.get("objective") == "rank":
+        what = "decoder reward model (LoRA): one score per prompt + response, Davidson ties"
     lines = [
         "---",
         "library_name: arenapref",

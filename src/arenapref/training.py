@@ -102,7 +102,7 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
     `valid_out` (a dict) receives the validation labels and calibrated probabilities."""
     from transformers import TrainingArguments, set_seed
 
-    recipe = MODELS[cfg.model].load_recipe()
+    recipe = MODELS[cfg.model].load_recipe(cfg.objective)
     set_seed(cfg.seed)
     output = check_output_dir(cfg.output)
     train_frame, valid_frame = load_train_valid(cfg, log)

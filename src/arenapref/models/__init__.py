@@ -25,9 +25,10 @@ def _resolve(target: str):
 class Family:
     backend: str                  # "neural" | "gbdt" | "hybrid"
     recipe: str | None = None     # neural: "module:object" of the family's recipe (see models/families.py)
+    rank_recipe: str | None = None  # a family whose --objective rank needs another recipe (the llm's)
 
-    def load_recipe(self):
-        return _resolve(self.recipe)
+    def load_recipe(self, objective: str | None = None):
+        return _resolve(self.rank_recipe if objective == "rank" and self.rank_recipe else self.recipe)
 
     def load_class(self):
         """The PreTrainedModel class of our own neural families (None for the llm: a Hugging Face class)."""
@@ -37,7 +38,7 @@ class Family:
 MODELS = {
     "dual-tower": Family("neural", "arenapref.models.families:DUAL_TOWER"),
     "cross-encoder": Family("neural", "arenapref.models.families:CROSS_ENCODER"),
-    "llm": Family("neural", "arenapref.models.llm:LLM"),
+    "llm": Family("neural", "arenapref.models.llm:LLM", "arenapref.models.llm:LLM_RANK"),
     "gbdt": Family("gbdt"),
     "hybrid": Family("hybrid"),   # a neural part + the gbdt, probabilities averaged (models/hybrid.py)
 }

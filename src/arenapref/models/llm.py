@@ -10,6 +10,13 @@ trained in full (`modules_to_save`). Saving: the adapters are merged into the we
 the plain classifier is saved, so the directory reloads from itself alone, without peft or the base model, and
 the head cannot be silently re-initialised on load (the usual peft trap when only adapters are saved).
 The cost is a full copy of the weights per trained model, which is fine for the small backbones this targets.
+
+`--objective rank` (LLM_RANK): the same decoder with one output (`num_labels=1`) reads each side on its own
+(prompt + one response, rendered as the dual tower renders a side: `User: ... Assistant: ...`) and its output is
+that response's reward; `LlmRanker` adds the Davidson tie weight ν, so the two scores of a pair give 3-way
+probabilities (P(A) ∝ e^{s_A}, P(B) ∝ e^{s_B}, P(tie) ∝ ν e^{(s_A+s_B)/2}) and ties train it. The saved directory is
+the merged `*ForSequenceClassification` with `num_labels=1` (the reward-model checkpoint TRL, OpenRLHF and vLLM
+load), with log ν kept in its config.json as `davidson_log_nu`.
 """
 
 from __future__ import annotations
@@ -76,15 +83,21 @@ class LlmFamily:
         source, kwargs = resolve_backbone(str(source), getattr(cfg, "gguf_file", None))
         return load_tokenizer(source, **kwargs)
 
+    num_labels = 3
+
     def build(self, cfg, tokenizer):
-        from peft import LoraConfig, TaskType, get_peft_model
+        return self.with_lora(self.classifier(cfg, tokenizer), cfg)
+
+    def classifier(self, cfg, tokenizer):
+        """The backbone as a fresh sequence classifier with `num_labels` outputs, pad token set."""
         from transformers import AutoModelForSequenceClassification
 
         source, kwargs = resolve_backbone(cfg.backbone, cfg.gguf_file)
+        labels = LABELS if self.num_labels == 3 else ("reward",)
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=3, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
-                dtype=torch.float32, **kwargs)
+                source, num_labels=self.num_labels, id2label=dict(enumerate(labels)),
+                label2id={n: i for i, n in enumerate(labels)}, dtype=torch.float32, **kwargs)
         except (OSError, ValueError) as exc:
             raise DataError(f"backbone {cfg.backbone!r}: cannot load it as a sequence classifier "
                             f"({str(exc).splitlines()[0][:160]}); pass a decoder LM directory or .gguf file") from None
@@ -94,6 +107,12 @@ class LlmFamily:
         torch.nn.init.normal_(model.score.weight, mean=0.0, std=0.02)
         if getattr(model.score, "bias", None) is not None:
             torch.nn.init.zeros_(model.score.bias)
+        return model
+
+    @staticmethod
+    def with_lora(model, cfg):
+        from peft import LoraConfig, TaskType, get_peft_model
+
         targets = "all-linear" if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
         lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                           lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=["score"])
@@ -109,6 +128,11 @@ class LlmFamily:
         if not str((config.get("architectures") or [""])[0]).endswith("ForSequenceClassification"):
             raise DataError(f"{path / 'config.json'}: not a sequence classifier ({config.get('architectures')}); "
                             "the directory mixes two models, retrain it")
+        outputs = len(config.get("id2label") or {}) or config.get("num_labels", 2)
+        if outputs != self.num_labels:
+            raise DataError(f"{path / 'config.json'}: a classifier with {outputs} output(s), but arenapref.json "
+                            f"says {'rank' if self.num_labels == 1 else 'classify'}; the directory mixes two "
+                            "models, retrain it")
         return load_weights(AutoModelForSequenceClassification.from_pretrained, path)
 
     @staticmethod
@@ -122,3 +146,72 @@ class LlmFamily:
 
 
 LLM = LlmFamily()
+
+
+class LlmRanker(torch.nn.Module):
+    """A one-output sequence classifier as a per-response reward, plus the Davidson tie weight: forward takes
+    (B, 2, L) pairs of sides and returns the scores (B, 2), the Davidson logits (B, 3) and the loss."""
+
+    objective = "rank"  # NeuralBackend.scores_sides reads it (a Hugging Face config has no objective)
+
+    def __init__(self, classifier, log_nu: float = 0.0):
+        super().__init__()
+        self.classifier = classifier
+        self.log_nu = torch.nn.Parameter(torch.tensor(float(log_nu)))
+
+    @property
+    def config(self):
+        return self.classifier.config
+
+    def side_scores(self, input_ids, attention_mask, features=None) -> torch.Tensor:
+        """(n, L) single sides -> (n,) rewards: the classifier's output at each side's last real token."""
+        out = self.classifier(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        return out.logits[:, 0]
+
+    def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, **unused):
+        from .dual_tower import DualTowerOutput
+        from .heads import preference_loss
+
+        batch, sides, length = input_ids.shape
+        scores = self.side_scores(input_ids.view(-1, length), attention_mask.view(-1, length)).view(batch, sides)
+        scores = scores.float()
+        logits = torch.stack([scores[:, 0], scores[:, 1], self.log_nu + scores.mean(dim=1)], dim=1)
+        loss = None
+        if labels is not None or soft_labels is not None:
+            loss = preference_loss(logits, labels, soft_labels)
+        return DualTowerOutput(loss=loss, logits=logits, scores=scores)
+
+    def gradient_checkpointing_enable(self, **kwargs):
+        self.classifier.gradient_checkpointing_enable(**kwargs)
+
+    def save_pretrained(self, path, **kwargs):
+        """The classifier alone (a standard reward-model checkpoint), log ν in its config."""
+        self.classifier.config.davidson_log_nu = float(self.log_nu.detach())
+        self.classifier.save_pretrained(path, **kwargs)
+
+
+class LlmRankFamily(LlmFamily):
+    """--model llm --objective rank: each side scored alone (inputs "pair", like the dual tower)."""
+
+    inputs = "pair"
+    model_computes_loss = True
+    num_labels = 1
+
+    def build(self, cfg, tokenizer):
+        return LlmRanker(self.with_lora(self.classifier(cfg, tokenizer), cfg))
+
+    def load(self, path: Path):
+        classifier = super().load(path)
+        return LlmRanker(classifier, float(getattr(classifier.config, "davidson_log_nu", 0.0)))
+
+    @staticmethod
+    def is_head(name: str) -> bool:
+        return LlmFamily.is_head(name) or name == "log_nu"
+
+    @staticmethod
+    def for_saving(model):
+        model.classifier = LlmFamily.for_saving(model.classifier)
+        return model
+
+
+LLM_RANK = LlmRankFamily()

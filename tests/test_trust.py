@@ -305,3 +305,10 @@ def test_mse_rank_checkpoints_are_chosen_by_a_metric_that_exists(tmp_path, small
     assert len(losses) >= 2 and np.isclose(log["best_metric"], min(losses))
     assert "score link" in meta["valid_metrics_scope"] and "link" in meta
     assert {"temperature", "temperature_swap"} <= set(meta["calibration"])
+    # the fitted link's scale reaches the pair path's scores too: one score definition for this objective as well
+    from arenapref import Judge
+
+    judge, frame = Judge.from_pretrained(out), load_frame(small_csv).head(6)
+    assert meta["link"]["scale"] != 1.0
+    np.testing.assert_allclose(judge.predict_frame(to_kaggle(frame), scores=True)["score_a"],
+                               judge.score_responses(list(frame["prompt"]), list(frame["response_a"])), atol=1e-5)

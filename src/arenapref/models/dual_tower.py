@@ -184,7 +184,8 @@ class DualTowerModel(PreTrainedModel):
         if feats is not None:
             pooled = torch.cat([pooled, torch.stack(feats[:2], dim=1)], dim=-1)
         scores = self.head(pooled).squeeze(-1)
-        return self.davidson_logits(scores), scores
+        # Scores on the link's scale, as side_scores gives them (the MSE fit's scale is 1 until fit_link sets it).
+        return self.davidson_logits(scores), scores * self.link_scale
 
     def side_scores(self, input_ids, attention_mask, features: torch.Tensor | None = None) -> torch.Tensor:
         """Rank objective: (B, L) single sides (prompt + one response), with their (B, S) side features when the

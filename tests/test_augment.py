@@ -210,7 +210,7 @@ def test_recipe_options_are_validated_with_one_line_errors():
         "swap-augment 'both'": {"swap_augment": "both"},
         "distill-alpha 1.5": {"teacher_probs": "t.csv", "distill_alpha": 1.5},
         "LoRA settings": {"model": "llm", "lora_r": 0},
-        "only the dual-tower": {"model": "llm", "objective": "rank"},
+        "only the dual-tower and the llm": {"model": "cross-encoder", "objective": "rank"},
         "pooling 'max'": {"model": "cross-encoder", "pooling": "max"},
     }
     for message, values in bad.items():

@@ -96,7 +96,7 @@ def test_string_pairs_get_seeded_balanced_sides_and_keep_the_chosen_one(pairs, t
     for path in ("p.jsonl", "p.parquet", "ds"):
         other = load_frame(tmp_path / path)
         pd.testing.assert_frame_equal(other, frame)
-        chunks = pd.concat([f for _, f, _ in iter_frames(tmp_path / path, 37)], ignore_index=True)
+        chunks = pd.concat([f for f, _ in iter_frames(tmp_path / path, 37)], ignore_index=True)
         pd.testing.assert_frame_equal(chunks, frame)
     # The seed decides: another seed flips about half of the coins.
     flips = [chosen_on_a(p, [c], [r], 0) != chosen_on_a(p, [c], [r], 1)

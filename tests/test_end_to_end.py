@@ -86,8 +86,9 @@ def test_rank_objective_end_to_end(rank_loss, small_csv, tiny_deberta, tmp_path)
     assert pred.columns.tolist()[-2:] == ["score_a", "score_b"]
     # probabilities are the Davidson link of the scores
     judge = Judge.from_pretrained(out)
-    s = pred[["score_a", "score_b"]].to_numpy() * judge.model.link_scale.item()
-    logits = np.stack([s[:, 0], s[:, 1], judge.model.log_nu.item() + s.mean(1)], 1)
+    # (scores carry the link's scale and are divided by the temperature, like the logits)
+    s = pred[["score_a", "score_b"]].to_numpy()
+    logits = np.stack([s[:, 0], s[:, 1], judge.model.log_nu.item() / judge.temperature + s.mean(1)], 1)
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     assert np.allclose(p, pred.iloc[:, 1:4].to_numpy(), atol=5e-5)
     metrics = json.loads(run_cli("evaluate", "--model", out, "--data", small_csv, "--json").stdout.splitlines()[-1])

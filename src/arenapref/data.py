@@ -133,15 +133,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            rows.append(_json_object(line, path, lineno))
-    if not rows:
+    frames = list(_jsonl_chunks(path))
+    if not frames:
         raise DataError(f"{path}: has no data rows")
-    return pd.DataFrame(rows)
+    return frames[0]
 
 
 def iter_frames(path: str | Path, chunk_rows: int = 10_000):
@@ -194,7 +189,8 @@ def iter_frames(path: str | Path, chunk_rows: int = 10_000):
         raise DataError(f"{path}: has a header but no data rows")
 
 
-def _jsonl_chunks(path: Path, chunk_rows: int):
+def _jsonl_chunks(path: Path, chunk_rows: int | None = None):
+    """Frames of `chunk_rows` JSON lines (None: the whole file as one frame)."""
     rows = []
     with path.open(encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):

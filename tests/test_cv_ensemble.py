@@ -125,3 +125,12 @@ def test_prediction_files_are_validated(tmp_path):
     ok = pd.DataFrame({"id": ["1", "2"], LABELS[0]: [1.0, 0.0], LABELS[1]: [0.0, 1.0], LABELS[2]: [0.0, 0.0]})
     ids, arrays = align([ok, ok.iloc[::-1].reset_index(drop=True)], ["a", "b"])
     np.testing.assert_array_equal(arrays[0], arrays[1])
+
+
+def test_cv_json_of_a_neural_recipe_is_the_only_stdout(tmp_path, tiny_csv, tiny_deberta):
+    """The Trainer prints its step logs to stdout; with --json they must go elsewhere so stdout parses."""
+    proc = run_cli("cv", "--data", tiny_csv, "--folds", "2", "--output", tmp_path / "cv", "--model", "dual-tower",
+                   "--backbone", tiny_deberta, "--max-length", "32", "--epochs", "1", "--eval-steps", "2",
+                   "--batch-size", "8", "--json")
+    printed = json.loads(proc.stdout)
+    assert printed["folds"] == 2 and printed["rows"] == 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import json
@@ -252,7 +253,9 @@ def cv(
     _check_cv_inputs(cfg, output)
     _quiet_libraries(_uses_transformers(cfg.model))
     log = (lambda *a: None) if as_json else (lambda msg: err_console.print(msg, markup=False, highlight=False))
-    result = cross_validate(cfg, folds, output, keep_models, log)
+    # The Trainer prints its logs to stdout (tqdm.write); with --json stdout holds the JSON object alone.
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = cross_validate(cfg, folds, output, keep_models, log)
     if as_json:
         print(json.dumps({k: result[k] for k in ("model", "folds", "rows", "per_fold", "summary", "out_of_fold")}))
         return

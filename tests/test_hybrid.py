@@ -26,8 +26,10 @@ def test_hybrid_is_the_weighted_mean_of_its_parts(tmp_path, small_csv, tiny_debe
     assert meta["model_type"] == "hybrid" and meta["parts"]["neural"]["weight"] == 0.3
     neural_meta = json.loads((out / "neural" / "arenapref.json").read_text())
     gbdt_meta = json.loads((out / "gbdt" / "arenapref.json").read_text())
-    # --extra trains the gbdt part only; both parts are validated on the same held-out rows.
+    # --extra rows train the gbdt part and the neural part's direction model (not its 3-way fit); both parts are
+    # validated on the same held-out rows.
     assert neural_meta["train_rows"] == gbdt_meta["train_rows"] - 24
+    assert neural_meta["probe"]["direction"]["extra_rows"] == 24
     assert neural_meta["valid_rows"] == gbdt_meta["valid_rows"] == meta["valid_rows"]
 
     frame = load_frame(small_csv, require_labels=True)

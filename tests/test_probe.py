@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from arenapref.data import load_frame
-from arenapref.probe import (SHARED_COUNT, SIDE_COUNT, ProbeData, feature_stats, fit_davidson, fit_softmax,
-                             fold_into_head, head_features, single_side_features, standardize, swap_features)
+from arenapref.probe import (SHARED_COUNT, SIDE_COUNT, ProbeData, direction_offset, feature_stats, fit_davidson,
+                             fit_direction, fit_softmax, fold_into_head, head_features, single_side_features,
+                             standardize, swap_features)
 from conftest import run_cli
 
 
@@ -26,6 +27,26 @@ def test_softmax_probe_equals_sklearn_logistic_regression():
         reference = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(X, y)
         assert np.allclose(W, reference.coef_, atol=1e-4), C
         assert np.allclose(b, reference.intercept_, atol=1e-4), C
+
+
+def test_direction_model_equals_sklearn_and_is_antisymmetric():
+    """fit_direction is LogisticRegression(C, fit_intercept=False); its offset's softmax gives P(A) / P(B) =
+    exp(w . (f_A - f_B)) whatever the tie logit, and exchanging A and B exchanges P(A) and P(B)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(400, 2 * SIDE_COUNT + SHARED_COUNT))
+    d = features[:, :SIDE_COUNT] - features[:, SIDE_COUNT:2 * SIDE_COUNT]
+    a_wins = (d[:, 0] - d[:, 1] + rng.normal(size=400) > 0).astype(float)
+    for C in (0.01, 1.0):
+        w = fit_direction(d, a_wins, C)
+        reference = LogisticRegression(C=C, fit_intercept=False, tol=1e-10, max_iter=10_000).fit(d, a_wins)
+        assert np.allclose(w, reference.coef_[0], atol=1e-4), C
+    offset = direction_offset(features, w) + np.array([0.0, 0.0, 0.7])  # any tie logit
+    p = np.exp(offset) / np.exp(offset).sum(1, keepdims=True)
+    assert np.allclose(p[:, 0] / (p[:, 0] + p[:, 1]), reference.predict_proba(d)[:, 1], atol=1e-4)
+    mirrored = direction_offset(swap_features(features), w)
+    assert np.allclose(mirrored, direction_offset(features, w)[:, [1, 0, 2]])
 
 
 def test_davidson_probe_recovers_known_scores():
@@ -54,7 +75,7 @@ def test_features_swap_and_single_sides(arena_csv):
     assert np.allclose(alone, feats[:, :SIDE_COUNT])
 
 
-def _probe_setup(model, tokenizer, frame, kind: str):
+def _probe_setup(model, tokenizer, frame, kind: str, direction: np.ndarray | None = None):
     from arenapref.inference import pooled_sequences
     from arenapref.models.dual_tower import set_feature_stats
     from arenapref.text import Renderer, TextSettings
@@ -67,12 +88,13 @@ def _probe_setup(model, tokenizer, frame, kind: str):
     if kind == "pair":
         a, b = renderer.dual_tower_inputs(frame)
         pooled = pooled_sequences(model, list(a) + list(b), 0, 4096).numpy().reshape(2, len(frame), -1).transpose(1, 0, 2)
-        return ProbeData("pair", pooled, labels, std, rank=model.config.objective == "rank"), feats, (a, b)
+        return (ProbeData("pair", pooled, labels, std, rank=model.config.objective == "rank", direction=direction),
+                feats, (a, b))
     from arenapref.augment import swap_frame
 
     rows, swapped = renderer.cross_inputs(frame), renderer.cross_inputs(swap_frame(frame))
     both = pooled_sequences(model, rows + swapped, 0, 4096).numpy()
-    return ProbeData("joint", both[:len(frame)], labels, std, both[len(frame):]), feats, rows
+    return ProbeData("joint", both[:len(frame)], labels, std, both[len(frame):], direction=direction), feats, rows
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +109,17 @@ def tokenizer(tiny_deberta):
     return AutoTokenizer.from_pretrained(tiny_deberta)
 
 
-@pytest.mark.parametrize("family", ["dual-tower", "dual-tower-rank", "cross-encoder", "cross-encoder-fields"])
+@pytest.mark.parametrize("family", ["dual-tower", "dual-tower-rank", "cross-encoder", "cross-encoder-fields",
+                                    "dual-tower-direction", "cross-encoder-fields-direction"])
 def test_probe_folded_into_the_head_gives_the_probe_logits(family, frame, tokenizer, tiny_deberta):
     """The head written from the probe's fit reproduces, on the model's own inputs, the probe's logits."""
     from arenapref.inference import predict_rows
     from arenapref.models import CrossEncoderModel, DualTowerModel
 
     torch.manual_seed(0)
+    direction = None
+    if family.endswith("-direction"):  # a direction model (fit_direction) under the head, folded in with it
+        family, direction = family.removesuffix("-direction"), np.random.default_rng(3).normal(size=SIDE_COUNT)
     if family.startswith("cross-encoder"):
         from arenapref.models.families import field_marker_ids
 
@@ -106,7 +132,7 @@ def test_probe_folded_into_the_head_gives_the_probe_logits(family, frame, tokeni
         model = DualTowerModel.from_backbone(str(tiny_deberta), objective="rank" if rank else "classify",
                                              side_features=SIDE_COUNT, shared_features=0 if rank else SHARED_COUNT).eval()
     joint = family.startswith("cross-encoder")
-    data, feats, rows = _probe_setup(model, tokenizer, frame, "joint" if joint else "pair")
+    data, feats, rows = _probe_setup(model, tokenizer, frame, "joint" if joint else "pair", direction)
     everything = np.arange(len(frame))
     params = data.fit(0.1, 0.5, everything)
     weight, bias = fold_into_head(data, params, 0.5, data.pooled.shape[-1])
@@ -121,7 +147,7 @@ def test_probe_folded_into_the_head_gives_the_probe_logits(family, frame, tokeni
         sa, sb = first @ w, second @ w
         expected = np.stack([sa, sb, log_nu + 0.5 * (sa + sb)], 1)
     else:
-        expected = first @ params[0].T + params[1]
+        expected = first @ params[0].T + params[1] + (0.0 if direction is None else data.offset)
     inputs = rows if joint else list(zip(*rows))
     got, _ = predict_rows(model, inputs, "joint" if joint else "pair", 0, features=feats)
     # Softmax logits are defined up to a per-row constant; compare probabilities.
@@ -209,3 +235,26 @@ def test_reference_recipe_is_reachable(tmp_path, tiny_csv, tiny_deberta):
     assert not meta["head_features"] and "probe" not in meta and meta["fine_tune"]["kept"] == "fine-tuned"
     weights = load_file(out / "model.safetensors")
     assert weights["head.weight"].shape == (3, 64) and "feature_mean" not in weights
+
+
+def test_extra_rows_teach_the_neural_head_only_who_wins(tmp_path, arena_csv, tiny_deberta):
+    """--extra with a probed dual tower: the extra rows fit the direction model (their side features only, never
+    encoded), the 3-way fit sees the --data rows, so a tie-free extra file leaves P(tie) at the --data tie rate."""
+    from arenapref import Judge
+
+    raw = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
+    raw.head(200).to_csv(tmp_path / "train.csv", index=False)
+    rest = raw.iloc[200:]
+    rest[rest["winner_tie"] == "0"].head(300).to_csv(tmp_path / "extra.csv", index=False)  # decisive rows only
+    out = tmp_path / "dt"
+    proc = run_cli("train", "--data", tmp_path / "train.csv", "--extra", tmp_path / "extra.csv", "--output", out,
+                   "--model", "dual-tower", "--backbone", tiny_deberta, "--max-length", 32, "--epochs", 0)
+    meta = json.loads((out / "arenapref.json").read_text())
+    direction = meta["probe"]["direction"]
+    assert direction["extra_rows"] == 300 and meta["train_rows"] + meta["valid_rows"] == 200
+    own = load_frame(tmp_path / "train.csv", require_labels=True)
+    assert 300 < direction["rows"] < 300 + int((own["label"] < 2).sum())  # + the training part's decisive rows
+    assert "teach the head who wins" in proc.stdout + proc.stderr
+    probs = Judge.from_pretrained(out, device="cpu").predict_proba(load_frame(arena_csv).iloc[800:900])
+    tie_rate = float((own["label"] == 2).mean())
+    assert abs(float(probs[:, 2].mean()) - tie_rate) < 0.08, (probs[:, 2].mean(), tie_rate)

@@ -13,6 +13,13 @@ for a rank head. Pooled vectors are standardised and multiplied by a block weigh
 that C regularises the hundreds of embedding dimensions and the few side features separately; C and scale are
 picked by prompt-grouped cross-validation on the training rows (never the validation part). The fitted weights
 are folded back into the head, so the model needs nothing extra at inference.
+
+Direction from extra rows (`--extra`, 3-way heads): a file like arena_extra.csv (15k decisive battles, 3% ties)
+would teach a 3-way head that ties never happen. Its rows instead fit a direction model, who wins a decisive
+battle from the side-feature differences (fit_direction, on the decisive rows of --data and every extra file);
+its logits [s/2, -s/2, 0] are a fixed offset under the probe's 3-way fit on the --data rows, and are folded into the
+head with it. Only the extra rows' hand-made features are read: their pooled vectors would cost minutes per
+thousand rows of encoding and measured no better (README, "Choosing the recipe").
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ FEATURE_CLIP = 5.0
 # Grid of the probe's inverse L2 strength C and of the pooled block's weight (see the module docstring).
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SCALE_GRID = (0.03, 0.1, 0.3, 1.0)
+# The direction model's C (fit_direction): thousands of rows over 31 inputs, so it matters little.
+DIRECTION_C_GRID = (0.01, 0.1, 1.0)
 
 
 def signed_log(x: np.ndarray) -> np.ndarray:
@@ -91,16 +100,19 @@ def _minimise(params: list[torch.Tensor], objective, max_iter: int = 500) -> Non
         opt.step(closure)
 
 
-def fit_softmax(X: np.ndarray, y: np.ndarray, C: float, max_iter: int = 500) -> tuple[np.ndarray, np.ndarray]:
+def fit_softmax(X: np.ndarray, y: np.ndarray, C: float, max_iter: int = 500,
+                offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression: minimises C * sum(cross-entropy) + ||W||^2 / 2 (bias unpenalised), the
-    objective of scikit-learn's LogisticRegression(C=C). Returns W (3, D) and b (3,)."""
+    objective of scikit-learn's LogisticRegression(C=C); `offset` (N, 3) is added to the logits, fixed.
+    Returns W (3, D) and b (3,)."""
     x = torch.as_tensor(X, dtype=torch.float64)
     t = torch.as_tensor(y, dtype=torch.long)
+    off = 0.0 if offset is None else torch.as_tensor(offset, dtype=torch.float64)
     W = torch.zeros((3, x.shape[1]), dtype=torch.float64, requires_grad=True)
     b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
 
     def objective():
-        ce = torch.nn.functional.cross_entropy(x @ W.T + b, t, reduction="sum")
+        ce = torch.nn.functional.cross_entropy(x @ W.T + b + off, t, reduction="sum")
         return C * ce + 0.5 * (W * W).sum()
 
     _minimise([W, b], objective, max_iter)
@@ -128,6 +140,56 @@ def fit_davidson(Xa: np.ndarray, Xb: np.ndarray, y: np.ndarray, C: float,
     return w.detach().numpy(), float(log_nu.detach())
 
 
+def side_difference(features: np.ndarray) -> np.ndarray:
+    """(N, SIDE_COUNT) standardised side features of A minus those of B: the direction model's inputs."""
+    return features[:, :SIDE_COUNT] - features[:, SIDE_COUNT:2 * SIDE_COUNT]
+
+
+def fit_direction(D: np.ndarray, a_wins: np.ndarray, C: float, max_iter: int = 500) -> np.ndarray:
+    """Who wins a decisive battle from side-feature differences: P(A beats B) = sigmoid(w . d), no intercept, so
+    exchanging A and B (d -> -d) gives exactly 1 - P. Minimises C * sum(log loss) + ||w||^2 / 2 (scikit-learn's
+    LogisticRegression(C=C, fit_intercept=False)). Returns w (D,)."""
+    d = torch.as_tensor(D, dtype=torch.float64)
+    t = torch.as_tensor(a_wins, dtype=torch.float64)
+    w = torch.zeros(d.shape[1], dtype=torch.float64, requires_grad=True)
+
+    def objective():
+        return C * torch.nn.functional.binary_cross_entropy_with_logits(d @ w, t, reduction="sum") + 0.5 * (w * w).sum()
+
+    _minimise([w], objective, max_iter)
+    return w.detach().numpy()
+
+
+def direction_offset(features: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(N, 3) logits [s/2, -s/2, 0] with s = w . (f_A - f_B): softmax then gives P(A) / P(B) = exp(s), so the
+    direction model's P(A beats B) holds exactly among decisive outcomes, whatever the tie logit is."""
+    s = side_difference(features) @ w
+    return np.column_stack([s / 2, -s / 2, np.zeros_like(s)])
+
+
+def choose_direction(D: np.ndarray, a_wins: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0,
+                     c_grid=DIRECTION_C_GRID, log=print) -> dict:
+    """Fit the direction model on every decisive row (--data and --extra), C by prompt-grouped k-fold CV on them."""
+    from sklearn.model_selection import GroupKFold
+
+    n = len(a_wins)
+    folds = max(2, min(folds, len(np.unique(groups))))
+    splits = list(GroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(n), a_wins, groups))
+    table = []
+    for C in c_grid:
+        loss = 0.0
+        for tr, va in splits:
+            z = torch.as_tensor(D[va] @ fit_direction(D[tr], a_wins[tr], C))
+            loss += float(torch.nn.functional.binary_cross_entropy_with_logits(
+                z, torch.as_tensor(a_wins[va], dtype=torch.float64), reduction="sum"))
+        table.append({"C": C, "cv_log_loss": loss / n})
+    best = min(table, key=lambda r: r["cv_log_loss"])
+    w = fit_direction(D, a_wins, best["C"])
+    log(f"head direction: who wins from side-feature differences of {n} decisive rows, C={best['C']:g} "
+        f"({folds}-fold grouped CV log loss {best['cv_log_loss']:.4f})")
+    return {"weights": w, "C": best["C"], "rows": int(n), "cv_log_loss": best["cv_log_loss"], "folds": folds}
+
+
 # -- the probe of one model ----------------------------------------------------------------------------------------
 class ProbeData:
     """What the probe sees of the training rows.
@@ -135,11 +197,17 @@ class ProbeData:
     kind "pair":  pooled (N, 2, H), a vector per side (dual tower); "joint": pooled (N, H) of the row and
     pooled_swapped (N, H) of its A/B-exchanged rendering (cross-encoder). features: standardised (N, F) or None.
     rank: a per-side score (dual tower, rank objective) instead of a 3-way head.
+    direction: weights of a direction model (fit_direction on side-feature differences, 3-way head only) whose
+    logits (direction_offset) are added, fixed, to the head's: the head is fitted on top of it.
     """
 
     def __init__(self, kind: str, pooled: np.ndarray, labels: np.ndarray, features: np.ndarray | None = None,
-                 pooled_swapped: np.ndarray | None = None, rank: bool = False):
+                 pooled_swapped: np.ndarray | None = None, rank: bool = False, direction: np.ndarray | None = None):
         self.kind, self.rank, self.labels = kind, rank, np.asarray(labels)
+        if direction is not None and (rank or features is None):
+            raise ValueError("a direction model needs a 3-way head with side features")
+        self.direction = direction
+        self.offset = None if direction is None else direction_offset(features, direction)
         flat = pooled.reshape(-1, pooled.shape[-1]).astype(np.float64)
         if pooled_swapped is not None:
             flat = np.vstack([flat, pooled_swapped.astype(np.float64)])
@@ -172,7 +240,8 @@ class ProbeData:
         first, second = self.design(scale, rows)
         if self.rank:
             return fit_davidson(first, second, y, C)
-        return fit_softmax(np.vstack([first, second]), np.concatenate([y, SWAP[y]]), C)
+        offset = None if self.offset is None else np.vstack([self.offset[rows], self.offset[rows][:, SWAP]])
+        return fit_softmax(np.vstack([first, second]), np.concatenate([y, SWAP[y]]), C, offset=offset)
 
     def log_loss(self, params, scale: float, rows: np.ndarray) -> float:
         first, second = self.design(scale, rows)
@@ -181,7 +250,7 @@ class ProbeData:
             logits = davidson_logits(torch.as_tensor(first @ w), torch.as_tensor(second @ w), torch.tensor(log_nu))
         else:
             W, b = params
-            logits = torch.as_tensor(first @ W.T + b)
+            logits = torch.as_tensor(first @ W.T + b + (0.0 if self.offset is None else self.offset[rows]))
         return float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(self.labels[rows])))
 
 
@@ -223,4 +292,10 @@ def fold_into_head(data: ProbeData, params, scale: float, hidden: int) -> tuple[
         part = slice(k * hidden, (k + 1) * hidden)
         bias -= W[:, part] @ offset
         weight[:, part] = W[:, part] * factor
+    if data.direction is not None:  # + [s/2, -s/2, 0], s = w . (f_A - f_B): linear in the two side blocks
+        s, half = blocks * hidden, data.direction / 2
+        weight[0, s:s + SIDE_COUNT] += half
+        weight[0, s + SIDE_COUNT:s + 2 * SIDE_COUNT] -= half
+        weight[1, s:s + SIDE_COUNT] -= half
+        weight[1, s + SIDE_COUNT:s + 2 * SIDE_COUNT] += half
     return weight, bias

@@ -106,6 +106,7 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
     set_seed(cfg.seed)
     output = check_output_dir(cfg.output)
     train_frame, valid_frame = load_train_valid(cfg, log)
+    train_frame, extra_frame = split_direction_rows(cfg, train_frame, log)
     teacher = read_teacher_probs(cfg.teacher_probs, train_frame["id"]) if cfg.teacher_probs else None
     if cfg.fp16 and not torch.cuda.is_available():
         raise DataError("--fp16 needs a CUDA GPU and none is visible; use --bf16 on CPU, or neither")
@@ -188,8 +189,11 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         joint_swapped = None
         if recipe.inputs == "joint":
             joint_swapped = swapped or cached_encode_rows(renderer, "joint", swap_frame(train_frame), cache, log)[0]
+        direction = None if extra_frame is None else direction_rows(model, [train_frame, extra_frame])
         meta_extra["probe"] = linear_probe(model, cfg, train_inputs, train_labels, train_features,
-                                           prompt_groups(train_frame), pad_id, device, joint_swapped, log)
+                                           prompt_groups(train_frame), pad_id, device, joint_swapped, log, direction)
+        if direction is not None:
+            meta_extra["probe"]["direction"]["extra_rows"] = int(len(extra_frame))
     if cfg.epochs > 0:
         model, meta_extra["fine_tune"] = fine_tune(model, cfg, args, recipe, train_ds, valid_ds, pad_id, resume_from,
                                                    "probe" in meta_extra, log)
@@ -267,12 +271,46 @@ def calibrate_modes(logits: np.ndarray, swap_logits: np.ndarray, labels: np.ndar
             "rows": int(len(labels))}, probs
 
 
+def uses_direction(cfg: TrainConfig) -> bool:
+    """Whether --extra rows teach only the head's direction (probe.py): a probed 3-way head with side features."""
+    return (cfg.model in ("dual-tower", "cross-encoder") and cfg.objective == "classify" and cfg.probe
+            and cfg.head_features)
+
+
+def split_direction_rows(cfg: TrainConfig, train_frame, log):
+    """(--data training rows, --extra rows or None). The extra rows of a `uses_direction` model fit only the
+    direction model under its head; every other neural recipe trains on them like on --data rows."""
+    if "is_extra" not in train_frame or not uses_direction(cfg):
+        return train_frame, None
+    is_extra = train_frame["is_extra"].to_numpy(bool)
+    own = train_frame[~is_extra].drop(columns="is_extra").reset_index(drop=True)
+    extra = train_frame[is_extra].reset_index(drop=True)
+    log(f"--extra: {len(extra)} rows teach the head who wins (a direction model on side features, probe.py); "
+        f"the head's 3-way fit, fine-tuning and calibration use the {len(own)} --data training rows")
+    return own, extra
+
+
+def direction_rows(model, frames: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The direction model's data: standardised side-feature differences, A-wins labels and prompt groups of the
+    decisive rows of `frames` (the model's feature statistics, from the --data rows)."""
+    import pandas as pd
+
+    from .probe import side_difference, standardize
+
+    frame = pd.concat([f[["prompt", "response_a", "response_b", "label"]] for f in frames], ignore_index=True)
+    decisive = frame[frame["label"] < 2].reset_index(drop=True)
+    features = standardize(head_features(decisive), model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
+    return side_difference(features), (decisive["label"].to_numpy() == 0).astype(np.float64), prompt_groups(decisive)
+
+
 def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, features: np.ndarray | None,
-                 groups: np.ndarray, pad_id: int, device, joint_swapped: list | None, log) -> dict:
+                 groups: np.ndarray, pad_id: int, device, joint_swapped: list | None, log,
+                 direction: tuple | None = None) -> dict:
     """LP of LP-FT (probe.py): encode the training rows once with the frozen encoder, fit the head by L-BFGS
     (C and the pooled block's weight by grouped CV on these rows unless --probe-c is given), write it into the
-    model's head. Returns what was chosen."""
-    from .probe import ProbeData, choose_probe, fold_into_head, standardize
+    model's head. `direction` (direction_rows of --data + --extra) first fits the direction model the head is
+    fitted on top of. Returns what was chosen."""
+    from .probe import ProbeData, choose_direction, choose_probe, fold_into_head, standardize
 
     model.to(device).eval()
     t0 = time.time()
@@ -288,8 +326,10 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
     std_features = None
     if features is not None:
         std_features = standardize(features, model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
+    fitted_direction = None if direction is None else choose_direction(*direction, seed=cfg.seed, log=log)
     data = ProbeData("pair" if joint_swapped is None else "joint", pooled, labels, std_features, swapped,
-                     rank=getattr(model.config, "objective", "classify") == "rank")
+                     rank=getattr(model.config, "objective", "classify") == "rank",
+                     direction=None if fitted_direction is None else fitted_direction["weights"])
     if cfg.probe_c is None:
         chosen = choose_probe(data, groups, seed=cfg.seed, log=log)
     else:
@@ -302,6 +342,8 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
         if data.rank:
             model.log_nu.fill_(float(params[1]))
     chosen["train_log_loss"] = data.log_loss(params, chosen["scale"], np.arange(len(labels)))
+    if fitted_direction is not None:
+        chosen["direction"] = {k: v for k, v in fitted_direction.items() if k != "weights"}
     return {k: v for k, v in chosen.items() if k != "grid"}
 
 

@@ -6,8 +6,9 @@ the same features in a linear head, probe.py). Averaging their calibrated probab
 a lower log loss than either on the arena sample's grouped CV (README, "Choosing the recipe").
 
 Both parts train on the same rows and are calibrated on the same validation part (same seed, same grouped
-split); `--extra` files go to the gbdt part only (its factored model learns who wins from them without
-learning their tie rate; a neural part would need minutes per thousand extra rows to read them).
+split). `--extra` files teach both parts who wins without their tie rate: the gbdt part's factored model, and the
+direction model under the neural part's head (probe.py; a neural part without a probed 3-way head and side
+features does not read them).
 
 Saved directory: neural/ and gbdt/, each a complete model directory of its family, and arenapref.json
 (model_type "hybrid", the parts and their weights, the blend's validation metrics), written last.
@@ -31,7 +32,7 @@ PARTS = ("neural", "gbdt")
 
 
 def train_hybrid(cfg, log=print) -> dict:
-    from ..training import train_neural
+    from ..training import train_neural, uses_direction
     from .gbdt import train_gbdt
 
     output = check_output_dir(cfg.output)
@@ -42,9 +43,11 @@ def train_hybrid(cfg, log=print) -> dict:
     gbdt_cfg = dataclasses.replace(cfg, model="gbdt", output=str(output / "gbdt"))
     log(f"hybrid: training the gbdt part into {gbdt_cfg.output}")
     train_gbdt(gbdt_cfg, log, valid_out=valid.setdefault("gbdt", {}))
-    neural_cfg = dataclasses.replace(cfg, model=cfg.hybrid_neural, output=str(output / "neural"), extra=[])
+    neural_cfg = dataclasses.replace(cfg, model=cfg.hybrid_neural, output=str(output / "neural"))
+    if not uses_direction(neural_cfg):  # a neural part without the direction model would learn the extra tie rate
+        neural_cfg = dataclasses.replace(neural_cfg, extra=[])
     log(f"hybrid: training the {cfg.hybrid_neural} part into {neural_cfg.output}"
-        + (" (the --extra files train the gbdt part only)" if cfg.extra else ""))
+        + (" (the --extra files train the gbdt part only)" if cfg.extra and not neural_cfg.extra else ""))
     if not train_neural(neural_cfg, log, valid_out=valid.setdefault("neural", {})):
         return {}  # not the main process of a distributed run
     labels = valid["gbdt"]["labels"]

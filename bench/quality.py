@@ -39,6 +39,8 @@ RECIPES = [
     ("hybrid_extra", ["--model", "hybrid"], True, 4),
     # Today's defaults: side features in the head, linear probe, 1 epoch of fine-tuning at 2e-5 (LP-FT).
     ("dual_tower", ["--model", "dual-tower"], False, 4),
+    # The same with the --extra files teaching its head's direction model (probe.py).
+    ("dual_tower_extra", ["--model", "dual-tower"], True, 4),
     ("cross_encoder", ["--model", "cross-encoder", "--max-length", "256", "--truncation-side", "left"], False, 6),
     # The seed's reference recipe: N(0, 0.02) head over the pooled vectors only, no probe, 1 epoch.
     ("dual_tower_reference", ["--model", "dual-tower", "--no-head-features", "--no-probe", "--lr", "5e-5",

@@ -73,3 +73,15 @@ def test_leaderboard_benchmark_runs_ours_the_reference_and_the_cli():
     assert style["spearman_style_vs_truth"] >= style["spearman_plain_vs_truth"]
     assert style["length_coef"]["ci_low"] > 0
     assert "largest rating difference" in proc.stdout
+
+
+def test_extra_direction_benchmark_runs(tmp_path, arena_csv, tiny_deberta):
+    import pandas as pd
+
+    raw = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
+    raw.head(100).to_csv(tmp_path / "data.csv", index=False)
+    raw.iloc[100:250].to_csv(tmp_path / "extra.csv", index=False)
+    result, _ = run_bench("extra_direction.py", "--data", tmp_path / "data.csv", "--extra", tmp_path / "extra.csv",
+                          "--backbone", tiny_deberta, "--folds", 2)
+    assert set(result) == {"features", "features+pooled"}
+    assert all(0.5 < r["log_loss"] < 2.0 and r["shorter_won_log_loss"] > 0 for r in result.values())

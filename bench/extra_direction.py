@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from arenapref.crossval import grouped_folds  # noqa: E402
 from arenapref.data import load_frame, prompt_groups, prompt_key  # noqa: E402
 from arenapref.metrics import frame_length_slices, log_loss, softmax  # noqa: E402
-from arenapref.probe import (ProbeData, choose_direction, choose_probe, feature_stats, head_features,  # noqa: E402
-                             side_difference, standardize)
+from arenapref.probe import (ProbeData, choose_direction, choose_probe, direction_offset,  # noqa: E402
+                             direction_refits, feature_stats, head_features, side_difference, standardize)
 
 
 def pooled_sides(frame, backbone: str | None) -> np.ndarray:
@@ -46,10 +46,11 @@ def pooled_sides(frame, backbone: str | None) -> np.ndarray:
     tokenizer = recipe.tokenizer(cfg.backbone, cfg)
     renderer = Renderer(tokenizer, TextSettings(max_length=cfg.max_length, response_weight=cfg.response_weight,
                                                 truncation_side=cfg.truncation_side))
-    model = recipe.build(cfg, tokenizer).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = recipe.build(cfg, tokenizer).to(device).eval()
     a, b = renderer.dual_tower_inputs(frame)
     with torch.inference_mode():
-        pooled = pooled_sequences(model, list(a) + list(b), tokenizer.pad_token_id, 16384).float().numpy()
+        pooled = pooled_sequences(model, list(a) + list(b), tokenizer.pad_token_id, 16384, device).float().cpu().numpy()
     return pooled.reshape(2, len(frame), -1).transpose(1, 0, 2)
 
 
@@ -76,22 +77,24 @@ def main() -> None:
         mean, std = feature_stats(feats[train])
         f, f_extra = standardize(feats, mean, std), standardize(feats_extra, mean, std)
         flat = pooled[train].reshape(-1, pooled.shape[-1])
-        centre, scale = flat.mean(0), np.where(flat.std(0) > 1e-8, flat.std(0), 1.0)
+        spread = np.where(flat.std(0) > 1e-8, flat.std(0), 1.0)
         keep = (y_extra < 2) & ~np.isin(keys_extra, keys[held])
-        own = train[y[train] < 2]
+        own = np.flatnonzero(y[train] < 2)  # positions in `train`: the direction model's refits in the probe's CV
+        source = np.concatenate([own, np.full(int(keep.sum()), -1)])
         for name, weight in variants.items():
             def design(p, ff):
                 d = side_difference(ff)
-                return d if weight is None else np.hstack([d, weight * ((p[:, 0] - p[:, 1]) / scale)])
-            D = np.vstack([design(pooled[own], f[own]), design(pooled_extra[keep], f_extra[keep])])
-            a_wins = np.concatenate([y[own] == 0, y_extra[keep] == 0]).astype(float)
-            direction_groups = prompt_groups(pd.concat([data.iloc[own], extra[keep]], ignore_index=True))
-            w = choose_direction(D, a_wins, direction_groups, seed=opts.seed, log=lambda *a: None)["weights"]
-            s = design(pooled, f) @ w
-            offset = np.column_stack([s / 2, -s / 2, np.zeros_like(s)])
+                return d if weight is None else np.hstack([d, weight * ((p[:, 0] - p[:, 1]) / spread)])
+            D = np.vstack([design(pooled[train][own], f[train][own]), design(pooled_extra[keep], f_extra[keep])])
+            a_wins = np.concatenate([y[train][own] == 0, y_extra[keep] == 0]).astype(float)
+            direction_groups = prompt_groups(pd.concat([data.iloc[train[own]], extra[keep]], ignore_index=True))
+            fitted = choose_direction(D, a_wins, direction_groups, seed=opts.seed, log=lambda *a: None)
+            inputs = design(pooled, f)
+            offset = direction_offset(inputs, fitted["weights"])
             probe = ProbeData("pair", pooled[train], y[train], f[train])
             probe.offset = offset[train]  # the direction model's logits under the 3-way fit (as training does)
-            chosen = choose_probe(probe, groups[train], seed=opts.seed, log=lambda *a: None)
+            refits = direction_refits(inputs[train], D, a_wins, source, fitted["C"])
+            chosen = choose_probe(probe, groups[train], seed=opts.seed, log=lambda *a: None, offset_for=refits)
             W, b = probe.fit(chosen["C"], chosen["scale"], np.arange(len(train)))
             z = chosen["scale"] * (pooled[held] - probe.mean) / probe.std
             oof[name][held] = softmax(np.hstack([z[:, 0], z[:, 1], f[held]]) @ W.T + b + offset[held])

@@ -123,6 +123,8 @@ DATA_CASES = [
      ["row 7", "column response_b", "dict"]),
     ("turn counts differ", "data.csv", lambda r, p: _csv(r, p, _set(3, "response_a", '["one", "two"]')), "predict",
      ["row 4", "turns"]),
+    ("no turns", "data.csv", lambda r, p: _csv(r, p, _set(3, ["prompt", "response_a", "response_b"], "[]")),
+     "predict", ["row 4", "empty list"]),
     ("duplicated id", "data.csv", lambda r, p: _csv(r, p, _set(4, "id", r.loc[1, "id"])), "predict",
      ["row 5", "column id", "row 2"]),
     ("non-utf8 bytes", "data.csv", _bad_utf8, "predict", ["line 5", "UTF-8"]),

@@ -445,16 +445,19 @@ def test_style_control_leaves_the_plain_columns_as_they_were(sim):
 
 # -- reading battle files --------------------------------------------------------------------------------------
 
-def test_battles_read_alike_from_csv_parquet_and_jsonl(styled_battles, tmp_path):
+def test_battles_read_alike_from_csv_parquet_jsonl_and_a_datasets_folder(styled_battles, tmp_path):
+    import datasets
+
     battles, _, csv_path = styled_battles
     frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False).head(300)
     frame.to_csv(tmp_path / "b.csv", index=False)
     frame.to_parquet(tmp_path / "b.parquet")
     records = frame.assign(response_a=frame["response_a"].map(json.loads))  # JSONL may hold real lists
     records.to_json(tmp_path / "b.jsonl", orient="records", lines=True)
+    datasets.Dataset.from_pandas(frame, preserve_index=False).save_to_disk(str(tmp_path / "ds"))
     expected = load_battles(tmp_path / "b.csv", style=True)
     assert len(expected) == 300 and expected["id"].iloc[0] == "s0"
-    for name in ("b.parquet", "b.jsonl"):
+    for name in ("b.parquet", "b.jsonl", "ds"):
         got = load_battles(tmp_path / name, style=True)
         pd.testing.assert_frame_equal(got.astype({"id": str}), expected.astype({"id": str}), check_categorical=False)
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from arenapref.data import load_frame
-from arenapref.probe import (SHARED_COUNT, SIDE_COUNT, ProbeData, direction_offset, feature_stats, fit_davidson,
-                             fit_direction, fit_softmax, fold_into_head, head_features, single_side_features,
-                             standardize, swap_features)
+from arenapref.probe import (SHARED_COUNT, SIDE_COUNT, ProbeData, choose_probe, direction_offset, direction_refits,
+                             feature_stats, fit_davidson, fit_direction, fit_softmax, fold_into_head, head_features,
+                             side_difference, single_side_features, standardize, swap_features)
 from conftest import run_cli
 
 
@@ -42,11 +42,29 @@ def test_direction_model_equals_sklearn_and_is_antisymmetric():
         w = fit_direction(d, a_wins, C)
         reference = LogisticRegression(C=C, fit_intercept=False, tol=1e-10, max_iter=10_000).fit(d, a_wins)
         assert np.allclose(w, reference.coef_[0], atol=1e-4), C
-    offset = direction_offset(features, w) + np.array([0.0, 0.0, 0.7])  # any tie logit
+    offset = direction_offset(side_difference(features), w) + np.array([0.0, 0.0, 0.7])  # any tie logit
     p = np.exp(offset) / np.exp(offset).sum(1, keepdims=True)
     assert np.allclose(p[:, 0] / (p[:, 0] + p[:, 1]), reference.predict_proba(d)[:, 1], atol=1e-4)
-    mirrored = direction_offset(swap_features(features), w)
-    assert np.allclose(mirrored, direction_offset(features, w)[:, [1, 0, 2]])
+    mirrored = direction_offset(side_difference(swap_features(features)), w)
+    assert np.allclose(mirrored, direction_offset(side_difference(features), w)[:, [1, 0, 2]])
+
+
+def test_probe_cv_refits_the_direction_model_without_held_out_rows():
+    """Labels that are noise: a direction model fitted on every row (held-out rows too) memorises them, and the
+    probe's CV under that fixed offset looks far better than a coin; refitted per split (direction_refits) on the
+    split's training rows, the held-out rows score no better than the label frequencies."""
+    rng = np.random.default_rng(3)
+    n = 120
+    features = rng.normal(size=(n, 2 * SIDE_COUNT + SHARED_COUNT))
+    labels = rng.integers(0, 2, size=n)  # decisive only, independent of the features
+    D, a_wins, source = side_difference(features), (labels == 0).astype(float), np.arange(n)
+    w = fit_direction(D, a_wins, C=100.0)
+    data = ProbeData("pair", rng.normal(size=(n, 2, 4)), labels, features, direction=w)
+    groups = np.arange(n)
+    kwargs = dict(c_grid=(1e-3,), scale_grid=(0.03,), log=lambda *a: None)
+    leaky = choose_probe(data, groups, **kwargs)["cv_log_loss"]
+    refitted = choose_probe(data, groups, offset_for=direction_refits(D, D, a_wins, source, 100.0), **kwargs)
+    assert leaky < 0.6 < np.log(2) - 0.05 < refitted["cv_log_loss"]
 
 
 def test_davidson_probe_recovers_known_scores():

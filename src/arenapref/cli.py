@@ -415,36 +415,24 @@ def predict(
 
 def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str) -> int:
     """Score chunk after chunk into a temporary file beside OUTPUT, renamed over it at the end (atomic)."""
-    import tempfile
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .data import new_file_mode
+    from .data import atomic_path
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent or ".")
     written = 0
-    try:
-        os.chmod(tmp, new_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh, Progress(
-                TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
-                transient=True, disable=not err_console.is_terminal) as bar:
-            task = None
-            for frame, total in chunks:
-                if task is None:
-                    task = bar.add_task("rows", total=total)
-                out = judge.predict_frame(frame, scores=scores, tta=tta,
-                                          progress=lambda k: bar.advance(task, k))
-                out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
-                if frame.attrs.get("pairwise"):  # chosen/rejected input: where its seeded sides put the chosen one
-                    out["chosen_side"] = ["a" if label == 0 else "b" for label in frame["label"]]
-                out.to_csv(fh, index=False, header=written == 0, float_format="%.6f")
-                written += len(out)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh, Progress(
+            TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+            transient=True, disable=not err_console.is_terminal) as bar:
+        task = None
+        for frame, total in chunks:
+            if task is None:
+                task = bar.add_task("rows", total=total)
+            out = judge.predict_frame(frame, scores=scores, tta=tta, progress=lambda k: bar.advance(task, k))
+            out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
+            if frame.attrs.get("pairwise"):  # chosen/rejected input: where its seeded sides put the chosen one
+                out["chosen_side"] = ["a" if label == 0 else "b" for label in frame["label"]]
+            out.to_csv(fh, index=False, header=written == 0, float_format="%.6f")
+            written += len(out)
     return written
 
 
@@ -474,7 +462,8 @@ def label(
     output: Path = typer.Option(..., help="File to write, by extension: .jsonl, .parquet or .csv (one-turn pairs)."),
     min_confidence: float = typer.Option(0.0, help="Keep pairs whose max(P(A wins), P(B wins)) is at least this."),
     both_orders: bool = typer.Option(False, "--both-orders", help="Judge each pair in both orders and average "
-                                                                  "(cancels position bias; twice the compute)."),
+                                                                  "(cancels position bias; twice the compute; a "
+                                                                  "rank model scores each side alone: no effect)."),
     dtype: str = typer.Option("fp32", help=DTYPE_HELP),
     quantize: str = typer.Option("none", help=QUANTIZE_HELP),
     batch_tokens: Optional[int] = typer.Option(None, help=BATCH_TOKENS_HELP),
@@ -482,16 +471,13 @@ def label(
 ):
     """Judge-labelled pairs for DPO / reward training: prompt, chosen, rejected in TRL's format, plus p_chosen,
     p_rejected, p_tie and margin, for the pairs the judge is confident about (predicted ties dropped)."""
-    from .data import TABLE_SUFFIXES, check_output_path, load_frame, write_table_atomic
+    from .data import check_table_output, load_frame, write_table_atomic
     from .modeldir import check_model_dir
 
     options = _speed_options(dtype, quantize, batch_tokens, workers)
     if not 0.0 <= min_confidence <= 1.0:
         raise DataError(f"--min-confidence {min_confidence}: must be between 0 and 1")
-    check_output_path(output)
-    if output.suffix.lower() not in TABLE_SUFFIXES:
-        raise DataError(f"{output}: unknown output format {output.suffix or '(no extension)'}; name the file .jsonl, "
-                        ".parquet or .csv")
+    check_table_output(output)
     meta = check_model_dir(model)
     _check_speed_options_apply(options, meta, model)
     frame = load_frame(data)
@@ -507,7 +493,8 @@ def label(
     from .metrics import softmax
 
     judge = Judge.from_pretrained(model, **options)
-    logits, scores = judge.predict_logits(frame, tta="swap" if both_orders else "none")
+    # A per-response score reads each side alone, so it needs no second order (and margin stays s_c - s_r).
+    logits, scores = judge.predict_logits(frame, tta="swap" if both_orders and not judge.scores_sides else "none")
     pairs, counts = judged_pairs(frame, softmax(logits), scores if judge.scores_sides else None, min_confidence,
                                  conversational)
     write_table_atomic(pairs, output)

@@ -10,6 +10,7 @@ present.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -64,9 +65,7 @@ def load_dataset_dir(path: Path):
     try:
         dataset = datasets.load_from_disk(str(path))
     except Exception as exc:  # datasets raises FileNotFoundError, ValueError, pyarrow errors...
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: cannot be read as a datasets folder ({msg[:160]}); write it again with "
-                        "save_to_disk") from None
+        raise _unreadable_dataset(path, exc) from None
     if isinstance(dataset, datasets.DatasetDict):
         splits = list(dataset)
         if len(splits) != 1:
@@ -76,12 +75,21 @@ def load_dataset_dir(path: Path):
     return dataset
 
 
+def _unreadable_dataset(path: Path, exc: Exception) -> DataError:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DataError(f"{path}: cannot be read as a datasets folder ({msg[:160]}); write it again with save_to_disk")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV, JSONL or Parquet file (or a datasets folder) as strings/objects, with errors that name it."""
     path = Path(path)
     suffix = check_input_file(path)
     if suffix == "dataset":
-        frame = load_dataset_dir(path).to_pandas()
+        dataset = load_dataset_dir(path)
+        try:
+            frame = dataset.to_pandas()
+        except Exception as exc:  # arrow files cut short or damaged after the metadata was read
+            raise _unreadable_dataset(path, exc) from None
         if len(frame) == 0:
             raise DataError(f"{path}: the dataset has no rows")
         return frame
@@ -305,6 +313,8 @@ def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = Fa
             raise DataError(f"{where}: row {i + first_row}: prompt has {len(p)} turns, response_a {len(a)}, "
                             f"response_b {len(b)}; "
                             "each list needs one entry per turn")
+        if not p:
+            raise DataError(f"{where}: row {i + first_row}: prompt is an empty list; each row needs at least one turn")
     out["label"] = _parse_labels(raw, where, first_row) if has_labels else -1
     for col in ("model_a", "model_b", "subset"):
         if col in raw.columns:
@@ -454,21 +464,27 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path, **kwargs) -> None:
     write_text_atomic(frame.to_csv(index=False, **kwargs), check_output_path(path))
 
 
-def new_file_mode() -> int:
+def current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-def write_text_atomic(text: str, path: str | Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a kill never leaves a truncated file."""
+def new_file_mode() -> int:
+    return 0o666 & ~current_umask()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp"):
+    """A temporary file beside `path` (with the usual file mode) for the caller to write; once the block ends it
+    is fsynced and renamed over `path`, on any error removed: a kill never leaves a truncated file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
         os.chmod(tmp, new_file_mode())  # mkstemp makes files private (0600); outputs get the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -476,34 +492,38 @@ def write_text_atomic(text: str, path: str | Path) -> None:
         raise
 
 
+def write_text_atomic(text: str, path: str | Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a kill never leaves a truncated file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 TABLE_SUFFIXES = (".csv", ".jsonl", ".parquet")
+
+
+def check_table_output(path: str | Path) -> Path:
+    """`check_output_path`, and an extension write_table_atomic knows."""
+    path = check_output_path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: unknown output format {path.suffix or '(no extension)'}; name the file .csv, "
+                        ".jsonl or .parquet")
+    return path
 
 
 def write_table_atomic(frame: pd.DataFrame, path: str | Path) -> None:
     """CSV, JSONL (one JSON object per line, lists stay lists) or Parquet by the file's extension, written to a
     temporary file beside it and renamed (a kill never leaves a truncated file)."""
-    path = check_output_path(path)
+    path = check_table_output(path)
     suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise DataError(f"{path}: unknown output format {suffix or '(no extension)'}; name the file .csv, .jsonl "
-                        "or .parquet")
     if suffix == ".csv":
         write_csv_atomic(frame, path)
-        return
-    if suffix == ".jsonl":
+    elif suffix == ".jsonl":
         records = frame.to_dict(orient="records")
         write_text_atomic("".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in records),
                           path)
-        return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, new_file_mode())
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    else:
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
 
 
 def _json_default(value):

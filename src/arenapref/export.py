@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .data import DataError, check_output_dir, write_text_atomic
+from .data import DataError, check_output_dir, current_umask, write_text_atomic
 from .modeldir import check_model_dir
 
 MODELING_FILE = "modeling_arenapref_reward.py"
@@ -103,10 +103,8 @@ def export_reward_model(model_dir: str | Path, output: str | Path) -> dict:
     model_dir, output = Path(model_dir), Path(output)
     meta = exportable_meta(model_dir)
     check_output_dir(output)
-    if output.exists() and any(output.iterdir()):
+    if output.exists() and any(output.iterdir()):  # the model directory itself among them
         raise DataError(f"{output}: exists and is not empty; choose a new directory for the export")
-    if output.resolve() == model_dir.resolve():
-        raise DataError(f"{output}: is the model directory itself; choose a new directory for the export")
     from .models import MODELS
 
     recipe = MODELS[meta["model_type"]].load_recipe("rank")
@@ -125,17 +123,15 @@ def export_reward_model(model_dir: str | Path, output: str | Path) -> dict:
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)
         raise
+    for path in output.rglob("*"):  # on disk before the rename makes the folder visible
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
     if final.exists():
         final.rmdir()  # empty (checked above)
-    os.chmod(output, 0o777 & ~_umask())
+    os.chmod(output, 0o777 & ~current_umask())
     os.replace(output, final)
     return summary
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _write_export(model, tokenizer, meta: dict, record: dict, temperature: float, output: Path, final: Path) -> dict:

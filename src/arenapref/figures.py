@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,18 +10,15 @@ matplotlib.use("Agg")  # no screen on servers and CI; must precede pyplot's impo
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .data import atomic_path  # noqa: E402
+
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """Save a figure as PNG through a temporary file and a rename, then close it."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
     finally:
         plt.close(fig)
     return path

@@ -169,7 +169,7 @@ def _open_columns(path: Path, suffix: str):
             except Exception as exc:
                 raise DataError(f"{path}: cannot be read as Parquet ({_first_line(exc)}); check the file") from None
         return list(raw), parquet_batches
-    if suffix in (".jsonl", ".json", ".jsonl.gz", ".ndjson") or suffix == ".csv.gz":
+    if suffix in (".jsonl", ".json", ".jsonl.gz", ".ndjson", ".csv.gz", "dataset"):
         frame = read_table(path)
         frame.columns = [str(c).strip() for c in frame.columns]
 

@@ -160,10 +160,11 @@ def fit_direction(D: np.ndarray, a_wins: np.ndarray, C: float, max_iter: int = 5
     return w.detach().numpy()
 
 
-def direction_offset(features: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(N, 3) logits [s/2, -s/2, 0] with s = w . (f_A - f_B): softmax then gives P(A) / P(B) = exp(s), so the
-    direction model's P(A beats B) holds exactly among decisive outcomes, whatever the tie logit is."""
-    s = side_difference(features) @ w
+def direction_offset(D: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(N, 3) logits [s/2, -s/2, 0] with s = w . d, d the rows' direction inputs (side_difference): softmax then
+    gives P(A) / P(B) = exp(s), so the direction model's P(A beats B) holds exactly among decisive outcomes,
+    whatever the tie logit is."""
+    s = D @ w
     return np.column_stack([s / 2, -s / 2, np.zeros_like(s)])
 
 
@@ -207,7 +208,7 @@ class ProbeData:
         if direction is not None and (rank or features is None):
             raise ValueError("a direction model needs a 3-way head with side features")
         self.direction = direction
-        self.offset = None if direction is None else direction_offset(features, direction)
+        self.offset = None if direction is None else direction_offset(side_difference(features), direction)
         flat = pooled.reshape(-1, pooled.shape[-1]).astype(np.float64)
         if pooled_swapped is not None:
             flat = np.vstack([flat, pooled_swapped.astype(np.float64)])
@@ -235,29 +236,45 @@ class ProbeData:
             direct, mirror = np.hstack([direct, f]), np.hstack([mirror, swap_features(f)])
         return direct, mirror
 
-    def fit(self, C: float, scale: float, rows: np.ndarray):
+    def fit(self, C: float, scale: float, rows: np.ndarray, offset: np.ndarray | None = None):
+        """`offset` (N, 3) replaces the direction model's logits (choose_probe's refits); default self.offset."""
         y = self.labels[rows]
         first, second = self.design(scale, rows)
         if self.rank:
             return fit_davidson(first, second, y, C)
-        offset = None if self.offset is None else np.vstack([self.offset[rows], self.offset[rows][:, SWAP]])
+        offset = self.offset if offset is None else offset
+        offset = None if offset is None else np.vstack([offset[rows], offset[rows][:, SWAP]])
         return fit_softmax(np.vstack([first, second]), np.concatenate([y, SWAP[y]]), C, offset=offset)
 
-    def log_loss(self, params, scale: float, rows: np.ndarray) -> float:
+    def log_loss(self, params, scale: float, rows: np.ndarray, offset: np.ndarray | None = None) -> float:
         first, second = self.design(scale, rows)
         if self.rank:
             w, log_nu = params
             logits = davidson_logits(torch.as_tensor(first @ w), torch.as_tensor(second @ w), torch.tensor(log_nu))
         else:
             W, b = params
-            logits = torch.as_tensor(first @ W.T + b + (0.0 if self.offset is None else self.offset[rows]))
+            offset = self.offset if offset is None else offset
+            logits = torch.as_tensor(first @ W.T + b + (0.0 if offset is None else offset[rows]))
         return float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(self.labels[rows])))
 
 
+def direction_refits(inputs: np.ndarray, D: np.ndarray, a_wins: np.ndarray, source: np.ndarray, C: float):
+    """For choose_probe's CV: training rows of a split -> the (N, 3) offset of a direction model refitted on the
+    extra rows and those rows only, so no held-out row's label reaches its own score. `inputs`: the direction
+    inputs of the N probe rows; `D`, `a_wins`: the direction model's rows, `source` the probe row each comes from
+    (-1: an extra row)."""
+    def offset_for(train_rows: np.ndarray) -> np.ndarray:
+        keep = (source < 0) | np.isin(source, train_rows)
+        return direction_offset(inputs, fit_direction(D[keep], a_wins[keep], C))
+    return offset_for
+
+
 def choose_probe(data: ProbeData, groups: np.ndarray, folds: int = 5, seed: int = 0, c_grid=C_GRID,
-                 scale_grid=SCALE_GRID, log=print) -> dict:
+                 scale_grid=SCALE_GRID, log=print, offset_for=None) -> dict:
     """Grid search of (C, scale) by prompt-grouped k-fold CV on the training rows; returns the best setting,
-    its CV log loss and the full table. Without side features the scale only rescales C, so it stays 1."""
+    its CV log loss and the full table. Without side features the scale only rescales C, so it stays 1.
+    `offset_for` (direction_refits): the direction model's offset per split, refitted without the held-out rows;
+    without it the fixed data.offset is used (fitted on every row: optimistic)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     if data.features is None:
@@ -265,9 +282,11 @@ def choose_probe(data: ProbeData, groups: np.ndarray, folds: int = 5, seed: int 
     n = len(data.labels)
     folds = max(2, min(folds, len(np.unique(groups)), int(np.bincount(data.labels).min()) or 2))
     splits = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(n), data.labels, groups))
+    offsets = [None if offset_for is None else offset_for(tr) for tr, _ in splits]
     table = []
     for C, scale in itertools.product(c_grid, scale_grid):
-        losses = [data.log_loss(data.fit(C, scale, tr), scale, va) * len(va) for tr, va in splits]
+        losses = [data.log_loss(data.fit(C, scale, tr, off), scale, va, off) * len(va)
+                  for (tr, va), off in zip(splits, offsets)]
         table.append({"C": C, "scale": scale, "cv_log_loss": float(sum(losses) / n)})
     best = min(table, key=lambda r: r["cv_log_loss"])
     log(f"linear probe: C={best['C']:g}, pooled-vector weight {best['scale']:g} "

@@ -290,17 +290,21 @@ def split_direction_rows(cfg: TrainConfig, train_frame, log):
     return own, extra
 
 
-def direction_rows(model, frames: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The direction model's data: standardised side-feature differences, A-wins labels and prompt groups of the
-    decisive rows of `frames` (the model's feature statistics, from the --data rows)."""
+def direction_rows(model, frames: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The direction model's data: standardised side-feature differences, A-wins labels, prompt groups and the
+    source row (index in frames[0], the --data training rows; -1 for the other frames) of the decisive rows of
+    `frames` (the model's feature statistics, from the --data rows)."""
     import pandas as pd
 
     from .probe import side_difference, standardize
 
+    source = np.concatenate([np.arange(len(frames[0]))] + [np.full(len(f), -1) for f in frames[1:]])
     frame = pd.concat([f[["prompt", "response_a", "response_b", "label"]] for f in frames], ignore_index=True)
-    decisive = frame[frame["label"] < 2].reset_index(drop=True)
-    features = standardize(head_features(decisive), model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
-    return side_difference(features), (decisive["label"].to_numpy() == 0).astype(np.float64), prompt_groups(decisive)
+    decisive = (frame["label"] < 2).to_numpy()
+    frame = frame[decisive].reset_index(drop=True)
+    features = standardize(head_features(frame), model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
+    return (side_difference(features), (frame["label"].to_numpy() == 0).astype(np.float64), prompt_groups(frame),
+            source[decisive])
 
 
 def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, features: np.ndarray | None,
@@ -310,7 +314,8 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
     (C and the pooled block's weight by grouped CV on these rows unless --probe-c is given), write it into the
     model's head. `direction` (direction_rows of --data + --extra) first fits the direction model the head is
     fitted on top of. Returns what was chosen."""
-    from .probe import ProbeData, choose_direction, choose_probe, fold_into_head, standardize
+    from .probe import (ProbeData, choose_direction, choose_probe, direction_refits, fold_into_head, side_difference,
+                        standardize)
 
     model.to(device).eval()
     t0 = time.time()
@@ -326,12 +331,14 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
     std_features = None
     if features is not None:
         std_features = standardize(features, model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
-    fitted_direction = None if direction is None else choose_direction(*direction, seed=cfg.seed, log=log)
+    fitted_direction = None if direction is None else choose_direction(*direction[:3], seed=cfg.seed, log=log)
     data = ProbeData("pair" if joint_swapped is None else "joint", pooled, labels, std_features, swapped,
                      rank=getattr(model.config, "objective", "classify") == "rank",
                      direction=None if fitted_direction is None else fitted_direction["weights"])
     if cfg.probe_c is None:
-        chosen = choose_probe(data, groups, seed=cfg.seed, log=log)
+        refits = None if fitted_direction is None else direction_refits(
+            side_difference(std_features), direction[0], direction[1], direction[3], fitted_direction["C"])
+        chosen = choose_probe(data, groups, seed=cfg.seed, log=log, offset_for=refits)
     else:
         chosen = {"C": cfg.probe_c, "scale": 1.0}
     params = data.fit(chosen["C"], chosen["scale"], np.arange(len(labels)))

@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .data import DataError, check_output_dir, current_umask, write_text_atomic
+from .data import DataError, check_output_dir, current_umask
 from .modeldir import check_model_dir
 
 MODELING_FILE = "modeling_arenapref_reward.py"
@@ -123,7 +123,8 @@ def export_reward_model(model_dir: str | Path, output: str | Path) -> dict:
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)
         raise
-    for path in output.rglob("*"):  # on disk before the rename makes the folder visible
+    # Plain writes inside the temporary folder: every file is fsynced here, before the rename makes it visible.
+    for path in output.rglob("*"):
         if path.is_file():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -167,19 +168,19 @@ def _write_export(model, tokenizer, meta: dict, record: dict, temperature: float
                       "encoder": model.config.encoder, "num_labels": 1, "id2label": {"0": "reward"},
                       "label2id": {"reward": 0}, "pad_token_id": tokenizer.pad_token_id,
                       "davidson_log_nu": log_nu, "arenapref": {**record, "davidson_log_nu": log_nu}}
-            write_text_atomic(json.dumps(config, indent=2), output / "config.json")
+            (output / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
             from . import reward_modeling
 
             shutil.copyfile(inspect.getsourcefile(reward_modeling), output / MODELING_FILE)
     tokenizer.save_pretrained(output)
     from . import text
 
-    write_text_atomic(Path(inspect.getsourcefile(text)).read_text(encoding="utf-8") + RENDER_HELPERS,
-                      output / RENDER_FILE)
+    (output / RENDER_FILE).write_text(Path(inspect.getsourcefile(text)).read_text(encoding="utf-8") + RENDER_HELPERS,
+                                      encoding="utf-8")
     summary = {"output": str(final), "architecture": architecture, "num_labels": 1,
                "trust_remote_code": meta["model_type"] != "llm", "davidson_log_nu": log_nu,
                "temperature": temperature}
-    write_text_atomic(reward_card(summary, record), output / "README.md")
+    (output / "README.md").write_text(reward_card(summary, record), encoding="utf-8")
     return summary
 
 

@@ -26,10 +26,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from arenapref.campaign import GBDTLearner, Oracle, run_campaign, strip_labels, summarize_campaigns  # noqa: E402
-from arenapref.data import grouped_split, load_frame, write_text_atomic  # noqa: E402
-from arenapref.metrics import log_loss  # noqa: E402
-from arenapref.select import STRATEGIES, confident_rows  # noqa: E402
+from arenapref.data.split import grouped_split
+from arenapref.data.tables import load_frame, write_text_atomic  # noqa: E402
+from arenapref.evaluation.metrics import log_loss  # noqa: E402
+from arenapref.labeling.campaign import (  # noqa: E402
+    GBDTLearner,
+    Oracle,
+    run_campaign,
+    strip_labels,
+    summarize_campaigns,
+)
+from arenapref.labeling.strategies import STRATEGIES, confident_rows  # noqa: E402
 
 DEFAULT_STRATEGIES = "random,entropy,margin,swap-disagreement,committee,entropy+diverse"
 MAX_ERRORS = (0.25, 0.3, 0.35, 0.4)
@@ -171,7 +178,7 @@ def main() -> None:
               f"{exp}, realised {real}")
     print(f"total {campaign['seconds']:.0f}s")
     if opts.output is not None:
-        from arenapref.report import learning_curve_figure
+        from arenapref.evaluation.report import learning_curve_figure
 
         write_text_atomic(json.dumps(campaign, indent=2), opts.output / "campaign.json")
         learning_curve_figure(campaign, opts.output / "learning_curves.png")
@@ -190,7 +197,7 @@ def main() -> None:
 
 
 def _matrix(learner, rows):
-    from arenapref.features import feature_matrix
+    from arenapref.data.features import feature_matrix
 
     return feature_matrix(learner.features(rows))
 

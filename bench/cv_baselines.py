@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from arenapref.crossval import grouped_folds  # noqa: E402
-from arenapref.data import load_frame  # noqa: E402
-from arenapref.metrics import frame_length_slices, log_loss  # noqa: E402
+from arenapref.data.tables import load_frame  # noqa: E402
+from arenapref.evaluation.metrics import frame_length_slices, log_loss  # noqa: E402
+from arenapref.training.cv import grouped_folds  # noqa: E402
 from quality import length_features  # noqa: E402
 
 

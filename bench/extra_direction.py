@@ -25,11 +25,19 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from arenapref.crossval import grouped_folds  # noqa: E402
-from arenapref.data import load_frame, prompt_groups, prompt_key  # noqa: E402
-from arenapref.metrics import frame_length_slices, log_loss, softmax  # noqa: E402
-from arenapref.probe import (ProbeData, choose_direction, choose_probe, direction_offset,  # noqa: E402
-                             direction_refits, feature_stats, head_features, side_difference, standardize)
+from arenapref.data.features import feature_stats, head_features, standardize
+from arenapref.data.split import prompt_groups, prompt_key  # noqa: E402
+from arenapref.data.tables import load_frame
+from arenapref.evaluation.metrics import frame_length_slices, log_loss, softmax  # noqa: E402
+from arenapref.training.cv import grouped_folds  # noqa: E402
+from arenapref.training.probe import (
+    ProbeData,
+    choose_direction,
+    choose_probe,
+    direction_offset,
+    direction_refits,
+    side_difference,
+)
 
 
 def pooled_sides(frame, backbone: str | None) -> np.ndarray:
@@ -37,9 +45,9 @@ def pooled_sides(frame, backbone: str | None) -> np.ndarray:
     import torch
 
     from arenapref.config import TrainConfig
-    from arenapref.inference import pooled_sequences
+    from arenapref.data.text import Renderer, TextSettings
+    from arenapref.inference.backend import pooled_sequences
     from arenapref.models import MODELS
-    from arenapref.text import Renderer, TextSettings
 
     cfg = TrainConfig(data="-", output="-", model="dual-tower", **({"backbone": backbone} if backbone else {}))
     recipe = MODELS["dual-tower"].load_recipe("classify")

@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from arenapref.leaderboard import ELO_PER_NATURAL, rate  # noqa: E402
-from arenapref.style import style_counts, style_covariates  # noqa: E402
+from arenapref.ratings.leaderboard import ELO_PER_NATURAL, rate  # noqa: E402
+from arenapref.ratings.style import style_counts, style_covariates  # noqa: E402
 
 WORDS = ("the of and to in is it that for on with as are this be by or from at an was can not which you use "
          "model data value time system answer example first result number case code point way step function "

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from arenapref.config import load_config
-from arenapref.data import load_frame
-from arenapref.inference import SequenceCollator, predict_rows
-from arenapref.models.heads import preference_loss
+from arenapref.data.tables import load_frame
+from arenapref.data.text import Renderer, TextSettings
+from arenapref.inference.backend import predict_rows
+from arenapref.inference.batching import SequenceCollator
 from arenapref.models.llm import LLM
-from arenapref.text import Renderer, TextSettings
+from arenapref.models.losses import preference_loss
 
 
 def timed(fn):

@@ -58,9 +58,9 @@ def rss_mib(pid: int) -> float:
 def untrained_model_dir(out: Path, max_length: int) -> Path:
     """The default backbone with a fresh head, saved as a model directory (the cost of a real one, untrained)."""
     from arenapref.config import TrainConfig
+    from arenapref.data.text import TextSettings
     from arenapref.models import MODELS
-    from arenapref.text import TextSettings
-    from arenapref.training import save_model_dir
+    from arenapref.training.neural import save_model_dir
 
     cfg = TrainConfig(data="-", output=str(out), max_length=max_length)
     recipe = MODELS[cfg.model].load_recipe()

@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from arenapref.data import load_frame  # noqa: E402
-from arenapref.metrics import log_loss  # noqa: E402
+from arenapref.data.tables import load_frame  # noqa: E402
+from arenapref.evaluation.metrics import log_loss  # noqa: E402
 
 # name, train flags, uses --extra, rough minutes on 2 idle cores for ~1000 rows (to skip what cannot fit).
 RECIPES = [

@@ -36,14 +36,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from arenapref.batching import PairLengthSampler, pair_length_keys  # noqa: E402
-from arenapref.data import load_frame  # noqa: E402
-from arenapref.inference import (PairCollator, call_budget, default_workers, map_batches, pad_batch,  # noqa: E402
-                                 predict_pairs, quantize_int8, reads_features, token_budget_batches)
-from arenapref.metrics import log_loss, softmax  # noqa: E402
+from arenapref.data.features import head_features  # noqa: E402
+from arenapref.data.tables import load_frame  # noqa: E402
+from arenapref.data.text import Renderer, TextSettings  # noqa: E402
+from arenapref.evaluation.metrics import log_loss, softmax  # noqa: E402
+from arenapref.inference.backend import predict_pairs, quantize_int8, reads_features
+from arenapref.inference.batching import (
+    PairCollator,
+    call_budget,
+    default_workers,
+    map_batches,
+    pad_batch,
+    token_budget_batches,
+)
 from arenapref.models.pooling import masked_mean  # noqa: E402
-from arenapref.probe import head_features  # noqa: E402
-from arenapref.text import Renderer, TextSettings  # noqa: E402
+from arenapref.training.samplers import PairLengthSampler, pair_length_keys  # noqa: E402
 
 DATA_CANDIDATES = [os.environ.get("ARENAPREF_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"]
 

@@ -101,7 +101,12 @@ def tiny_llama(tmp_path_factory, arena_csv) -> Path:
     Like Llama itself the tokenizer has bos/eos but no pad token: the llm family must set one.
     """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, set_seed
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+        set_seed,
+    )
 
     set_seed(0)
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))

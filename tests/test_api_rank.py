@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.data import DataError
-from arenapref.ranking import bradley_terry, ordered_pairs, soft_wins
+from arenapref.errors import DataError
+from arenapref.ratings.best_of_n import bradley_terry, ordered_pairs, soft_wins
 
 PROMPT = "What is the capital of France?"
 CANDIDATES = ["Paris.", "The capital of France is Paris, a city on the Seine.", "London", "I do not know, sorry."]

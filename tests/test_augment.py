@@ -8,12 +8,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from arenapref.augment import FlattenCollator, PreferenceDataset, average_with_swapped, swap_frame
 from arenapref.config import load_config
-from arenapref.data import DataError, load_frame
-from arenapref.distill import read_teacher_probs, soft_targets
-from arenapref.inference import PairCollator, SequenceCollator
-from arenapref.metrics import softmax
+from arenapref.data.swap import average_with_swapped, swap_frame
+from arenapref.data.tables import load_frame
+from arenapref.errors import DataError
+from arenapref.evaluation.metrics import softmax
+from arenapref.inference.batching import PairCollator, SequenceCollator
+from arenapref.training.dataset import FlattenCollator, PreferenceDataset
+from arenapref.training.distill import read_teacher_probs, soft_targets
 
 
 def test_swap_frame_exchanges_responses_and_maps_labels():
@@ -82,7 +84,7 @@ def judges(tiny_deberta):
     from transformers import AutoTokenizer
 
     from arenapref.api import Judge
-    from arenapref.inference import NeuralBackend
+    from arenapref.inference.backend import NeuralBackend
     from arenapref.models.cross_encoder import CrossEncoderModel
     from arenapref.models.dual_tower import DualTowerModel
 
@@ -182,9 +184,9 @@ def test_distillation_with_alpha_1_moves_the_model_toward_the_teacher(family, tm
     # labels) and side features are off: this measures what the soft-label loss alone teaches.
     from transformers import set_seed
 
-    from arenapref.inference import encode_rows, predict_rows
+    from arenapref.data.text import Renderer, TextSettings, encode_rows
+    from arenapref.inference.backend import predict_rows
     from arenapref.models import MODELS
-    from arenapref.text import Renderer, TextSettings
 
     recipe = MODELS[family].load_recipe()
     tokenizer = recipe.tokenizer(cfg.backbone, cfg)

@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.data import load_frame
-
+from arenapref.data.tables import load_frame
 from conftest import run_cli
 
-LABEL_COLUMNS = ["winner_model_a", "winner_model_b", "winner_tie"]
+LABELS = ["winner_model_a", "winner_model_b", "winner_tie"]
 
 
 def assert_clean_error(proc, *fragments: str, not_written: tuple[Path, ...] = ()) -> str:
@@ -60,7 +59,7 @@ def _set(row, col, value):
 
 def _labels(row, a, b, tie):
     def edit(frame):
-        frame.loc[row, LABEL_COLUMNS] = [a, b, tie]
+        frame.loc[row, LABELS] = [a, b, tie]
     return edit
 
 
@@ -428,7 +427,7 @@ def test_odd_row_is_processed(name, odd_file, odd_predictions, odd_jsonl_split):
     prompt, a, b = ODD_ROWS[name]
     # predict kept the row, in place, with a proper probability triple
     assert list(odd_predictions["id"]) == list(ODD_ROWS)
-    probs = odd_predictions.set_index("id").loc[name, LABEL_COLUMNS].to_numpy(dtype=float)
+    probs = odd_predictions.set_index("id").loc[name, LABELS].to_numpy(dtype=float)
     assert np.all(probs > 0) and probs.sum() == pytest.approx(1.0, abs=2e-6)
     # the text arrives exactly as written: null -> "", no BOM in the first header, CRLF only where it is content
     frame = load_frame(odd_file, require_labels=True).set_index("id")

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from arenapref.calibration import calibrate, fit_temperature
-from arenapref.metrics import expected_calibration_error, log_loss, softmax
+from arenapref.evaluation.calibration import calibrate, fit_temperature
+from arenapref.evaluation.metrics import expected_calibration_error, log_loss, softmax
 
 
 def _synthetic(temperature_truth: float, n: int = 3000, seed: int = 0):

@@ -10,10 +10,17 @@ import sys
 import numpy as np
 import pytest
 
-from arenapref.campaign import (GBDTLearner, Oracle, labels_to_reach, run_campaign, strip_labels,
-                                summarize_campaigns)
-from arenapref.data import LABEL_COLUMNS, grouped_split, load_frame, one_hot
-from arenapref.metrics import log_loss
+from arenapref.data.split import grouped_split
+from arenapref.data.tables import LABELS, load_frame, one_hot
+from arenapref.evaluation.metrics import log_loss
+from arenapref.labeling.campaign import (
+    GBDTLearner,
+    Oracle,
+    labels_to_reach,
+    run_campaign,
+    strip_labels,
+    summarize_campaigns,
+)
 from conftest import ROOT
 
 
@@ -37,9 +44,9 @@ class CheatingPredictor:
     def predict_proba(self, frame):
         self.log.append(("predict", frame))
         known = frame["label"].to_numpy() if "label" in frame else np.full(len(frame), -1)
-        for col in LABEL_COLUMNS:
+        for col in LABELS:
             if col in frame:  # winner columns would give the label away just as well
-                known = np.where(frame[col].to_numpy() == 1, LABEL_COLUMNS.index(col), known)
+                known = np.where(frame[col].to_numpy() == 1, LABELS.index(col), known)
         probs = np.full((len(frame), 3), 1 / 3)
         probs[known >= 0] = one_hot(known[known >= 0]) * 0.98 + 0.01
         return probs
@@ -64,7 +71,7 @@ def labelled(arena_csv):
 def _leaky(frame):
     """The rows with their labels in every form: `label` and the Kaggle winner columns."""
     out = frame.copy()
-    for j, col in enumerate(LABEL_COLUMNS):
+    for j, col in enumerate(LABELS):
         out[col] = (out["label"] == j).astype(int)
     return out
 
@@ -82,9 +89,9 @@ def test_the_campaign_never_reveals_a_label_it_was_not_asked_for(labelled):
     assert [r["labels"] for r in rounds] == [20, 35, 50, 65]
     # Every frame the learner and the strategy saw was stripped; the held-out part too: the cheat learnt nothing.
     for _, _, frame in learner.fits:
-        assert (frame["label"] == -1).all() and not set(LABEL_COLUMNS) & set(frame.columns)
+        assert (frame["label"] == -1).all() and not set(LABELS) & set(frame.columns)
     for _, frame in learner.log:
-        assert (frame["label"] == -1).all() and not set(LABEL_COLUMNS) & set(frame.columns)
+        assert (frame["label"] == -1).all() and not set(LABELS) & set(frame.columns)
     assert all(r["log_loss"] == pytest.approx(np.log(3)) for r in rounds)
     # The labels the learner got are exactly those the oracle revealed, for exactly the ids asked, once each.
     assert len(oracle.asked) == 65 and len(set(oracle.asked)) == 65
@@ -137,7 +144,7 @@ def test_a_gbdt_campaign_is_deterministic(labelled, strategy, diverse):
 def test_strip_labels_leaves_only_the_battle(arena_csv):
     frame = _leaky(load_frame(arena_csv).head(5))
     stripped = strip_labels(frame)
-    assert (stripped["label"] == -1).all() and not set(LABEL_COLUMNS) & set(stripped.columns)
+    assert (stripped["label"] == -1).all() and not set(LABELS) & set(stripped.columns)
     assert list(stripped["id"]) == list(frame["id"])
 
 
@@ -151,7 +158,7 @@ def test_bench_active_runs_end_to_end(tmp_path, arena_csv):
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(last["labels_saved_vs_random"]) == {"random", "committee", "entropy+diverse"}
     assert last["labels_saved_vs_random"]["random"] == 0.0 and last["target_labels"] == 150
-    from arenapref.report import load_campaign
+    from arenapref.evaluation.report import load_campaign
 
     campaign = load_campaign(out)
     assert campaign["strategies"]["committee"]["labels"] == [50, 100, 150]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from arenapref.text import Renderer, TextSettings, allocate
+from arenapref.data.text import Renderer, TextSettings, allocate
 from conftest import run_cli
 
 
@@ -142,7 +142,7 @@ def test_cli_cross_encoder_end_to_end(tmp_path, small_csv, tiny_deberta):
 def test_fields_pooling_masks_exactly_each_response(tokenizer, tiny_deberta):
     """"fields" pooling averages response A's tokens and response B's separately (markers included), found by the
     markers' token ids; nothing of the prompt or of the other response leaks into either mask."""
-    from arenapref.inference import pad_batch
+    from arenapref.inference.batching import pad_batch
     from arenapref.models import CrossEncoderModel
     from arenapref.models.families import field_marker_ids
 

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref import LABELS
-from arenapref.crossval import grouped_folds
-from arenapref.data import DataError, load_frame, prompt_groups
-from arenapref.ensemble import align, blend, fit_weights, read_predictions
-from arenapref.metrics import log_loss, softmax
+from arenapref.data.split import prompt_groups
+from arenapref.data.tables import LABELS, load_frame
+from arenapref.errors import DataError
+from arenapref.evaluation.ensemble import align, blend, fit_weights, read_predictions
+from arenapref.evaluation.metrics import log_loss, softmax
+from arenapref.training.cv import grouped_folds
 from conftest import run_cli
 
 

@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.data import DataError, grouped_split, load_frame, parse_turns, prompt_groups, to_kaggle
+from arenapref.data.split import grouped_split, prompt_groups
+from arenapref.data.tables import load_frame, parse_turns, to_kaggle
+from arenapref.errors import DataError
 
 
 def test_real_sample_loads_every_row(arena_csv):

@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 
 from arenapref.api import Judge
-from arenapref.data import load_frame
-from arenapref.metrics import classification_metrics
-
+from arenapref.data.tables import load_frame
+from arenapref.evaluation.metrics import classification_metrics
 from conftest import run_cli
 
 FAST = ["--model", "dual-tower", "--max-length", "48", "--epochs", "1", "--batch-size", "8", "--eval-steps", "4", "--seed", "1"]

@@ -6,9 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.data import load_frame, normalize
-from arenapref.features import (PAIR_FEATURES, PROMPT_FEATURES, SIDE_FEATURES, feature_blocks, feature_matrix,
-                                feature_names, swap_sides)
+from arenapref.data.features import (
+    PAIR_FEATURES,
+    PROMPT_FEATURES,
+    SIDE_FEATURES,
+    feature_blocks,
+    feature_matrix,
+    feature_names,
+    swap_sides,
+)
+from arenapref.data.tables import load_frame, normalize
 from conftest import run_cli
 
 

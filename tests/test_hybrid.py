@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from arenapref.data import load_frame
-from arenapref.metrics import log_loss
+from arenapref.data.tables import load_frame
+from arenapref.evaluation.metrics import log_loss
 from conftest import run_cli
 
 

@@ -13,10 +13,20 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize
 
-from arenapref.data import DataError
-from arenapref.leaderboard import (RIDGE, Votes, battle_style_covariates, drop_rare_models, fit_davidson,
-                                   fit_half_wins, leaderboard, load_battles, pair_weights, rate)
-from arenapref.bradley_terry import Design, newton
+from arenapref.errors import DataError
+from arenapref.ratings.bradley_terry import Design, newton
+from arenapref.ratings.leaderboard import (
+    RIDGE,
+    Votes,
+    battle_style_covariates,
+    drop_rare_models,
+    fit_davidson,
+    fit_half_wins,
+    leaderboard,
+    load_battles,
+    pair_weights,
+    rate,
+)
 from conftest import run_cli
 
 TRUTH = {"alpha": 1250.0, "bravo": 1150.0, "charlie": 1080.0, "delta": 1000.0, "echo": 900.0, "foxtrot": 820.0}
@@ -255,7 +265,7 @@ def test_fast_fit_equals_the_old_fit_on_the_real_sample(arena_csv, ties, source)
 def test_fast_fit_reaches_the_optimum_the_old_fit_stopped_short_of(arena_csv):
     """All 999 battles (models with 1 or 2 battles, whose ratings only the ridge holds): L-BFGS stopped up to a few
     Elo short there (its relative-decrease test); Newton's optimum has a lower objective and a zero gradient."""
-    from arenapref.bradley_terry import objective
+    from arenapref.ratings.bradley_terry import objective
 
     battles = load_battles(arena_csv)
     models = np.array(sorted(set(battles["model_a"].astype(str)) | set(battles["model_b"].astype(str))))
@@ -333,7 +343,7 @@ def simulate_styled(n: int = 6000, effect: float = 0.0, seed: int = 0, ties_nu: 
     """Battles with response texts: each model has its own verbosity (the weakest most verbose, so a length
     preference lifts them), responses are runs of words (some bold), and P(A) also grows with `effect` times the
     standardised length covariate (log-odds per sd). Returns a Kaggle-style frame with votes and the true probs."""
-    from arenapref.style import style_covariates
+    from arenapref.ratings.style import style_covariates
 
     rng = np.random.default_rng(seed)
     names = list(STYLE_TRUTH)

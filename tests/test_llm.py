@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from arenapref.config import load_config
-from arenapref.data import DataError, load_frame
-from arenapref.inference import predict_rows
+from arenapref.data.tables import load_frame
+from arenapref.data.text import Renderer, TextSettings
+from arenapref.errors import DataError
+from arenapref.inference.backend import predict_rows
 from arenapref.models.llm import LLM, resolve_backbone
-from arenapref.text import Renderer, TextSettings
 from conftest import run_cli
 
 

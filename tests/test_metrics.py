@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from arenapref.metrics import classification_metrics, expected_calibration_error, log_loss
+from arenapref.evaluation.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    log_loss,
+)
 
 
 def test_metrics_match_scikit_learn():
@@ -35,7 +39,7 @@ def test_uniform_log_loss_and_ece():
 
 
 def test_length_slices_by_hand():
-    from arenapref.metrics import length_slices
+    from arenapref.evaluation.metrics import length_slices
 
     labels = np.array([0, 1, 0, 2, 1])
     probs = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.2, 0.6, 0.2], [0.3, 0.3, 0.4], [0.1, 0.8, 0.1]])

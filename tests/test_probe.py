@@ -9,10 +9,27 @@ import pandas as pd
 import pytest
 import torch
 
-from arenapref.data import load_frame
-from arenapref.probe import (SHARED_COUNT, SIDE_COUNT, ProbeData, choose_probe, direction_offset, direction_refits,
-                             feature_stats, fit_davidson, fit_direction, fit_softmax, fold_into_head, head_features,
-                             side_difference, single_side_features, standardize, swap_features)
+from arenapref.data.features import (
+    SHARED_COUNT,
+    SIDE_COUNT,
+    feature_stats,
+    head_features,
+    single_side_features,
+    standardize,
+    swap_features,
+)
+from arenapref.data.tables import load_frame
+from arenapref.training.probe import (
+    ProbeData,
+    choose_probe,
+    direction_offset,
+    direction_refits,
+    fit_davidson,
+    fit_direction,
+    fit_softmax,
+    fold_into_head,
+    side_difference,
+)
 from conftest import run_cli
 
 
@@ -85,7 +102,7 @@ def test_features_swap_and_single_sides(arena_csv):
     frame = load_frame(arena_csv).head(40)
     feats = head_features(frame)
     assert feats.shape == (40, 2 * SIDE_COUNT + SHARED_COUNT)
-    from arenapref.augment import swap_frame
+    from arenapref.data.swap import swap_frame
 
     assert np.allclose(head_features(swap_frame(frame)), swap_features(feats))
     # A response scored on its own has exactly the features it has as side A of a pair.
@@ -94,9 +111,9 @@ def test_features_swap_and_single_sides(arena_csv):
 
 
 def _probe_setup(model, tokenizer, frame, kind: str, direction: np.ndarray | None = None):
-    from arenapref.inference import pooled_sequences
+    from arenapref.data.text import Renderer, TextSettings
+    from arenapref.inference.backend import pooled_sequences
     from arenapref.models.dual_tower import set_feature_stats
-    from arenapref.text import Renderer, TextSettings
 
     renderer = Renderer(tokenizer, TextSettings(max_length=32))
     feats = head_features(frame)
@@ -108,7 +125,7 @@ def _probe_setup(model, tokenizer, frame, kind: str, direction: np.ndarray | Non
         pooled = pooled_sequences(model, list(a) + list(b), 0, 4096).numpy().reshape(2, len(frame), -1).transpose(1, 0, 2)
         return (ProbeData("pair", pooled, labels, std, rank=model.config.objective == "rank", direction=direction),
                 feats, (a, b))
-    from arenapref.augment import swap_frame
+    from arenapref.data.swap import swap_frame
 
     rows, swapped = renderer.cross_inputs(frame), renderer.cross_inputs(swap_frame(frame))
     both = pooled_sequences(model, rows + swapped, 0, 4096).numpy()
@@ -131,7 +148,7 @@ def tokenizer(tiny_deberta):
                                     "dual-tower-direction", "cross-encoder-fields-direction"])
 def test_probe_folded_into_the_head_gives_the_probe_logits(family, frame, tokenizer, tiny_deberta):
     """The head written from the probe's fit reproduces, on the model's own inputs, the probe's logits."""
-    from arenapref.inference import predict_rows
+    from arenapref.inference.backend import predict_rows
     from arenapref.models import CrossEncoderModel, DualTowerModel
 
     torch.manual_seed(0)
@@ -199,7 +216,6 @@ def test_train_probe_head_equals_logistic_regression_on_the_same_features(tmp_pa
     from sklearn.linear_model import LogisticRegression
 
     from arenapref import Judge
-    from arenapref.augment import swap_frame
 
     out = tmp_path / "probe"
     run_cli("train", "--data", small_csv, "--valid", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,
@@ -211,7 +227,7 @@ def test_train_probe_head_equals_logistic_regression_on_the_same_features(tmp_pa
     frame = load_frame(small_csv, require_labels=True)
     model, renderer = judge.model, judge.backend.renderer
     a, b = renderer.dual_tower_inputs(frame)
-    from arenapref.inference import pooled_sequences
+    from arenapref.inference.backend import pooled_sequences
 
     pooled = pooled_sequences(model, list(a) + list(b), judge.tokenizer.pad_token_id, 4096).numpy()
     pa, pb = pooled[:len(frame)], pooled[len(frame):]
@@ -224,7 +240,7 @@ def test_train_probe_head_equals_logistic_regression_on_the_same_features(tmp_pa
     lr = LogisticRegression(C=0.05, tol=1e-10, max_iter=10_000).fit(X, np.concatenate([y, np.array([1, 0, 2])[y]]))
     expected = lr.predict_proba(X[:len(frame)])
     got = judge.predict_proba(frame) if meta["calibration"]["temperature"] == 1.0 else None
-    from arenapref.metrics import softmax
+    from arenapref.evaluation.metrics import softmax
 
     raw = softmax(judge.backend.predict_logits(frame)[0])  # before the calibration temperature
     assert np.allclose(raw, expected, atol=2e-3)

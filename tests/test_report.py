@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.report import fit_temperature, swap_sides, temper, write_report
+from arenapref.evaluation.report import (
+    fit_temperature,
+    swap_sides,
+    temper,
+    write_report,
+)
 from conftest import run_cli
 
 FIGURES = {"reliability.png", "confusion.png", "loss_by_length.png", "loss_by_turns.png", "position_bias.png"}
@@ -92,7 +97,7 @@ class SwapSensitiveBackend:
 
 def test_report_with_a_stored_temperature_and_position_bias(tmp_path, small_csv):
     from arenapref.api import Judge
-    from arenapref.data import load_frame
+    from arenapref.data.tables import load_frame
 
     frame = load_frame(small_csv, require_labels=True)
     judge = Judge(SwapSensitiveBackend(), {"model_type": "stub", "calibration": {"temperature": 2.5}})
@@ -120,7 +125,7 @@ def test_temperature_helpers():
 
 def _campaign(tmp_path):
     """A small campaign.json as bench/active.py writes it (curves made up; the summary computed as the bench does)."""
-    from arenapref.campaign import summarize_campaigns
+    from arenapref.labeling.campaign import summarize_campaigns
 
     curves = {"random": ([1.09, 1.08, 1.07], [1.09, 1.07, 1.06]), "committee": ([1.09, 1.06, 1.05], [1.09, 1.07, 1.06]),
               "<b>odd</b>": ([1.09, 1.09, 1.08], [1.09, 1.08, 1.08])}

@@ -6,7 +6,6 @@ Every run here is a real `arenapref train` subprocess on the tiny DeBERTa backbo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -17,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arenapref.checkpoints import COMPLETE_FILE, checkpoint_dirs, is_complete
-from arenapref.data import load_frame
-
+from arenapref.data.tables import load_frame
+from arenapref.training.checkpoints import COMPLETE_FILE, checkpoint_dirs, is_complete
 from conftest import ROOT, TINY_TRAIN_ARGS, run_cli
 
 

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.data import DataError, iter_frames, load_frame, normalize
-from arenapref.formats import chosen_on_a, judged_pairs, trl_pair
-from arenapref.metrics import pairwise_accuracy
-
+from arenapref.data.formats import chosen_on_a, judged_pairs, trl_pair
+from arenapref.data.tables import iter_frames, load_frame, normalize
+from arenapref.errors import DataError
+from arenapref.evaluation.metrics import pairwise_accuracy
 from conftest import run_cli
 from test_bad_input import assert_clean_error
 
@@ -288,7 +288,7 @@ def test_label_writes_trl_pairs_that_datasets_loads(pairs, gbdt_pairs_model, sma
     single = load_frame(small_csv)
     single = single[single["prompt"].map(len) == 1].drop(columns="label")
     test_csv = tmp_path / "test.csv"
-    from arenapref.data import to_kaggle
+    from arenapref.data.tables import to_kaggle
 
     to_kaggle(single.assign(label=-1)).to_csv(test_csv, index=False)
     probs = judge.predict_proba(single)

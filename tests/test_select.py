@@ -10,12 +10,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.data import load_frame
-from arenapref.select import (choose, committee_disagreement, confident_rows, diverse_top, diversity_space, entropy,
-                              margin, random_scores, strategy_scores, swap_disagreement)
+from arenapref.data.tables import load_frame
+from arenapref.labeling.strategies import (
+    choose,
+    committee_disagreement,
+    confident_rows,
+    diverse_top,
+    diversity_space,
+    entropy,
+    margin,
+    random_scores,
+    strategy_scores,
+    swap_disagreement,
+)
 from conftest import run_cli
 
-LABEL_COLUMNS = ["winner_model_a", "winner_model_b", "winner_tie"]
+LABELS = ["winner_model_a", "winner_model_b", "winner_tie"]
 
 
 # -- strategies on constructed probabilities ----------------------------------------------------------------------
@@ -130,7 +140,7 @@ def gbdt_dirs(tmp_path_factory, arena_csv):
     root = tmp_path_factory.mktemp("select")
     rows = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
     rows.head(300).to_csv(root / "train.csv", index=False)
-    rows.iloc[300:420].drop(columns=LABEL_COLUMNS).to_csv(root / "pool.csv", index=False)
+    rows.iloc[300:420].drop(columns=LABELS).to_csv(root / "pool.csv", index=False)
     rows.iloc[300:420].to_csv(root / "pool_labelled.csv", index=False)
     for seed in (0, 1):
         run_cli("train", "--data", root / "train.csv", "--output", root / f"gbdt{seed}", "--model", "gbdt",
@@ -194,7 +204,7 @@ def test_select_swap_disagreement_committee_and_diverse(gbdt_dirs, tmp_path):
 
 def test_both_orders_of_the_gbdt_are_its_two_one_sided_readings(gbdt_dirs):
     from arenapref import Judge
-    from arenapref.augment import swap_columns, swap_frame
+    from arenapref.data.swap import swap_columns, swap_frame
 
     judge = Judge.from_pretrained(gbdt_dirs / "gbdt0")
     frame = load_frame(gbdt_dirs / "pool.csv").head(30)
@@ -258,7 +268,7 @@ class _PositionBiased:
 
 
 def _tiny_frame():
-    from arenapref.data import normalize
+    from arenapref.data.tables import normalize
 
     return normalize(pd.DataFrame({"id": ["1", "2"], "prompt": [["q"], ["q"]], "response_a": [["short"], ["a b c d"]],
                                    "response_b": [["a much longer answer"], ["a b c d"]]}))
@@ -266,7 +276,7 @@ def _tiny_frame():
 
 def test_both_orders_of_a_family_asked_twice():
     from arenapref.api import Judge
-    from arenapref.metrics import softmax
+    from arenapref.evaluation.metrics import softmax
 
     frame = _tiny_frame()
     judge = Judge(_PositionBiased(), {"calibration": {"temperature": 2.0}})
@@ -284,7 +294,7 @@ def test_both_orders_of_a_family_asked_twice():
 
 def test_hybrid_blends_the_one_sided_answers_of_its_parts():
     from arenapref.api import Judge
-    from arenapref.models.hybrid import HybridBackend
+    from arenapref.inference.hybrid import HybridBackend
 
     frame = _tiny_frame()
     part = Judge(_PositionBiased(), {})

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.data import load_frame
-from arenapref.text import Renderer, TextSettings
-from arenapref.token_cache import cached_encode_rows
+from arenapref.data.tables import load_frame
+from arenapref.data.text import Renderer, TextSettings
+from arenapref.data.token_cache import cached_encode_rows
 from conftest import run_cli
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models on a shared machine: threads only wait for each other
@@ -90,7 +90,7 @@ def test_second_training_run_reads_tokens_from_the_cache(tiny_model_dir):
 
 def test_predict_int8_through_the_cli_and_bf16_through_the_api(tiny_model_dir, small_csv, tmp_path):
     from arenapref.api import Judge
-    from arenapref.data import read_table
+    from arenapref.data.tables import read_table
 
     out = tiny_model_dir[0]
     path = tmp_path / "int8.csv"

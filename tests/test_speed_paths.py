@@ -13,10 +13,16 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from arenapref.batching import LongestFirstSampler, PairLengthSampler, pair_length_keys, row_length_keys
-from arenapref.inference import PairCollator, map_batches, predict_pairs, predict_rows, token_budget_batches
+from arenapref.inference.backend import predict_pairs, predict_rows
+from arenapref.inference.batching import PairCollator, map_batches, token_budget_batches
 from arenapref.models.dual_tower import DualTowerConfig, DualTowerModel
 from arenapref.models.packing import padded_tokens, plan_chunks
+from arenapref.training.samplers import (
+    LongestFirstSampler,
+    PairLengthSampler,
+    pair_length_keys,
+    row_length_keys,
+)
 
 PAD = 0
 
@@ -247,8 +253,8 @@ def test_length_grouped_sampler_is_a_permutation_that_groups_lengths():
 def test_training_trainer_uses_the_length_samplers(tmp_path):
     from transformers import TrainingArguments
 
-    from arenapref.augment import PreferenceDataset
-    from arenapref.trainer import PreferenceTrainer
+    from arenapref.training.dataset import PreferenceDataset
+    from arenapref.training.trainer import PreferenceTrainer
 
     side_a, side_b = random_sides(32, seed=8)
     dataset = PreferenceDataset(list(zip(side_a, side_b)), np.zeros(32, dtype=int))
@@ -270,7 +276,7 @@ def test_training_trainer_uses_the_length_samplers(tmp_path):
 
 
 def test_int8_quantizes_every_encoder_linear_and_stays_close():
-    from arenapref.inference import Int8Linear, is_int8, quantize_int8
+    from arenapref.inference.backend import Int8Linear, is_int8, quantize_int8
 
     model = tiny_model()
     side_a, side_b = random_sides(12, seed=9)
@@ -286,7 +292,7 @@ def test_int8_quantizes_every_encoder_linear_and_stays_close():
 
 
 def test_int8_linear_takes_8_bits_on_one_sided_inputs_and_7_on_two_sided_ones():
-    from arenapref.inference import quantize_int8
+    from arenapref.inference.backend import quantize_int8
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 64)

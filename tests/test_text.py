@@ -1,8 +1,7 @@
-from types import SimpleNamespace
 
 import pytest
 
-from arenapref.text import Renderer, TextSettings, allocate, clip
+from arenapref.data.text import Renderer, TextSettings, allocate, clip
 
 
 def test_allocate_water_filling():
@@ -74,7 +73,7 @@ def test_left_truncation_keeps_the_end():
 def test_dual_tower_inputs_real_rows(small_csv, tiny_deberta):
     from transformers import AutoTokenizer
 
-    from arenapref.data import load_frame
+    from arenapref.data.tables import load_frame
 
     frame = load_frame(small_csv)
     r = Renderer(AutoTokenizer.from_pretrained(tiny_deberta), TextSettings(max_length=48))

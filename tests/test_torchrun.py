@@ -9,8 +9,7 @@ import sys
 import numpy as np
 
 from arenapref.api import Judge
-from arenapref.data import load_frame
-
+from arenapref.data.tables import load_frame
 from conftest import ROOT
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.data import load_frame, prompt_groups, to_kaggle
+from arenapref.data.split import prompt_groups
+from arenapref.data.tables import load_frame, to_kaggle
 from conftest import run_cli
 
 SPECIALS = ("[SEP]", "[PAD]", "[CLS]", "[MASK]", "<s>", "</s>", "<unk>", "<|endoftext|>")
@@ -38,8 +39,8 @@ def test_judge_decodes_raw_kaggle_cells(gbdt_model, small_csv):
 
 @pytest.mark.parametrize("backbone", ["tiny_deberta", "tiny_llama"])
 def test_text_that_spells_a_special_token_stays_text(backbone, request):
+    from arenapref.data.text import Renderer, TextSettings
     from arenapref.models.loading import load_tokenizer
-    from arenapref.text import Renderer, TextSettings
 
     tokenizer = load_tokenizer(request.getfixturevalue(backbone))
     if tokenizer.pad_token is None:
@@ -91,7 +92,7 @@ def test_flags_a_family_never_reads_are_refused(tmp_path, small_csv, flags, frag
 
 
 def test_rounded_probabilities_never_reach_zero():
-    from arenapref.cli import round_rows
+    from arenapref.cli.app import round_rows
 
     probs = np.array([[1 - 2e-9, 1e-9, 1e-9], [0.5, 0.5, 0.0], [0.3333334, 0.3333333, 0.3333333], [0, 0, 1.0]])
     rounded = round_rows(probs, 6)
@@ -108,9 +109,9 @@ def test_predict_writes_no_zero(tmp_path, gbdt_model, small_csv):
 
 
 def test_scores_have_one_definition(tmp_path, rank_model, small_csv):
-    from arenapref import Judge
-
     import shutil
+
+    from arenapref import Judge
 
     model = tmp_path / "rank"
     shutil.copytree(rank_model, model)
@@ -159,7 +160,7 @@ def test_valid_sharing_a_prompt_is_reported(tmp_path, small_csv):
 
 def test_extra_rows_with_a_validation_prompt_are_left_out(tmp_path, small_csv):
     from arenapref.config import TrainConfig
-    from arenapref.data import grouped_split, load_train_valid
+    from arenapref.data.split import grouped_split, load_train_valid
 
     frame = load_frame(small_csv)
     _, valid = grouped_split(frame, 0.25, 3)
@@ -178,8 +179,8 @@ def test_extra_rows_with_a_validation_prompt_are_left_out(tmp_path, small_csv):
 
 def test_validation_figures_are_cross_fitted_and_swap_tta_has_its_temperature(tmp_path, arena_csv):
     from arenapref import Judge
-    from arenapref.calibration import cross_fitted, fit_temperature
-    from arenapref.metrics import log_loss, softmax
+    from arenapref.evaluation.calibration import cross_fitted, fit_temperature
+    from arenapref.evaluation.metrics import log_loss, softmax
 
     rng = np.random.default_rng(0)
     logits, labels = rng.normal(size=(400, 3)) * 3, rng.integers(0, 3, 400)
@@ -273,9 +274,9 @@ def test_speed_flags_on_a_gbdt_model_are_refused(tmp_path, gbdt_model, small_csv
 
 def test_joint_families_keep_the_latest_turns_by_default(tiny_deberta):
     from arenapref.config import TrainConfig
-    from arenapref.data import normalize
+    from arenapref.data.tables import normalize
+    from arenapref.data.text import Renderer, TextSettings
     from arenapref.models.loading import load_tokenizer
-    from arenapref.text import Renderer, TextSettings
 
     def side_of(model, **kw):
         return TrainConfig(data="d.csv", output="o", model=model, **kw).validate().truncation_side

@@ -1,3 +1,3 @@
-from .cli import main
+from arenapref.cli.app import main
 
 main()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .data import DataError
+from arenapref.errors import DataError
 
 
 def default_backbone() -> str:
@@ -132,7 +132,7 @@ class TrainConfig:
             raise DataError("no training data: pass --data FILE (or `data:` in the YAML config)")
         if not self.output:
             raise DataError("no output directory: pass --output DIR (or `output:` in the YAML config)")
-        from .models import MODELS
+        from arenapref.models import MODELS
 
         if self.model not in MODELS:
             raise DataError(f"model {self.model!r}: expected one of {', '.join(MODELS)}")

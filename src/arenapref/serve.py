@@ -20,11 +20,21 @@ from fastapi import Body, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
 
-from . import LABELS, __version__
-from .data import DataError, normalize
-from .ranking import bradley_terry, ordered_pairs, ranked, soft_wins
+from arenapref import __version__
+from arenapref.data.tables import LABELS, normalize
+from arenapref.errors import DataError
+from arenapref.ratings.best_of_n import bradley_terry, ordered_pairs, ranked, soft_wins
 
 log = logging.getLogger("arenapref.serve")
 

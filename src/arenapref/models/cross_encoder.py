@@ -19,9 +19,13 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
-from .dual_tower import add_feature_buffers, encoder_from_dict, standardized_features
-from .heads import preference_loss
-from .pooling import masked_mean
+from arenapref.models.dual_tower import (
+    add_feature_buffers,
+    encoder_from_dict,
+    standardized_features,
+)
+from arenapref.models.losses import preference_loss
+from arenapref.models.pooling import masked_mean
 
 
 class CrossEncoderConfig(PretrainedConfig):

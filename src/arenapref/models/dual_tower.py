@@ -25,9 +25,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
-from ..probe import FEATURE_CLIP
-from .packing import plan_chunks
-from .pooling import masked_mean
+from arenapref.data.features import FEATURE_CLIP
+from arenapref.models.packing import plan_chunks
+from arenapref.models.pooling import masked_mean
 
 
 class DualTowerConfig(PretrainedConfig):

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import DataError
-from .loading import load_tokenizer, load_weights, read_config
+from arenapref.errors import DataError
+from arenapref.models.loading import load_tokenizer, load_weights, read_config
 
 
 class EncoderFamily:
@@ -58,20 +58,20 @@ def feature_widths(cfg) -> tuple[int, int]:
     side alone, so it reads only that side's features."""
     if not cfg.head_features:
         return 0, 0
-    from ..probe import SHARED_COUNT, SIDE_COUNT
+    from arenapref.data.features import SHARED_COUNT, SIDE_COUNT
 
     return SIDE_COUNT, 0 if cfg.objective == "rank" else SHARED_COUNT
 
 
 def field_marker_ids(tokenizer) -> list:
     """Token ids of the joint rendering's field markers (what "fields" pooling looks for)."""
-    from ..text import Renderer, TextSettings
+    from arenapref.data.text import Renderer, TextSettings
 
     return [list(m) for m in Renderer(tokenizer, TextSettings()).field_markers]
 
 
 def _dual_tower():
-    from .dual_tower import DualTowerModel
+    from arenapref.models.dual_tower import DualTowerModel
 
     return EncoderFamily("dual-tower", DualTowerModel, "pair",
                          lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss,
@@ -79,7 +79,7 @@ def _dual_tower():
 
 
 def _cross_encoder():
-    from .cross_encoder import CrossEncoderModel
+    from arenapref.models.cross_encoder import CrossEncoderModel
 
     return EncoderFamily("cross-encoder", CrossEncoderModel, "joint",
                          lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.pooling, *feature_widths(cfg),

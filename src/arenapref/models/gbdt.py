@@ -24,13 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import LABELS
-from ..calibration import calibrate
-from ..data import (DataError, check_output_dir, load_train_valid, prompt_groups, validation_scope,
-                    write_text_atomic)
-from ..features import feature_blocks, feature_matrix, feature_names, swap_sides
-from ..metrics import classification_metrics
-from . import META_FILE
+from arenapref.data.features import (
+    feature_blocks,
+    feature_matrix,
+    feature_names,
+    swap_sides,
+)
+from arenapref.data.split import load_train_valid, prompt_groups, validation_scope
+from arenapref.data.tables import LABELS, check_output_dir, write_text_atomic
+from arenapref.errors import DataError
+from arenapref.evaluation.calibration import calibrate
+from arenapref.evaluation.metrics import classification_metrics
+from arenapref.models import META_FILE
 
 BOOSTER_FILE = "model.txt"
 FACTORED_FILES = {"tie": "model_tie.txt", "direction": "model_direction.txt"}
@@ -205,7 +210,8 @@ class GBDTBackend:
         self.meta = meta
 
     @classmethod
-    def load(cls, path, meta: dict) -> "GBDTBackend":
+    def load(cls, path, meta: dict, **options) -> "GBDTBackend":
+        """Inference options (device, dtype...) do not apply to trees: they are accepted and ignored."""
         boosters = {key: cls._load_booster(Path(path) / name, meta, classes=3 if key == "multiclass" else 1)
                     for key, name in meta.get("boosters", {"multiclass": BOOSTER_FILE}).items()}
         if set(boosters) not in ({"multiclass"}, {"tie", "direction"}):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data import DataError
+from arenapref.errors import DataError
 
 
 def read_config(path: Path) -> dict:

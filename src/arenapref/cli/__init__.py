@@ -1,0 +1,5 @@
+"""The `arenapref` command line (typer)."""
+
+from arenapref.cli.app import app, main
+
+__all__ = ["app", "main"]

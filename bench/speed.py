@@ -153,9 +153,9 @@ def load_model(args):
         settings = TextSettings.from_dict(meta.get("text", {}))
         settings.max_length = args.max_length
         return model, tokenizer, settings, f"{args.model} (trained)"
-    from arenapref.config import default_backbone
+    from arenapref.models.loading import DEFAULT_BACKBONE, local_backbone
 
-    backbone = default_backbone()
+    backbone = local_backbone(DEFAULT_BACKBONE)
     torch.manual_seed(args.seed)
     model = DualTowerModel.from_backbone(backbone)
     return model, AutoTokenizer.from_pretrained(backbone), TextSettings(max_length=args.max_length), \

@@ -23,6 +23,22 @@ from arenapref.evaluation.metrics import CLASS_NAMES, classification_metrics, lo
 CLASS_TITLES = ("A wins", "B wins", "tie")
 
 
+def describe(meta: dict) -> str:
+    """One line naming a model's family and backbone, and for a hybrid every part's: the report's header."""
+    def one(info: dict) -> str:
+        family = info.get("model_type", "?")
+        details = [info["objective"]] if info.get("objective") not in (None, "classify") else []
+        if info.get("backbone"):
+            details.append(f"backbone {info['backbone']}")
+        return family + (f" ({', '.join(details)})" if details else "")
+
+    parts = meta.get("parts")
+    if isinstance(parts, dict) and parts:
+        return f"{meta.get('model_type', '?')}: " + " + ".join(
+            f"{one(part)} x {part.get('weight', 0):g}" for part in parts.values() if isinstance(part, dict))
+    return one(meta)
+
+
 def swap_sides(frame: pd.DataFrame) -> pd.DataFrame:
     """The same rows with response A and response B exchanged (labels follow: A-win <-> B-win)."""
     swapped = frame.copy()
@@ -274,8 +290,7 @@ def model_sections(judge, frame: pd.DataFrame, output: Path, model_name: str, da
     favour_a_swapped = float((swapped[:, 0] - swapped[:, 1]).mean())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meta = getattr(judge, "meta", {}) or {}
-    return f"""<p>Model <code>{_esc(model_name, 300)}</code> ({_esc(meta.get('model_type', '?'), 60)},
-{_esc(meta.get('objective', '?'), 40)}, backbone <code>{_esc(meta.get('backbone', '?'), 200)}</code>)
+    return f"""<p>Model <code>{_esc(model_name, 300)}</code> ({_esc(describe(meta), 400)})
 on <code>{_esc(data_name, 300)}</code>: {len(frame)} labelled rows. Written {stamp}.</p>
 
 <h2>Metrics</h2>

@@ -6,10 +6,14 @@ run or a damaged weights file is reported in a second, not after loading librari
 
 from __future__ import annotations
 
+import hashlib
 import json
+import platform
 import struct
+from importlib import metadata
 from pathlib import Path
 
+from arenapref.data.tables import LABELS, write_text_atomic
 from arenapref.errors import DataError
 from arenapref.models import (  # the registry imports no model code until a family is used
     META_FILE,
@@ -81,6 +85,64 @@ def check_model_dir(path: str | Path) -> dict:
     return meta
 
 
+# Path-valued training options: a model directory records each file by name and content hash (in "provenance"),
+# never as a path of the machine that trained it.
+FILE_OPTIONS = ("data", "valid", "extra", "extra_exclude", "teacher_probs")
+# Library versions recorded with every trained model (read from the installed metadata: nothing is imported).
+VERSIONED = ("arenapref", "torch", "transformers", "peft", "lightgbm", "scikit-learn", "numpy", "pandas", "tokenizers")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (a datasets save_to_disk folder) by relative name and content."""
+    digest = hashlib.sha256()
+    files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(cfg) -> dict:
+    """What a model was trained from: each input file by name and sha256, and the library versions."""
+    files = {}
+    for option in FILE_OPTIONS:
+        value = getattr(cfg, option, None)
+        paths = value if isinstance(value, list) else [value] if value else []
+        records = [{"name": Path(p).name, "sha256": file_digest(Path(p))} for p in paths if Path(p).exists()]
+        if records:
+            files[option] = records
+    versions = {}
+    for package in VERSIONED:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"files": files, "versions": versions, "python": platform.python_version()}
+
+
+def portable_config(cfg) -> dict:
+    """The training options as a model directory keeps them: files by name (their hashes are in provenance), no
+    output path (the directory is wherever it is now)."""
+    values = cfg.to_dict()
+    values.pop("output", None)
+    for option in FILE_OPTIONS:
+        value = values.get(option)
+        if isinstance(value, list):
+            values[option] = [Path(p).name for p in value]
+        elif value:
+            values[option] = Path(value).name
+    return values
+
+
+def training_meta(model_type: str, cfg, **fields) -> dict:
+    """arenapref.json of a freshly trained model: the fields every family writes, then the family's own."""
+    return {"format_version": 1, "model_type": model_type, "labels": list(LABELS), **fields,
+            "train_config": portable_config(cfg), "provenance": provenance(cfg)}
+
+
 CARD_FILE = "README.md"
 
 
@@ -88,8 +150,6 @@ def write_model_card(path: str | Path) -> None:
     """A short model card (README.md, Hugging Face style front matter) from a finished directory's arenapref.json:
     what the model is, what it was trained on, its validation figures and what they are out of sample for, and how
     to load it."""
-    from arenapref.data.tables import write_text_atomic
-
     path = Path(path)
     meta = read_meta(path)
     cfg = meta.get("train_config", {})

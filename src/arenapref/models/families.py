@@ -13,10 +13,11 @@ Families on another backend (gbdt) are dispatched by `Family.backend` in models/
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from arenapref.errors import DataError
-from arenapref.models.loading import load_tokenizer, load_weights, read_config
+from arenapref.models.loading import load_tokenizer, load_weights, local_backbone, read_config
 
 
 class EncoderFamily:
@@ -32,7 +33,7 @@ class EncoderFamily:
 
     def build(self, cfg, tokenizer):
         try:
-            return self._build(self.model_cls, cfg, tokenizer)
+            return self._build(self.model_cls, dataclasses.replace(cfg, backbone=local_backbone(cfg.backbone)), tokenizer)
         except OSError as exc:
             raise DataError(f"backbone {cfg.backbone!r}: cannot load its weights ({str(exc).splitlines()[0][:160]})") from None
 

@@ -31,11 +31,12 @@ from arenapref.data.features import (
     swap_sides,
 )
 from arenapref.data.split import load_train_valid, prompt_groups, validation_scope
-from arenapref.data.tables import LABELS, check_output_dir, write_text_atomic
+from arenapref.data.tables import check_output_dir, write_text_atomic
 from arenapref.errors import DataError
 from arenapref.evaluation.calibration import calibrate
 from arenapref.evaluation.metrics import classification_metrics
 from arenapref.models import META_FILE
+from arenapref.models.directory import training_meta
 
 BOOSTER_FILE = "model.txt"
 FACTORED_FILES = {"tie": "model_tie.txt", "direction": "model_direction.txt"}
@@ -153,28 +154,25 @@ def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
     names = feature_names()
     params = lgb_params(cfg)
 
-    meta = {
-        "format_version": 1,
-        "model_type": "gbdt",
-        "labels": list(LABELS),
-        "features": names,
-        "lightgbm_params": params,
-        "rounds": cfg.gbdt_rounds,
-        "boosters": booster_files(boosters),
-        "refit_on_validation": cfg.gbdt_refit,
+    meta = training_meta(
+        "gbdt", cfg,
+        features=names,
+        lightgbm_params=params,
+        rounds=cfg.gbdt_rounds,
+        boosters=booster_files(boosters),
+        refit_on_validation=cfg.gbdt_refit,
         # The gbdt's probabilities are symmetric under an A/B swap (mirrored rows), so swap TTA changes nothing
         # and shares the temperature.
-        "calibration": {"temperature": temperature, "temperature_swap": temperature, "fitted_on": "validation",
-                        "rows": int(len(valid_labels))},
-        "train_config": cfg.to_dict(),
-        "train_rows": len(train_frame),
-        "valid_rows": len(valid_frame),
-        "train_seconds": round(train_seconds, 1),
-        "valid_metrics": {k: v for k, v in metrics.items() if k != "confusion"},
-        "valid_metrics_scope": validation_scope(valid_frame, "validation rows held out from training (grouped by "
-                                                "prompt); temperature cross-fitted (each row calibrated by a "
-                                                "temperature fitted on the other rows)"),
-    }
+        calibration={"temperature": temperature, "temperature_swap": temperature, "fitted_on": "validation",
+                     "rows": int(len(valid_labels))},
+        train_rows=len(train_frame),
+        valid_rows=len(valid_frame),
+        train_seconds=round(train_seconds, 1),
+        valid_metrics={k: v for k, v in metrics.items() if k != "confusion"},
+        valid_metrics_scope=validation_scope(valid_frame, "validation rows held out from training (grouped by "
+                                             "prompt); temperature cross-fitted (each row calibrated by a "
+                                             "temperature fitted on the other rows)"),
+    )
     output.mkdir(parents=True, exist_ok=True)
     (output / META_FILE).unlink(missing_ok=True)
     for key, name in booster_files(boosters).items():

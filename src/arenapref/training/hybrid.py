@@ -9,11 +9,12 @@ import time
 
 import numpy as np
 
-from arenapref.data.tables import LABELS, check_output_dir, write_text_atomic
+from arenapref.data.tables import check_output_dir, write_text_atomic
 from arenapref.errors import DataError
 from arenapref.evaluation.metrics import classification_metrics
 from arenapref.inference.hybrid import PARTS
 from arenapref.models import META_FILE
+from arenapref.models.directory import training_meta
 from arenapref.models.gbdt import train_gbdt
 from arenapref.training.neural import train_neural, uses_direction
 
@@ -43,21 +44,19 @@ def train_hybrid(cfg, log=print) -> dict:
     part_metrics = {name: classification_metrics(labels, valid[name]["probs"])["log_loss"] for name in PARTS}
     log(f"hybrid: validation log loss {metrics['log_loss']:.4f} (neural part {part_metrics['neural']:.4f}, "
         f"gbdt part {part_metrics['gbdt']:.4f})")
-    meta = {
-        "format_version": 1,
-        "model_type": "hybrid",
-        "labels": list(LABELS),
-        "parts": {"neural": {"path": "neural", "weight": weight, "model_type": cfg.hybrid_neural},
-                  "gbdt": {"path": "gbdt", "weight": 1 - weight, "model_type": "gbdt"}},
+    meta = training_meta(
+        "hybrid", cfg,
+        parts={"neural": {"path": "neural", "weight": weight, "model_type": cfg.hybrid_neural,
+                          "backbone": neural_cfg.backbone, "objective": neural_cfg.objective},
+               "gbdt": {"path": "gbdt", "weight": 1 - weight, "model_type": "gbdt"}},
         # Each part carries its own temperatures (plain and swap TTA); the blend of calibrated probabilities is
         # used as is.
-        "calibration": {"temperature": 1.0, "temperature_swap": 1.0},
-        "train_config": cfg.to_dict(),
-        "train_seconds": round(time.time() - start, 1),
-        "valid_rows": int(len(labels)),
-        "valid_metrics": {k: v for k, v in metrics.items() if k != "confusion"},
-        "valid_log_loss_of_parts": part_metrics,
-        "valid_metrics_scope": "the parts' validation rows; each part's temperature cross-fitted; fixed weights",
-    }
+        calibration={"temperature": 1.0, "temperature_swap": 1.0},
+        train_seconds=round(time.time() - start, 1),
+        valid_rows=int(len(labels)),
+        valid_metrics={k: v for k, v in metrics.items() if k != "confusion"},
+        valid_log_loss_of_parts=part_metrics,
+        valid_metrics_scope="the parts' validation rows; each part's temperature cross-fitted; fixed weights",
+    )
     write_text_atomic(json.dumps(meta, indent=2, default=str), output / META_FILE)
     return metrics

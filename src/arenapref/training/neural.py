@@ -17,7 +17,7 @@ from arenapref.config import TrainConfig
 from arenapref.data.features import head_features
 from arenapref.data.split import load_train_valid, prompt_groups, validation_scope
 from arenapref.data.swap import average_with_swapped, swap_frame
-from arenapref.data.tables import LABELS, check_output_dir, write_text_atomic
+from arenapref.data.tables import check_output_dir, write_text_atomic
 from arenapref.data.text import Renderer, TextSettings
 from arenapref.data.token_cache import cached_encode_rows, default_cache_dir
 from arenapref.errors import DataError
@@ -26,6 +26,7 @@ from arenapref.evaluation.metrics import classification_metrics, log_loss, softm
 from arenapref.inference.backend import pooled_sequences, predict_rows, reads_features
 from arenapref.inference.batching import call_budget, collator_for
 from arenapref.models import META_FILE, MODELS
+from arenapref.models.directory import training_meta
 from arenapref.training.checkpoints import (
     checkpoint_root,
     mark_complete,
@@ -190,22 +191,19 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         return {}
 
     model = recipe.for_saving(model)
-    meta = {
-        "format_version": 1,
-        "model_type": cfg.model,
-        "objective": cfg.objective,
-        "rank_loss": cfg.rank_loss,
-        "backbone": cfg.backbone,
-        "labels": list(LABELS),
-        "text": settings.to_dict(),
-        "head_features": reads_features(model),
+    meta = training_meta(
+        cfg.model, cfg,
+        objective=cfg.objective,
+        rank_loss=cfg.rank_loss,
+        backbone=cfg.backbone,
+        text=settings.to_dict(),
+        head_features=reads_features(model),
         **meta_extra,
-        "calibration": {"temperature": 1.0},
-        "train_config": cfg.to_dict(),
-        "train_rows": len(train_frame),
-        "valid_rows": len(valid_frame),
-        "train_seconds": round(train_seconds, 1),
-    }
+        calibration={"temperature": 1.0},
+        train_rows=len(train_frame),
+        valid_rows=len(valid_frame),
+        train_seconds=round(train_seconds, 1),
+    )
     labels = valid_ds.labels
     logits, scores = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device, features=valid_features)
     if is_rank_mse(cfg):

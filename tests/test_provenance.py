@@ -1,0 +1,46 @@
+"""A model directory records where it came from (files by name and content hash, library versions) and holds no
+path of the machine that trained it; the report header names every part's family and backbone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from conftest import run_cli
+
+from arenapref.evaluation.report import describe
+
+
+def strings(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_gbdt_directory_records_files_by_name_and_hash(small_csv, tmp_path):
+    out = tmp_path / "gbdt"
+    run_cli("train", "--data", small_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", "20")
+    meta = json.loads((out / "arenapref.json").read_text())
+    assert meta["train_config"]["data"] == small_csv.name and "output" not in meta["train_config"]
+    (record,) = meta["provenance"]["files"]["data"]
+    assert record == {"name": small_csv.name, "sha256": hashlib.sha256(small_csv.read_bytes()).hexdigest()}
+    assert meta["provenance"]["versions"]["lightgbm"] and meta["provenance"]["versions"]["arenapref"]
+    machine = {str(tmp_path), str(small_csv.parent)}
+    assert not [s for s in strings(meta) if s.startswith("/") or any(m in s for m in machine)]
+    card = (out / "README.md").read_text()
+    assert str(small_csv.parent) not in card
+
+
+def test_report_header_names_every_part():
+    hybrid = {"model_type": "hybrid",
+              "parts": {"neural": {"model_type": "dual-tower", "weight": 0.5, "backbone": "all-MiniLM-L6-v2",
+                                   "objective": "classify"},
+                        "gbdt": {"model_type": "gbdt", "weight": 0.5}}}
+    assert describe(hybrid) == "hybrid: dual-tower (backbone all-MiniLM-L6-v2) x 0.5 + gbdt x 0.5"
+    assert describe({"model_type": "llm", "objective": "rank", "backbone": "smollm2"}) == "llm (rank, backbone smollm2)"
+    assert "?" not in describe({"model_type": "gbdt"})

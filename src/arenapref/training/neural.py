@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from arenapref.config import TrainConfig
-from arenapref.data.features import head_features
+from arenapref.data.features import feature_stats, head_features, standardize
 from arenapref.data.split import load_train_valid, prompt_groups, validation_scope
 from arenapref.data.swap import average_with_swapped, swap_frame
 from arenapref.data.tables import check_output_dir, write_text_atomic
@@ -27,6 +29,7 @@ from arenapref.inference.backend import pooled_sequences, predict_rows, reads_fe
 from arenapref.inference.batching import call_budget, collator_for
 from arenapref.models import META_FILE, MODELS
 from arenapref.models.directory import training_meta
+from arenapref.models.dual_tower import set_feature_stats
 from arenapref.training.checkpoints import (
     checkpoint_root,
     mark_complete,
@@ -35,6 +38,15 @@ from arenapref.training.checkpoints import (
 )
 from arenapref.training.dataset import FlattenCollator, PreferenceDataset
 from arenapref.training.distill import read_teacher_probs, soft_targets
+from arenapref.training.probe import (
+    ProbeData,
+    choose_direction,
+    choose_probe,
+    direction_refits,
+    fold_into_head,
+    side_difference,
+)
+from arenapref.training.trainer import PreferenceTrainer
 
 
 def compute_metrics(eval_pred) -> dict:
@@ -55,42 +67,33 @@ def _optimizer(model, cfg: TrainConfig, is_head):
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def _checkpoint_callback():
-    from transformers import TrainerCallback
+class MarkCheckpointComplete(TrainerCallback):
+    """After the Trainer has written checkpoint-N (on_save comes after it), mark it whole for --resume."""
 
-    class MarkCheckpointComplete(TrainerCallback):
-        """After the Trainer has written checkpoint-N (on_save comes after it), mark it whole for --resume."""
-
-        def on_save(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-
-    return MarkCheckpointComplete()
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
 
-def _swap_epoch_callback(dataset, log):
-    import torch.distributed as dist
-    from transformers import TrainerCallback
+class SwapEpochCallback(TrainerCallback):
+    """--swap-augment random: each epoch draws new coins, in every process of a distributed run."""
 
-    class SwapEpochCallback(TrainerCallback):
-        """--swap-augment random: each epoch draws new coins, in every process of a distributed run."""
+    def __init__(self, dataset, log):
+        self.dataset, self.log = dataset, log
 
-        def on_epoch_begin(self, args, state, control, **kwargs):
-            # state.epoch is fractional (a resumed run starts mid-epoch) and may sit a hair under a whole number.
-            dataset.set_epoch(int(state.epoch + 1e-6))
-            rank = f"rank {dist.get_rank()}: " if dist.is_available() and dist.is_initialized() else ""
-            swapped = sum(dataset.coin(i) for i in range(len(dataset)))
-            log(f"{rank}swap-augment epoch {dataset.epoch}: {swapped} of {len(dataset)} rows swapped "
-                f"(coins {dataset.coins_digest()})")
-
-    return SwapEpochCallback()
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        dataset = self.dataset
+        # state.epoch is fractional (a resumed run starts mid-epoch) and may sit a hair under a whole number.
+        dataset.set_epoch(int(state.epoch + 1e-6))
+        rank = f"rank {dist.get_rank()}: " if dist.is_available() and dist.is_initialized() else ""
+        swapped = sum(dataset.coin(i) for i in range(len(dataset)))
+        self.log(f"{rank}swap-augment epoch {dataset.epoch}: {swapped} of {len(dataset)} rows swapped "
+                 f"(coins {dataset.coins_digest()})")
 
 
 def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> dict:
     """Linear probe and / or HF Trainer run for a neural family; keeps the best model by validation log loss.
     `valid_out` (a dict) receives the validation labels and calibrated probabilities."""
-    from transformers import TrainingArguments, set_seed
-
     recipe = MODELS[cfg.model].load_recipe(cfg.objective)
     set_seed(cfg.seed)
     output = check_output_dir(cfg.output)
@@ -99,43 +102,100 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
     teacher = read_teacher_probs(cfg.teacher_probs, train_frame["id"]) if cfg.teacher_probs else None
     if cfg.fp16 and not torch.cuda.is_available():
         raise DataError("--fp16 needs a CUDA GPU and none is visible; use --bf16 on CPU, or neither")
-    resume_from, stale = plan_start(output, cfg.resume)
-    output.mkdir(parents=True, exist_ok=True)
-    if stale:
-        log(f"removing {len(stale)} incomplete or stale checkpoint(s): {', '.join(p.name for p in stale)}")
-        remove_checkpoints(stale)
-    if cfg.resume and resume_from is None:
-        log(f"no complete checkpoint in {output / 'checkpoints'}; starting from the beginning")
-    # From here until save_model_dir finishes, the directory must not look like a finished model.
-    (output / META_FILE).unlink(missing_ok=True)
+    resume_from = prepare_output(output, cfg.resume, log)
 
     tokenizer = recipe.tokenizer(cfg.backbone, cfg)
     settings = TextSettings(max_length=cfg.max_length, response_weight=cfg.response_weight,
                             truncation_side=cfg.truncation_side, field_weights=cfg.field_weights)
     renderer = Renderer(tokenizer, settings)
+
+    def encode(frame):
+        return cached_encode_rows(renderer, recipe.inputs, frame, default_cache_dir(), log)[0]
+
     train_labels = train_frame["label"].to_numpy()
     # Tokenised once, and reused by a rerun or --resume on the same rows, text settings and tokenizer (token_cache.py).
-    cache = default_cache_dir()
-    train_inputs = cached_encode_rows(renderer, recipe.inputs, train_frame, cache, log)[0]
+    train_inputs = encode(train_frame)
     swapped = None
     if cfg.swap_augment != "none":
         # A pair's swap is its two sides exchanged; a joint sequence is rendered again with A and B exchanged.
-        swapped = ([(b, a) for a, b in train_inputs] if recipe.inputs == "pair"
-                   else cached_encode_rows(renderer, recipe.inputs, swap_frame(train_frame), cache, log)[0])
+        swapped = [(b, a) for a, b in train_inputs] if recipe.inputs == "pair" else encode(swap_frame(train_frame))
     soft = soft_targets(teacher, train_labels, cfg.distill_alpha) if teacher is not None else None
     model = recipe.build(cfg, tokenizer)
     pad_id = tokenizer.pad_token_id
     train_features = valid_features = None
     if reads_features(model):
-        from arenapref.data.features import feature_stats
-        from arenapref.models.dual_tower import set_feature_stats
-
         train_features, valid_features = head_features(train_frame), head_features(valid_frame)
         set_feature_stats(model, *feature_stats(train_features))
     train_ds = PreferenceDataset(train_inputs, train_labels, soft, swapped, cfg.swap_augment, cfg.seed, train_features)
-    valid_inputs = cached_encode_rows(renderer, recipe.inputs, valid_frame, cache, log)[0]
-    valid_ds = PreferenceDataset(valid_inputs, valid_frame["label"].to_numpy(), features=valid_features)
+    valid_ds = PreferenceDataset(encode(valid_frame), valid_frame["label"].to_numpy(), features=valid_features)
 
+    args = training_arguments(cfg, output)
+    meta_extra: dict = {}
+    start = time.time()
+    if cfg.probe and cfg.model in ("dual-tower", "cross-encoder"):
+        joint_swapped = None
+        if recipe.inputs == "joint":
+            joint_swapped = swapped or encode(swap_frame(train_frame))
+        direction = None if extra_frame is None else direction_rows(model, [train_frame, extra_frame])
+        meta_extra["probe"] = linear_probe(model, cfg, train_inputs, train_labels, train_features,
+                                           prompt_groups(train_frame), pad_id, args.device, joint_swapped, log,
+                                           direction)
+        if direction is not None:
+            meta_extra["probe"]["direction"]["extra_rows"] = int(len(extra_frame))
+    if cfg.epochs > 0:
+        model, meta_extra["fine_tune"] = fine_tune(model, cfg, args, recipe, train_ds, valid_ds, pad_id, resume_from,
+                                                   "probe" in meta_extra, log)
+    if args.process_index != 0:
+        return {}
+    model = recipe.for_saving(model)
+    meta = training_meta(
+        cfg.model, cfg,
+        objective=cfg.objective,
+        rank_loss=cfg.rank_loss,
+        backbone=cfg.backbone,
+        text=settings.to_dict(),
+        head_features=reads_features(model),
+        **meta_extra,
+        calibration={"temperature": 1.0},
+        train_rows=len(train_frame),
+        valid_rows=len(valid_frame),
+        train_seconds=round(time.time() - start, 1),
+    )
+    swapped_valid = [(b, a) for a, b in valid_ds.inputs] if recipe.inputs == "pair" else encode(swap_frame(valid_frame))
+    probs = calibrate_on_validation(model, cfg, meta, recipe.inputs, pad_id, args.device, valid_ds, swapped_valid,
+                                    valid_frame, log)
+    metrics = classification_metrics(valid_ds.labels, probs)
+    if valid_out is not None:
+        valid_out.update(labels=valid_ds.labels, probs=probs, frame=valid_frame)
+    meta["valid_metrics"] = {k: v for k, v in metrics.items() if k != "confusion"}
+    meta["valid_metrics_scope"] = validation_scope(valid_frame, VALID_SCOPE + (" and the score link"
+                                                                              if is_rank_mse(cfg) else ""))
+    training_log = meta_extra.get("fine_tune", {}).pop("training_log", None)
+    save_model_dir(output, model, tokenizer, meta)
+    # The model directory keeps what loading needs plus the training curve; the checkpoints (weights, optimizer
+    # state) were only there for --resume and go once the model is saved.
+    if training_log is not None:
+        write_text_atomic(json.dumps(training_log, indent=1), output / TRAINING_LOG)
+    remove_checkpoints([checkpoint_root(output)])
+    return metrics
+
+
+def prepare_output(output: Path, resume: bool, log) -> Path | None:
+    """The checkpoint to resume from (None: start afresh), after removing stale checkpoints; from here until
+    save_model_dir finishes, the directory does not look like a finished model."""
+    resume_from, stale = plan_start(output, resume)
+    output.mkdir(parents=True, exist_ok=True)
+    if stale:
+        log(f"removing {len(stale)} incomplete or stale checkpoint(s): {', '.join(p.name for p in stale)}")
+        remove_checkpoints(stale)
+    if resume and resume_from is None:
+        log(f"no complete checkpoint in {output / 'checkpoints'}; starting from the beginning")
+    (output / META_FILE).unlink(missing_ok=True)
+    return resume_from
+
+
+def training_arguments(cfg: TrainConfig, output: Path):
+    """The HF Trainer's arguments for a run configured by `cfg`, checkpoints under OUTPUT/checkpoints."""
     args = TrainingArguments(
         output_dir=str(output / "checkpoints"),
         num_train_epochs=cfg.epochs,
@@ -171,68 +231,23 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
     )
     if "tensorboard" in args.report_to:  # beside the model, not under checkpoints/ (removed on success)
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(output / "logs")
-    device = args.device
-    meta_extra: dict = {}
-    start = time.time()
-    if cfg.probe and cfg.model in ("dual-tower", "cross-encoder"):
-        joint_swapped = None
-        if recipe.inputs == "joint":
-            joint_swapped = swapped or cached_encode_rows(renderer, "joint", swap_frame(train_frame), cache, log)[0]
-        direction = None if extra_frame is None else direction_rows(model, [train_frame, extra_frame])
-        meta_extra["probe"] = linear_probe(model, cfg, train_inputs, train_labels, train_features,
-                                           prompt_groups(train_frame), pad_id, device, joint_swapped, log, direction)
-        if direction is not None:
-            meta_extra["probe"]["direction"]["extra_rows"] = int(len(extra_frame))
-    if cfg.epochs > 0:
-        model, meta_extra["fine_tune"] = fine_tune(model, cfg, args, recipe, train_ds, valid_ds, pad_id, resume_from,
-                                                   "probe" in meta_extra, log)
-    train_seconds = time.time() - start
-    if args.process_index != 0:
-        return {}
+    return args
 
-    model = recipe.for_saving(model)
-    meta = training_meta(
-        cfg.model, cfg,
-        objective=cfg.objective,
-        rank_loss=cfg.rank_loss,
-        backbone=cfg.backbone,
-        text=settings.to_dict(),
-        head_features=reads_features(model),
-        **meta_extra,
-        calibration={"temperature": 1.0},
-        train_rows=len(train_frame),
-        valid_rows=len(valid_frame),
-        train_seconds=round(train_seconds, 1),
-    )
-    labels = valid_ds.labels
-    logits, scores = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device, features=valid_features)
+
+def calibrate_on_validation(model, cfg: TrainConfig, meta: dict, inputs: str, pad_id: int, device, valid_ds,
+                            swapped_inputs: list, valid_frame, log) -> np.ndarray:
+    """Fits the rank-MSE score link (if any) and the temperatures (plain and swap TTA: two views averaged change
+    the confidence) on the validation rows, into `meta`; returns the calibrated validation probabilities."""
+    features = valid_ds.features
+    logits, scores = predict_rows(model, valid_ds.inputs, inputs, pad_id, device=device, features=features)
     if is_rank_mse(cfg):
-        meta["link"] = model.fit_link(scores, labels)
-        logits, _ = predict_rows(model, valid_ds.inputs, recipe.inputs, pad_id, device=device,
-                                 features=valid_features)
-    # Swap TTA changes the confidence (two views averaged), so it gets its own temperature.
-    swapped_inputs = ([(b, a) for a, b in valid_ds.inputs] if recipe.inputs == "pair"
-                      else cached_encode_rows(renderer, recipe.inputs, swap_frame(valid_frame), cache, log)[0])
-    swapped_features = head_features(swap_frame(valid_frame)) if valid_features is not None else None
-    swapped_logits, _ = predict_rows(model, swapped_inputs, recipe.inputs, pad_id, device=device,
-                                     features=swapped_features)
-    groups = prompt_groups(valid_frame)
-    meta["calibration"], probs = calibrate_modes(logits, average_with_swapped(logits, swapped_logits), labels,
-                                                 groups, log)
-    metrics = classification_metrics(labels, probs)
-    if valid_out is not None:
-        valid_out.update(labels=labels, probs=probs, frame=valid_frame)
-    meta["valid_metrics"] = {k: v for k, v in metrics.items() if k != "confusion"}
-    meta["valid_metrics_scope"] = validation_scope(valid_frame, VALID_SCOPE + (" and the score link"
-                                                                              if is_rank_mse(cfg) else ""))
-    training_log = meta_extra.get("fine_tune", {}).pop("training_log", None)
-    save_model_dir(output, model, tokenizer, meta)
-    # The model directory keeps what loading needs plus the training curve; the checkpoints (weights, optimizer
-    # state) were only there for --resume and go once the model is saved.
-    if training_log is not None:
-        write_text_atomic(json.dumps(training_log, indent=1), output / TRAINING_LOG)
-    remove_checkpoints([checkpoint_root(output)])
-    return metrics
+        meta["link"] = model.fit_link(scores, valid_ds.labels)
+        logits, _ = predict_rows(model, valid_ds.inputs, inputs, pad_id, device=device, features=features)
+    swapped_features = head_features(swap_frame(valid_frame)) if features is not None else None
+    swapped_logits, _ = predict_rows(model, swapped_inputs, inputs, pad_id, device=device, features=swapped_features)
+    meta["calibration"], probs = calibrate_modes(logits, average_with_swapped(logits, swapped_logits),
+                                                 valid_ds.labels, prompt_groups(valid_frame), log)
+    return probs
 
 
 TRAINING_LOG = "training_log.json"
@@ -282,9 +297,6 @@ def direction_rows(model, frames: list) -> tuple[np.ndarray, np.ndarray, np.ndar
     `frames` (the model's feature statistics, from the --data rows)."""
     import pandas as pd
 
-    from arenapref.data.features import standardize
-    from arenapref.training.probe import side_difference
-
     source = np.concatenate([np.arange(len(frames[0]))] + [np.full(len(f), -1) for f in frames[1:]])
     frame = pd.concat([f[["prompt", "response_a", "response_b", "label"]] for f in frames], ignore_index=True)
     decisive = (frame["label"] < 2).to_numpy()
@@ -301,16 +313,6 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
     (C and the pooled block's weight by grouped CV on these rows unless --probe-c is given), write it into the
     model's head. `direction` (direction_rows of --data + --extra) first fits the direction model the head is
     fitted on top of. Returns what was chosen."""
-    from arenapref.data.features import standardize
-    from arenapref.training.probe import (
-        ProbeData,
-        choose_direction,
-        choose_probe,
-        direction_refits,
-        fold_into_head,
-        side_difference,
-    )
-
     model.to(device).eval()
     t0 = time.time()
     budget = call_budget(None, device)
@@ -352,14 +354,12 @@ def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id:
               log):
     """The HF Trainer run, best checkpoint by validation log loss. After a probe, the probe's model stays unless
     fine-tuning beats it on the same validation rows."""
-    from arenapref.training.trainer import PreferenceTrainer
-
     trainer = PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
                                 data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
                                 compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
                                 model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length,
-                                callbacks=[_checkpoint_callback()]
-                                + ([_swap_epoch_callback(train_ds, log)] if cfg.swap_augment == "random" else []))
+                                callbacks=[MarkCheckpointComplete()]
+                                + ([SwapEpochCallback(train_ds, log)] if cfg.swap_augment == "random" else []))
     before, metric = None, args.metric_for_best_model
     if after_probe:
         # The probe's model on the metric that chooses checkpoints, so the two are compared like with like.

@@ -16,7 +16,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from arenapref.data.features import SHARED_COUNT, SIDE_COUNT
+from arenapref.data.text import Renderer, TextSettings
 from arenapref.errors import DataError
+from arenapref.models.cross_encoder import CrossEncoderModel
+from arenapref.models.dual_tower import DualTowerModel
 from arenapref.models.loading import load_tokenizer, load_weights, local_backbone, read_config
 
 
@@ -55,37 +59,22 @@ class EncoderFamily:
 
 
 def feature_widths(cfg) -> tuple[int, int]:
-    """(per-side, shared) side-feature columns of the head: none for the reference head; a rank head scores each
-    side alone, so it reads only that side's features."""
+    """(per-side, shared) side-feature columns of the head: none for the plain head (--no-head-features); a rank
+    head scores each side alone, so it reads only that side's features."""
     if not cfg.head_features:
         return 0, 0
-    from arenapref.data.features import SHARED_COUNT, SIDE_COUNT
-
     return SIDE_COUNT, 0 if cfg.objective == "rank" else SHARED_COUNT
 
 
 def field_marker_ids(tokenizer) -> list:
     """Token ids of the joint rendering's field markers (what "fields" pooling looks for)."""
-    from arenapref.data.text import Renderer, TextSettings
-
     return [list(m) for m in Renderer(tokenizer, TextSettings()).field_markers]
 
 
-def _dual_tower():
-    from arenapref.models.dual_tower import DualTowerModel
-
-    return EncoderFamily("dual-tower", DualTowerModel, "pair",
-                         lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss,
-                                                                       *feature_widths(cfg)))
-
-
-def _cross_encoder():
-    from arenapref.models.cross_encoder import CrossEncoderModel
-
-    return EncoderFamily("cross-encoder", CrossEncoderModel, "joint",
-                         lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.pooling, *feature_widths(cfg),
-                                                                       field_marker_ids(tokenizer)))
-
-
-DUAL_TOWER = _dual_tower()
-CROSS_ENCODER = _cross_encoder()
+DUAL_TOWER = EncoderFamily("dual-tower", DualTowerModel, "pair",
+                           lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss,
+                                                                         *feature_widths(cfg)))
+CROSS_ENCODER = EncoderFamily("cross-encoder", CrossEncoderModel, "joint",
+                              lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.pooling,
+                                                                            *feature_widths(cfg),
+                                                                            field_marker_ids(tokenizer)))

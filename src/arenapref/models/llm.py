@@ -28,7 +28,9 @@ import torch
 
 from arenapref.data.tables import LABELS
 from arenapref.errors import DataError
+from arenapref.models.dual_tower import DualTowerOutput
 from arenapref.models.loading import load_tokenizer, load_weights, read_config
+from arenapref.models.losses import preference_loss
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -169,9 +171,6 @@ class LlmRanker(torch.nn.Module):
         return out.logits[:, 0]
 
     def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, **unused):
-        from arenapref.models.dual_tower import DualTowerOutput
-        from arenapref.models.losses import preference_loss
-
         batch, sides, length = input_ids.shape
         scores = self.side_scores(input_ids.view(-1, length), attention_mask.view(-1, length)).view(batch, sides)
         scores = scores.float()

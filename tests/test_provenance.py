@@ -44,3 +44,20 @@ def test_report_header_names_every_part():
     assert describe(hybrid) == "hybrid: dual-tower (backbone all-MiniLM-L6-v2) x 0.5 + gbdt x 0.5"
     assert describe({"model_type": "llm", "objective": "rank", "backbone": "smollm2"}) == "llm (rank, backbone smollm2)"
     assert "?" not in describe({"model_type": "gbdt"})
+
+
+def test_directories_written_before_provenance_still_load(small_csv, tmp_path):
+    """arenapref.json as it was written before: absolute paths in train_config, no provenance."""
+    from arenapref import Judge
+    from arenapref.data.tables import load_frame
+
+    out = tmp_path / "gbdt"
+    run_cli("train", "--data", small_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", "20")
+    frame = load_frame(small_csv)
+    before = Judge.from_pretrained(out).predict_proba(frame)
+    meta_path = out / "arenapref.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["provenance"]
+    meta["train_config"].update(data=str(small_csv), output=str(out), backbone="/venv/site-packages/model")
+    meta_path.write_text(json.dumps(meta))
+    assert (Judge.from_pretrained(out).predict_proba(frame) == before).all()

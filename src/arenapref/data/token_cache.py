@@ -92,7 +92,7 @@ def _write(path: Path, rows: list, inputs: str) -> None:
 
 
 def cached_encode_rows(renderer, inputs: str, frame, cache_dir: str | Path | None, log=None) -> tuple[list, bool]:
-    """inference.encode_rows(renderer, inputs, frame), read from `cache_dir` when an entry with the same key exists.
+    """data.text.encode_rows(renderer, inputs, frame), read from `cache_dir` when an entry with the same key exists.
 
     Returns (rows, hit): rows are (side A, side B) pairs for inputs="pair", one sequence per row for "joint".
     With cache_dir None it just tokenises.

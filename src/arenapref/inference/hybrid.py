@@ -7,7 +7,7 @@ a lower log loss than either on the arena sample's grouped CV (README, "Choosing
 
 Both parts train on the same rows and are calibrated on the same validation part (same seed, same grouped
 split). `--extra` files teach both parts who wins without their tie rate: the gbdt part's factored model, and the
-direction model under the neural part's head (probe.py; a neural part without a probed 3-way head and side
+direction model under the neural part's head (training/probe.py; a neural part without a probed 3-way head and side
 features does not read them). Training: training/hybrid.py.
 
 Saved directory: neural/ and gbdt/, each a complete model directory of its family, and arenapref.json

@@ -44,7 +44,7 @@ def as_turn_frame(frame: pd.DataFrame) -> pd.DataFrame:
 class Predictor:
     """A trained preference model: probabilities that A wins, B wins, or it is a tie.
 
-    `backend` is the model family's predictor (inference.NeuralBackend, models.gbdt.GBDTBackend, ...): anything with
+    `backend` is the model family's predictor (inference.backend.NeuralBackend, models.gbdt.GBDTBackend, ...): anything with
     `predict_logits(frame, progress) -> (logits (N, 3), side scores (N, 2) or None)`. The Judge applies the
     calibration temperature stored in arenapref.json, so every family is calibrated the same way.
 

@@ -7,7 +7,7 @@ side (2H; tokens that have read the other response through attention), so the he
 over the whole sequence is nearly the same vector whichever response is better). The fields are found by their
 markers' token ids (`field_marker_ids`, from the Renderer), the first "Response A:" and the first "Response B:"
 after it.
-With side features (`side_features` > 0, probe.py) the head reads [pooled, features of A, of B, pair + prompt].
+With side features (`side_features` > 0, training/probe.py) the head reads [pooled, features of A, of B, pair + prompt].
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The reference design: one shared encoder reads prompt+response A and prompt+response B.
 
 classify: masked mean pooling per side, concat, Linear(2H -> 3) with N(0, 0.02) weights and zero bias, cross-entropy.
-          With side features (`side_features` > 0, probe.py) the head reads [pooled A, pooled B, features of A,
+          With side features (`side_features` > 0, training/probe.py) the head reads [pooled A, pooled B, features of A,
           features of B, pair + prompt features] instead; with none it is exactly the reference head.
 rank:     a scalar score per side. `rank_loss="davidson"` (default) trains a Bradley-Terry model with ties
           (Davidson 1970): P(A) ∝ e^{s_a}, P(B) ∝ e^{s_b}, P(tie) ∝ ν e^{(s_a+s_b)/2}, so the same scores give proper
@@ -40,7 +40,7 @@ class DualTowerConfig(PretrainedConfig):
         self.objective = objective
         self.rank_loss = rank_loss
         self.classifier_dropout = classifier_dropout
-        # Hand-made features beside the pooled vectors (probe.py): per side, and shared by both sides.
+        # Hand-made features beside the pooled vectors (training/probe.py): per side, and shared by both sides.
         self.side_features = side_features
         self.shared_features = shared_features
 

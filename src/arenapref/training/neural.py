@@ -273,7 +273,7 @@ def calibrate_modes(logits: np.ndarray, swap_logits: np.ndarray, labels: np.ndar
 
 
 def uses_direction(cfg: TrainConfig) -> bool:
-    """Whether --extra rows teach only the head's direction (probe.py): a probed 3-way head with side features."""
+    """Whether --extra rows teach only the head's direction (training/probe.py): a probed 3-way head with side features."""
     return (cfg.model in ("dual-tower", "cross-encoder") and cfg.objective == "classify" and cfg.probe
             and cfg.head_features)
 
@@ -286,7 +286,7 @@ def split_direction_rows(cfg: TrainConfig, train_frame, log):
     is_extra = train_frame["is_extra"].to_numpy(bool)
     own = train_frame[~is_extra].drop(columns="is_extra").reset_index(drop=True)
     extra = train_frame[is_extra].reset_index(drop=True)
-    log(f"--extra: {len(extra)} rows teach the head who wins (a direction model on side features, probe.py); "
+    log(f"--extra: {len(extra)} rows teach the head who wins (a direction model on side features, training/probe.py); "
         f"the head's 3-way fit, fine-tuning and calibration use the {len(own)} --data training rows")
     return own, extra
 
@@ -309,7 +309,7 @@ def direction_rows(model, frames: list) -> tuple[np.ndarray, np.ndarray, np.ndar
 def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, features: np.ndarray | None,
                  groups: np.ndarray, pad_id: int, device, joint_swapped: list | None, log,
                  direction: tuple | None = None) -> dict:
-    """LP of LP-FT (probe.py): encode the training rows once with the frozen encoder, fit the head by L-BFGS
+    """LP of LP-FT (training/probe.py): encode the training rows once with the frozen encoder, fit the head by L-BFGS
     (C and the pooled block's weight by grouped CV on these rows unless --probe-c is given), write it into the
     model's head. `direction` (direction_rows of --data + --extra) first fits the direction model the head is
     fitted on top of. Returns what was chosen."""

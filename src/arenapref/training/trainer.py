@@ -8,7 +8,7 @@ from arenapref.training.samplers import LengthGroupedTrainer
 
 class PreferenceTrainer(LengthGroupedTrainer):
     """The HF Trainer with our loss: a per-batch mean cross-entropy, against soft labels when distilling.
-    Batches are grouped by length (batching.py; `group_by_length=False` restores random batches).
+    Batches are grouped by length (samplers.py; `group_by_length=False` restores random batches).
 
     Our own models (dual tower, cross-encoder) compute it in forward; Hugging Face classifiers (the llm family)
     get it here, so soft labels reach every family. The loss is a per-batch mean, so the Trainer must divide it by

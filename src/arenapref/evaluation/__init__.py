@@ -1,0 +1,1 @@
+"""Judging the judge: metrics, temperature calibration, ensembles, and the HTML report with its figures."""

@@ -1,0 +1,1 @@
+"""Writing a rank model as a scalar reward model that transformers loads without arenapref."""

@@ -61,3 +61,20 @@ def test_directories_written_before_provenance_still_load(small_csv, tmp_path):
     meta["train_config"].update(data=str(small_csv), output=str(out), backbone="/venv/site-packages/model")
     meta_path.write_text(json.dumps(meta))
     assert (Judge.from_pretrained(out).predict_proba(frame) == before).all()
+
+
+def test_a_changed_file_is_refused_unless_told(small_csv, tmp_path):
+    from arenapref import Judge
+
+    out = tmp_path / "gbdt"
+    run_cli("train", "--data", small_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", "20")
+    assert set(json.loads((out / "arenapref.json").read_text())["files"]) == {"model.txt"}
+    booster = out / "model.txt"
+    text = booster.read_text()
+    booster.write_text(text.replace("learning_rate: 0.02", "learning_rate: 0.03", 1))  # same size, same shape
+    bad = run_cli("predict", "--model", out, "--data", small_csv, "--output", tmp_path / "p.csv", check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert "model.txt: content differs from the sha256" in bad.stderr and "ARENAPREF_NO_VERIFY=1" in bad.stderr
+    run_cli("predict", "--model", out, "--data", small_csv, "--output", tmp_path / "p.csv",
+            env={"ARENAPREF_NO_VERIFY": "1"})
+    assert Judge.from_pretrained(out, verify=False).predict("hi", "a", "b")

@@ -289,8 +289,9 @@ class NeuralBackend:
 
 
 def load_neural(path, meta: dict, device: str | None = None, dtype: str = "fp32", quantize: str | None = None,
-                max_tokens: int | None = None, workers: int | None = None) -> NeuralBackend:
-    """A saved neural model ready to predict (the registry's loader of every neural family)."""
+                max_tokens: int | None = None, workers: int | None = None, verify: bool = True) -> NeuralBackend:
+    """A saved neural model ready to predict (the registry's loader of every neural family); its files were
+    verified by `check_model_dir` already."""
     quantize = None if quantize in (None, "none") else quantize
     # Dynamic int8 quantization is a CPU feature: it picks the CPU unless a device is asked for.
     device = device or ("cuda" if torch.cuda.is_available() and quantize is None else "cpu")

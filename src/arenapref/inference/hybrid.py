@@ -35,7 +35,7 @@ class HybridBackend:
         self.parts, self.meta = parts, meta  # [(weight, Judge)]
 
     @classmethod
-    def load(cls, path, meta: dict, **options) -> "HybridBackend":
+    def load(cls, path, meta: dict, verify: bool = True, **options) -> "HybridBackend":
         path = Path(path)
         parts = meta.get("parts")
         if not isinstance(parts, dict) or set(parts) != set(PARTS):
@@ -44,7 +44,7 @@ class HybridBackend:
         for name in PARTS:
             part = path / str(parts[name].get("path", name))
             try:
-                judge = Predictor.from_pretrained(part, **(options if name == "neural" else {}))
+                judge = Predictor.from_pretrained(part, verify=verify, **(options if name == "neural" else {}))
             except DataError as exc:
                 raise DataError(f"hybrid model {path}, part {name}: {exc}") from None
             loaded.append((float(parts[name]["weight"]), judge))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import struct
 from importlib import metadata
@@ -68,10 +69,13 @@ def check_safetensors(path: Path) -> None:
         raise DataError(f"{path}: {state} ({size} bytes, its header says {expected}); {what}")
 
 
-def check_model_dir(path: str | Path) -> dict:
-    """read_meta plus the files every model needs: a readable config.json and intact weights. Returns the meta."""
+def check_model_dir(path: str | Path, verify: bool = True) -> dict:
+    """read_meta plus the files every model needs: a readable config.json and intact weights, and (`verify`) every
+    file's content against the sha256 that arenapref.json recorded when the model was saved. Returns the meta."""
     path = Path(path)
     meta = read_meta(path)
+    if verify and os.environ.get(NO_VERIFY_ENV, "") in ("", "0"):
+        verify_files(path, meta)
     config_path = path / "config.json"
     if config_path.exists():
         try:
@@ -144,6 +148,49 @@ def training_meta(model_type: str, cfg, **fields) -> dict:
 
 
 CARD_FILE = "README.md"
+TRAINING_LOG = "training_log.json"
+# Written after arenapref.json (the card, the training curve): not read by loading, so not hashed.
+NOT_HASHED = (META_FILE, CARD_FILE, TRAINING_LOG)
+# Loading a model whose files were changed on purpose (edited weights): ARENAPREF_NO_VERIFY=1 or verify=False.
+NO_VERIFY_ENV = "ARENAPREF_NO_VERIFY"
+_verified: dict[tuple, str] = {}  # (file, size, mtime) -> sha256: a file is hashed once per process
+
+
+def saved_files(output: Path) -> dict:
+    """sha256 of every file loading reads: the directory's own files, and a hybrid part's arenapref.json (which in
+    turn lists that part's files)."""
+    files = {}
+    for entry in sorted(Path(output).iterdir()):
+        if entry.is_file() and entry.name not in NOT_HASHED:
+            files[entry.name] = file_digest(entry)
+        elif entry.is_dir() and (entry / META_FILE).is_file():
+            files[f"{entry.name}/{META_FILE}"] = file_digest(entry / META_FILE)
+    return files
+
+
+def write_meta(output: str | Path, meta: dict) -> None:
+    """arenapref.json, written last: its presence means the directory is complete, and its "files" entry holds the
+    sha256 of every file written before it."""
+    output = Path(output)
+    write_text_atomic(json.dumps({**meta, "files": saved_files(output)}, indent=2, default=str), output / META_FILE)
+
+
+def verify_files(path: Path, meta: dict) -> None:
+    """Every file arenapref.json lists has the content it had when the model was saved (directories saved before
+    hashes were recorded list none)."""
+    files = meta.get("files") or {}
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            raise DataError(f"{file}: missing (arenapref.json lists it); restore the model directory or retrain")
+        stat = file.stat()
+        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _verified:
+            _verified[key] = file_digest(file)
+        if _verified[key] != expected:
+            raise DataError(f"{file}: content differs from the sha256 recorded in {META_FILE} when the model was "
+                            f"saved (changed or corrupted since); restore it or retrain, or set {NO_VERIFY_ENV}=1 to "
+                            "load it anyway")
 
 
 def write_model_card(path: str | Path) -> None:

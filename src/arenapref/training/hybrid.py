@@ -4,17 +4,16 @@ family itself: inference/hybrid.py)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 
 import numpy as np
 
-from arenapref.data.tables import check_output_dir, write_text_atomic
+from arenapref.data.tables import check_output_dir
 from arenapref.errors import DataError
 from arenapref.evaluation.metrics import classification_metrics
 from arenapref.inference.hybrid import PARTS
 from arenapref.models import META_FILE
-from arenapref.models.directory import training_meta
+from arenapref.models.directory import training_meta, write_meta
 from arenapref.models.gbdt import train_gbdt
 from arenapref.training.neural import train_neural, uses_direction
 
@@ -58,5 +57,5 @@ def train_hybrid(cfg, log=print) -> dict:
         valid_log_loss_of_parts=part_metrics,
         valid_metrics_scope="the parts' validation rows; each part's temperature cross-fitted; fixed weights",
     )
-    write_text_atomic(json.dumps(meta, indent=2, default=str), output / META_FILE)
+    write_meta(output, meta)
     return metrics

@@ -28,7 +28,7 @@ from arenapref.evaluation.metrics import classification_metrics, log_loss, softm
 from arenapref.inference.backend import pooled_sequences, predict_rows, reads_features
 from arenapref.inference.batching import call_budget, collator_for
 from arenapref.models import META_FILE, MODELS
-from arenapref.models.directory import training_meta
+from arenapref.models.directory import TRAINING_LOG, training_meta, write_meta
 from arenapref.models.dual_tower import set_feature_stats
 from arenapref.training.checkpoints import (
     checkpoint_root,
@@ -250,9 +250,6 @@ def calibrate_on_validation(model, cfg: TrainConfig, meta: dict, inputs: str, pa
     return probs
 
 
-TRAINING_LOG = "training_log.json"
-
-
 # What the validation figures are (and are not) out of sample for: /v1/model and the README show it beside them.
 VALID_SCOPE = ("validation rows held out from training (grouped by prompt); temperature cross-fitted (each row "
                "calibrated by a temperature fitted on the other rows); in-sample for the checkpoint choice")
@@ -389,4 +386,4 @@ def save_model_dir(output: Path, model, tokenizer, meta: dict) -> None:
     (output / META_FILE).unlink(missing_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
-    write_text_atomic(json.dumps(meta, indent=2, default=str), output / META_FILE)
+    write_meta(output, meta)

@@ -28,7 +28,7 @@ def test_gbdt_directory_records_files_by_name_and_hash(small_csv, tmp_path):
     meta = json.loads((out / "arenapref.json").read_text())
     assert meta["train_config"]["data"] == small_csv.name and "output" not in meta["train_config"]
     (record,) = meta["provenance"]["files"]["data"]
-    assert record == {"name": small_csv.name, "sha256": hashlib.sha256(small_csv.read_bytes()).hexdigest()}
+    assert record == {"name": small_csv.name, "sha256": hashlib.sha256(small_csv.read_bytes()).hexdigest(), "rows": 96}
     assert meta["provenance"]["versions"]["lightgbm"] and meta["provenance"]["versions"]["arenapref"]
     machine = {str(tmp_path), str(small_csv.parent)}
     assert not [s for s in strings(meta) if s.startswith("/") or any(m in s for m in machine)]

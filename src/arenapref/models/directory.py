@@ -14,7 +14,7 @@ import struct
 from importlib import metadata
 from pathlib import Path
 
-from arenapref.data.tables import LABELS, write_text_atomic
+from arenapref.data.tables import LABELS, read_table, write_text_atomic
 from arenapref.errors import DataError
 from arenapref.models import (  # the registry imports no model code until a family is used
     META_FILE,
@@ -110,12 +110,13 @@ def file_digest(path: Path) -> str:
 
 
 def provenance(cfg) -> dict:
-    """What a model was trained from: each input file by name and sha256, and the library versions."""
+    """What a model was trained from: each input file by name, sha256 and row count, and the library versions."""
     files = {}
     for option in FILE_OPTIONS:
         value = getattr(cfg, option, None)
         paths = value if isinstance(value, list) else [value] if value else []
-        records = [{"name": Path(p).name, "sha256": file_digest(Path(p))} for p in paths if Path(p).exists()]
+        records = [{"name": Path(p).name, "sha256": file_digest(Path(p)), "rows": len(read_table(p))}
+                   for p in paths if Path(p).exists()]
         if records:
             files[option] = records
     versions = {}

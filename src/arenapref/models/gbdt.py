@@ -17,7 +17,6 @@ every model directory.
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,16 +30,16 @@ from arenapref.data.features import (
     swap_sides,
 )
 from arenapref.data.split import load_train_valid, prompt_groups, validation_scope
+from arenapref.data.swap import swap_columns, swap_labels
 from arenapref.data.tables import check_output_dir, write_text_atomic
 from arenapref.errors import DataError
 from arenapref.evaluation.calibration import calibrate
 from arenapref.evaluation.metrics import classification_metrics
 from arenapref.models import META_FILE
-from arenapref.models.directory import training_meta
+from arenapref.models.directory import training_meta, write_meta
 
 BOOSTER_FILE = "model.txt"
 FACTORED_FILES = {"tie": "model_tie.txt", "direction": "model_direction.txt"}
-SWAP_LABELS = np.array([1, 0, 2])  # label (or probability column) of a row once A and B are exchanged
 
 
 def lgb_params(cfg) -> dict:
@@ -58,13 +57,13 @@ def lgb_params(cfg) -> dict:
 def mirrored_training_set(blocks: dict, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows and their A/B mirrors, labels swapped accordingly."""
     features = np.vstack([feature_matrix(blocks), feature_matrix(swap_sides(blocks))])
-    return features, np.concatenate([labels, SWAP_LABELS[labels]])
+    return features, np.concatenate([labels, swap_labels(labels)])
 
 
 def symmetric_proba(booster, blocks: dict) -> np.ndarray:
     """Average of the row's prediction and its mirror's (columns mapped back): exactly symmetric in A and B."""
     direct = booster.predict(feature_matrix(blocks))
-    mirrored = booster.predict(feature_matrix(swap_sides(blocks)))[:, SWAP_LABELS]
+    mirrored = swap_columns(booster.predict(feature_matrix(swap_sides(blocks))))
     return (direct + mirrored) / 2
 
 
@@ -105,7 +104,7 @@ def one_sided_proba(boosters: dict, blocks: dict) -> tuple[np.ndarray, np.ndarra
     averaged: they differ where the trees read (A, B) and (B, A) differently, i.e. where the model is unsure."""
     direct, mirrored = feature_matrix(blocks), feature_matrix(swap_sides(blocks))
     if "multiclass" in boosters:
-        return boosters["multiclass"].predict(direct), boosters["multiclass"].predict(mirrored)[:, SWAP_LABELS]
+        return boosters["multiclass"].predict(direct), swap_columns(boosters["multiclass"].predict(mirrored))
     views = []
     for features, flip in ((direct, False), (mirrored, True)):
         tie = boosters["tie"].predict(features)
@@ -177,7 +176,7 @@ def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
     (output / META_FILE).unlink(missing_ok=True)
     for key, name in booster_files(boosters).items():
         write_text_atomic(boosters[key].model_to_string(), output / name)
-    write_text_atomic(json.dumps(meta, indent=2, default=str), output / META_FILE)
+    write_meta(output, meta)
     return metrics
 
 

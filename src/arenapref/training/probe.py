@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from arenapref.data.features import SIDE_COUNT, swap_features
+from arenapref.data.swap import swap_columns, swap_labels
 
-SWAP = np.array([1, 0, 2])
 # Grid of the probe's inverse L2 strength C and of the pooled block's weight (see the module docstring).
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SCALE_GRID = (0.03, 0.1, 0.3, 1.0)
@@ -197,8 +197,8 @@ class ProbeData:
         if self.rank:
             return fit_davidson(first, second, y, C)
         offset = self.offset if offset is None else offset
-        offset = None if offset is None else np.vstack([offset[rows], offset[rows][:, SWAP]])
-        return fit_softmax(np.vstack([first, second]), np.concatenate([y, SWAP[y]]), C, offset=offset)
+        offset = None if offset is None else np.vstack([offset[rows], swap_columns(offset[rows])])
+        return fit_softmax(np.vstack([first, second]), np.concatenate([y, swap_labels(y)]), C, offset=offset)
 
     def log_loss(self, params, scale: float, rows: np.ndarray, offset: np.ndarray | None = None) -> float:
         first, second = self.design(scale, rows)

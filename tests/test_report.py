@@ -11,12 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenapref.evaluation.report import (
-    fit_temperature,
-    swap_sides,
-    temper,
-    write_report,
-)
+from arenapref.evaluation.report import write_report
 from conftest import run_cli
 
 FIGURES = {"reliability.png", "confusion.png", "loss_by_length.png", "loss_by_turns.png", "position_bias.png"}
@@ -110,17 +105,17 @@ def test_report_with_a_stored_temperature_and_position_bias(tmp_path, small_csv)
     assert FIGURES <= {p.name for p in (tmp_path / "out").iterdir()}
 
 
-def test_temperature_helpers():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(4000, 3)) * 2
-    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    labels = (rng.random(4000)[:, None] > np.cumsum(truth, 1)).sum(1)
-    overconfident = temper(truth, 0.5)  # sharpened twice as much as the truth
-    assert fit_temperature(labels, overconfident) == pytest.approx(2.0, rel=0.1)
-    assert np.allclose(temper(temper(truth, 3.0), 1 / 3.0), truth, atol=1e-9)
-    frame = pd.DataFrame({"id": ["1"], "prompt": [["p"]], "response_a": [["a"]], "response_b": [["b"]], "label": [0]})
-    swapped = swap_sides(frame)
-    assert swapped.loc[0, "response_a"] == ["b"] and swapped.loc[0, "label"] == 1
+def test_report_without_a_stored_temperature_previews_one_fitted_on_the_data(tmp_path, small_csv):
+    from arenapref.api import Judge
+    from arenapref.data.tables import load_frame
+    from arenapref.evaluation.calibration import fit_temperature
+
+    frame = load_frame(small_csv, require_labels=True)
+    judge = Judge(SwapSensitiveBackend(), {"model_type": "stub"})
+    page = write_report(judge, frame, tmp_path / "out", worst=5).read_text()
+    shown = float(page.split("fitted on this same data (T = ")[1].split(")")[0])
+    expected = fit_temperature(np.log(judge.predict_proba(frame)), frame["label"].to_numpy())
+    assert shown == pytest.approx(expected, abs=1e-3) and expected > 1.0  # the stub is overconfident
 
 
 def _campaign(tmp_path):

@@ -8,17 +8,20 @@ Only needs `judge.predict_proba(frame)` and `judge.temperature`, so it works for
 from __future__ import annotations
 
 import html
+import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
 
+from arenapref.data.swap import swap_columns, swap_frame
 from arenapref.data.tables import write_text_atomic
+from arenapref.errors import DataError
+from arenapref.evaluation.calibration import fit_temperature
 from arenapref.evaluation.figures import plt, save_figure
-from arenapref.evaluation.metrics import CLASS_NAMES, classification_metrics, log_loss
+from arenapref.evaluation.metrics import CLASS_NAMES, classification_metrics, softmax
 
 CLASS_TITLES = ("A wins", "B wins", "tie")
 
@@ -37,31 +40,6 @@ def describe(meta: dict) -> str:
         return f"{meta.get('model_type', '?')}: " + " + ".join(
             f"{one(part)} x {part.get('weight', 0):g}" for part in parts.values() if isinstance(part, dict))
     return one(meta)
-
-
-def swap_sides(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same rows with response A and response B exchanged (labels follow: A-win <-> B-win)."""
-    swapped = frame.copy()
-    swapped["response_a"], swapped["response_b"] = frame["response_b"], frame["response_a"]
-    if "model_a" in frame.columns and "model_b" in frame.columns:
-        swapped["model_a"], swapped["model_b"] = frame["model_b"], frame["model_a"]
-    swapped["label"] = frame["label"].map({0: 1, 1: 0, 2: 2, -1: -1})
-    return swapped
-
-
-def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log p / T): the same probabilities with a different temperature."""
-    z = np.log(np.clip(probs, 1e-15, 1.0)) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def fit_temperature(labels: np.ndarray, probs: np.ndarray) -> float:
-    """The temperature minimising log loss on these rows (one parameter, searched in log space)."""
-    result = minimize_scalar(lambda log_t: log_loss(labels, temper(probs, math.exp(log_t))),
-                             bounds=(-3.0, 3.0), method="bounded")
-    return float(math.exp(result.x))
 
 
 def row_log_loss(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -252,16 +230,17 @@ def model_sections(judge, frame: pd.DataFrame, output: Path, model_name: str, da
     """Predict `frame` (labelled, normalised) both ways round, draw the figures; the page's model sections."""
     labels = frame["label"].to_numpy()
     probs = judge.predict_proba(frame)  # what the model returns: its stored calibration applied
-    swapped = judge.predict_proba(swap_sides(frame))[:, [1, 0, 2]]  # back in the original A/B order
+    swapped = swap_columns(judge.predict_proba(swap_frame(frame)))  # back in the original A/B order
     stored_t = float(getattr(judge, "temperature", 1.0))
-    raw = temper(probs, 1.0 / stored_t)  # undo the stored temperature: softmax(T * log p)
+    log_probs = np.log(np.clip(probs, 1e-15, 1.0))  # logits of the model's output, up to a constant per row
+    raw = softmax(log_probs, 1.0 / stored_t)  # undo the stored temperature: softmax(T * log p)
     if abs(stored_t - 1.0) > 1e-9:
         after, after_t = probs, stored_t
         note = (f"The model stores a calibration temperature T = {stored_t:.3f} (arenapref.json "
                 "calibration.temperature); 'after' is the model's own output, 'before' undoes it.")
     else:
-        after_t = fit_temperature(labels, raw)
-        after = temper(raw, after_t)
+        after_t = fit_temperature(log_probs, labels)
+        after = softmax(log_probs, after_t)
         note = (f"The model has no stored calibration (temperature 1), so its output is the 'before' column. The "
                 f"'after' column uses a temperature fitted on this same data (T = {after_t:.3f}): an optimistic "
                 "preview of what `calibration` would give, not a held-out result.")
@@ -329,10 +308,6 @@ CAMPAIGN_FILE = "campaign.json"
 
 def load_campaign(path) -> dict:
     """campaign.json of a bench/active.py --output directory (or the file itself), checked for what we draw."""
-    import json
-
-    from arenapref.errors import DataError
-
     path = Path(path)
     file = path / CAMPAIGN_FILE if path.is_dir() else path
     if not file.is_file():

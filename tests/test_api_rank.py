@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from arenapref.errors import DataError
-from arenapref.ratings.best_of_n import bradley_terry, ordered_pairs, soft_wins
+from arenapref.ratings.best_of_n import bradley_terry_scores, ordered_pairs
 
 PROMPT = "What is the capital of France?"
 CANDIDATES = ["Paris.", "The capital of France is Paris, a city on the Seine.", "London", "I do not know, sorry."]
@@ -106,7 +106,23 @@ def test_bradley_terry_recovers_known_strengths():
     pairs = ordered_pairs(len(truth))
     p_win = 1 / (1 + np.exp(-(truth[pairs[:, 0]] - truth[pairs[:, 1]])))
     probs = np.stack([p_win, 1 - p_win, np.zeros_like(p_win)], axis=1)  # no ties: soft wins = exact BT expectations
-    assert np.allclose(bradley_terry(soft_wins(len(truth), pairs, probs)), truth, atol=1e-6)
+    assert np.allclose(bradley_terry_scores(len(truth), pairs, probs), truth, atol=1e-6)
+
+
+def test_bradley_terry_scores_maximise_the_half_win_likelihood_with_ties():
+    from scipy.optimize import minimize
+    from scipy.special import softmax
+
+    pairs = ordered_pairs(5)
+    probs = softmax(np.random.default_rng(0).normal(size=(len(pairs), 3)) * 2, axis=1)
+    win, lose = probs[:, 0] + probs[:, 2] / 2, probs[:, 1] + probs[:, 2] / 2  # a tie is half a win each way
+
+    def nll(theta):  # the likelihood written out plainly
+        d = theta[pairs[:, 0]] - theta[pairs[:, 1]]
+        return (win * np.logaddexp(0, -d) + lose * np.logaddexp(0, d)).sum()
+
+    direct = minimize(nll, np.zeros(5), method="BFGS", options={"gtol": 1e-10}).x
+    assert np.allclose(bradley_terry_scores(5, pairs, probs), direct - direct.mean(), atol=1e-6)
 
 
 def test_readme_python_example_runs(rank_model, arena_csv, capsys):

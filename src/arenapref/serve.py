@@ -16,7 +16,7 @@ from typing import Annotated, Callable, Union
 
 import numpy as np
 import pandas as pd
-from fastapi import Body, FastAPI, Request
+from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -34,11 +34,12 @@ from pydantic import (
 from arenapref import __version__
 from arenapref.data.tables import LABELS, normalize
 from arenapref.errors import DataError
-from arenapref.ratings.best_of_n import bradley_terry, ordered_pairs, ranked, soft_wins
+from arenapref.ratings.best_of_n import rank_method, rank_responses
 
 log = logging.getLogger("arenapref.serve")
 
 
+# -- request and response bodies -------------------------------------------------------------------------------------
 def _turn_list(value) -> list[str]:
     """A string is one turn; a list holds one string per turn (null -> "")."""
     if isinstance(value, str):
@@ -112,27 +113,7 @@ class RankResult(BaseModel):
     ranking: list[RankedResponse]
 
 
-def fix_mmap_threshold(size: int = 128 * 1024) -> bool:
-    """Pin glibc's mmap threshold (M_MMAP_THRESHOLD) so blocks of `size` bytes and more always get their own mapping.
-
-    By default glibc raises the threshold each time a large mapped block is freed (up to 32 MiB), after which
-    blocks of that size come from the heap instead. A server handling bodies and activations of every size from
-    bytes to megabytes then fragments its heap and its resident memory creeps up for thousands of requests (measured
-    with bench/load.py: +150 MiB over 1200 requests with the default MiniLM model, still rising). Pinning the
-    threshold keeps large blocks out of the heap, so freeing them returns the memory at once. A no-op (False)
-    without glibc.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_mmap_threshold = -3
-    return bool(mallopt(m_mmap_threshold, size))
-
-
+# -- micro-batching and limits ---------------------------------------------------------------------------------------
 class TooLarge(Exception):
     def __init__(self, detail: str):
         self.detail = detail
@@ -185,25 +166,6 @@ class MicroBatcher:
                 start += len(job_items)
 
 
-def model_card(judge) -> dict:
-    """What GET /v1/model reports from arenapref.json."""
-    meta = judge.meta
-    return {
-        "model_type": meta.get("model_type"),
-        "backbone": meta.get("backbone"),
-        "objective": meta.get("objective"),
-        "labels": meta.get("labels", list(LABELS)),
-        "ranking": "scores" if judge.scores_sides else "pairwise",
-        "text": meta.get("text"),
-        "calibration": meta.get("calibration"),
-        "valid_metrics": meta.get("valid_metrics"),
-        "valid_metrics_scope": meta.get("valid_metrics_scope"),  # what those figures are out of sample for
-        "train_rows": meta.get("train_rows"),
-        "valid_rows": meta.get("valid_rows"),
-        "arenapref_version": __version__,
-    }
-
-
 class BodyLimit:
     """ASGI middleware: 413 for a request body over `max_bytes`, checked on Content-Length and while reading."""
 
@@ -254,28 +216,34 @@ def _readable(errors: list[dict]) -> str:
     return "invalid request: " + "; ".join(parts[:5]) + (f" (and {len(parts) - 5} more)" if len(parts) > 5 else "")
 
 
-def create_app(judge, batch_wait_ms: float = 5.0, max_items: int = 256, max_body_bytes: int = 4_000_000,
-               max_batch_rows: int = 512) -> FastAPI:
-    """The FastAPI app over an already loaded Judge."""
-    def predict_rows(rows: list[tuple]) -> list:
+# -- what the routes share -------------------------------------------------------------------------------------------
+class Service:
+    """The judge, its two micro-batchers (pairs of responses to compare, single responses to score), the limits and
+    the counters: everything the routes share, kept in `app.state.service`."""
+
+    def __init__(self, judge, batch_wait_ms: float, max_items: int, max_body_bytes: int, max_batch_rows: int):
+        self.judge = judge
+        self.pairs = MicroBatcher(self.predict_rows, batch_wait_ms, max_batch_rows)
+        self.sides = MicroBatcher(self.score_rows, batch_wait_ms, max_batch_rows)
+        self.batch_wait_ms, self.max_items, self.max_body_bytes = batch_wait_ms, max_items, max_body_bytes
+        self.max_rank = max(2, int((1 + (1 + 4 * max_items) ** 0.5) / 2))  # n(n-1) ordered pairs within max_items
+        self.requests = 0
+
+    def predict_rows(self, rows: list[tuple]) -> list:
         raw = pd.DataFrame({"id": [str(i) for i in range(len(rows))], "prompt": [r[0] for r in rows],
                             "response_a": [r[1] for r in rows], "response_b": [r[2] for r in rows]})
-        return list(judge.predict_proba(normalize(raw, "request")))
+        return list(self.judge.predict_proba(normalize(raw, "request")))
 
-    def score_rows(rows: list[tuple]) -> list:
-        return list(judge.score_responses([r[0] for r in rows], [r[1] for r in rows]))
-
-    pairs = MicroBatcher(predict_rows, batch_wait_ms, max_batch_rows)
-    sides = MicroBatcher(score_rows, batch_wait_ms, max_batch_rows)
-    max_rank = max(2, int((1 + (1 + 4 * max_items) ** 0.5) / 2))  # n(n-1) ordered pairs stay within max_items
+    def score_rows(self, rows: list[tuple]) -> list:
+        return list(self.judge.score_responses([r[0] for r in rows], [r[1] for r in rows]))
 
     @asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(self, app):
         # One forward-pass thread shared by both batchers: passes run one at a time (they share the model and the
         # cores; each pass spreads its batches over the CPU encoder workers itself).
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arenapref-forward")
         workers = []
-        for batcher in (pairs, sides):
+        for batcher in (self.pairs, self.sides):
             batcher.queue, batcher.executor = asyncio.Queue(), executor
             workers.append(asyncio.create_task(batcher.worker()))
         yield
@@ -283,78 +251,150 @@ def create_app(judge, batch_wait_ms: float = 5.0, max_items: int = 256, max_body
             task.cancel()
         executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="arenapref judge", version=__version__, lifespan=lifespan,
+    def stats(self) -> dict:
+        return {"forward_passes": self.pairs.forward_passes + self.sides.forward_passes,
+                "rows": self.pairs.items + self.sides.items, "requests": self.requests,
+                "batch_wait_ms": self.batch_wait_ms, "max_items": self.max_items, "max_body_bytes": self.max_body_bytes}
+
+
+class QueuedJudge:
+    """The judge as `rank_responses` (Judge.rank) sees it, its forward passes queued on the service's micro-batchers
+    so that they share passes with concurrent requests. Called from a worker thread, never on the event loop."""
+
+    def __init__(self, service: Service, loop: asyncio.AbstractEventLoop):
+        self.service, self.loop = service, loop
+        self.scores_sides = service.judge.scores_sides
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        rows = list(zip(frame["prompt"], frame["response_a"], frame["response_b"]))
+        return np.asarray(self._wait(self.service.pairs.submit(rows))).reshape(-1, 3)
+
+    def score_responses(self, prompts: list, responses: list) -> np.ndarray:
+        return np.asarray(self._wait(self.service.sides.submit(list(zip(prompts, responses)))))
+
+    def _wait(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
+# -- routes ----------------------------------------------------------------------------------------------------------
+routes = APIRouter()
+
+
+def model_card(judge) -> dict:
+    """What GET /v1/model reports from arenapref.json."""
+    meta = judge.meta
+    return {
+        "model_type": meta.get("model_type"),
+        "backbone": meta.get("backbone"),
+        "objective": meta.get("objective"),
+        "labels": meta.get("labels", list(LABELS)),
+        "ranking": rank_method("auto", judge.scores_sides),
+        "text": meta.get("text"),
+        "calibration": meta.get("calibration"),
+        "valid_metrics": meta.get("valid_metrics"),
+        "valid_metrics_scope": meta.get("valid_metrics_scope"),  # what those figures are out of sample for
+        "train_rows": meta.get("train_rows"),
+        "valid_rows": meta.get("valid_rows"),
+        "arenapref_version": __version__,
+    }
+
+
+@routes.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@routes.get("/v1/model")
+async def model_info(request: Request) -> dict:
+    service = request.app.state.service
+    return {**model_card(service.judge), "serving": service.stats()}
+
+
+@routes.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> str:
+    stats = request.app.state.service.stats()
+    return "".join(f"arenapref_{name}_total {stats[name]}\n" for name in ("requests", "forward_passes", "rows"))
+
+
+@routes.post("/v1/compare", response_model=Union[Probabilities, list[Probabilities]])
+async def compare(body: Annotated[CompareBody, Body()], request: Request):
+    """P(A wins), P(B wins), P(tie) for one comparison, or for each of a list of them."""
+    service = request.app.state.service
+    items = body if isinstance(body, list) else [body]
+    if len(items) > service.max_items:
+        raise TooLarge(f"{len(items)} comparisons in one request; the limit is {service.max_items} (split the list)")
+    service.requests += 1
+    if not items:
+        return []
+    probs = await service.pairs.submit([(c.prompt, c.response_a, c.response_b) for c in items])
+    out = [dict(zip(LABELS, map(float, p))) for p in probs]
+    return out if isinstance(body, list) else out[0]
+
+
+@routes.post("/v1/rank", response_model=RankResult)
+async def rank(body: RankRequest, request: Request):
+    """Candidate responses to one prompt, best first, with scores."""
+    service = request.app.state.service
+    n = len(body.responses)
+    if n > service.max_rank:
+        raise TooLarge(f"{n} responses in one request; the limit is {service.max_rank}")
+    service.requests += 1
+    loop = asyncio.get_running_loop()
+    ranking = await loop.run_in_executor(None, rank_responses, QueuedJudge(service, loop), body.prompt,
+                                         body.responses)
+    return {"method": rank_method("auto", service.judge.scores_sides),
+            "ranking": [{k: r[k] for k in ("rank", "index", "score")} for r in ranking]}
+
+
+async def invalid_body(request: Request, exc: RequestValidationError):
+    return JSONResponse(status_code=422, content={"detail": _readable(exc.errors()),
+                                                  "errors": jsonable_encoder(exc.errors(), exclude={"input"})})
+
+
+async def too_large(request: Request, exc: TooLarge):
+    return JSONResponse(status_code=413, content={"detail": exc.detail})
+
+
+async def bad_data(request: Request, exc: DataError):
+    return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+
+def create_app(judge, batch_wait_ms: float = 5.0, max_items: int = 256, max_body_bytes: int = 4_000_000,
+               max_batch_rows: int = 512) -> FastAPI:
+    """The FastAPI app over an already loaded Judge."""
+    service = Service(judge, batch_wait_ms, max_items, max_body_bytes, max_batch_rows)
+    app = FastAPI(title="arenapref judge", version=__version__, lifespan=service.lifespan,
                   description="Which of two chatbot responses would a human prefer? Probabilities for A wins, "
                               "B wins, tie; best-of-n ranking.")
+    app.state.service = service
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.state.judge, app.state.batchers = judge, {"pairs": pairs, "sides": sides}
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_body(request: Request, exc: RequestValidationError):
-        return JSONResponse(status_code=422, content={"detail": _readable(exc.errors()),
-                                                      "errors": jsonable_encoder(exc.errors(), exclude={"input"})})
-
-    @app.exception_handler(TooLarge)
-    async def too_large(request: Request, exc: TooLarge):
-        return JSONResponse(status_code=413, content={"detail": exc.detail})
-
-    @app.exception_handler(DataError)
-    async def bad_data(request: Request, exc: DataError):
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
-
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
-    @app.get("/v1/model")
-    async def model_info() -> dict:
-        return {**model_card(judge), "serving": serving_stats()}
-
-    def serving_stats() -> dict:
-        return {"forward_passes": pairs.forward_passes + sides.forward_passes,
-                "rows": pairs.items + sides.items, "requests": app.state.requests,
-                "batch_wait_ms": batch_wait_ms, "max_items": max_items, "max_body_bytes": max_body_bytes}
-
-    app.state.requests = 0
-
-    @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics() -> str:
-        stats = serving_stats()
-        return "".join(f"arenapref_{name}_total {stats[name]}\n" for name in ("requests", "forward_passes", "rows"))
-
-    @app.post("/v1/compare", response_model=Union[Probabilities, list[Probabilities]])
-    async def compare(body: Annotated[CompareBody, Body()]):
-        """P(A wins), P(B wins), P(tie) for one comparison, or for each of a list of them."""
-        items = body if isinstance(body, list) else [body]
-        if len(items) > max_items:
-            raise TooLarge(f"{len(items)} comparisons in one request; the limit is {max_items} (split the list)")
-        app.state.requests += 1
-        if not items:
-            return []
-        probs = await pairs.submit([(c.prompt, c.response_a, c.response_b) for c in items])
-        out = [dict(zip(LABELS, map(float, p))) for p in probs]
-        return out if isinstance(body, list) else out[0]
-
-    @app.post("/v1/rank", response_model=RankResult)
-    async def rank(body: RankRequest):
-        """Candidate responses to one prompt, best first, with scores."""
-        n = len(body.responses)
-        if n > max_rank:
-            raise TooLarge(f"{n} responses in one request; the limit is {max_rank}")
-        app.state.requests += 1
-        if judge.scores_sides:
-            method = "scores"
-            scores = np.asarray(await sides.submit([(body.prompt, r) for r in body.responses]))
-        else:
-            method = "pairwise"
-            order = ordered_pairs(n)
-            probs = await pairs.submit([(body.prompt, body.responses[i], body.responses[j]) for i, j in order]) \
-                if n > 1 else []
-            scores = bradley_terry(soft_wins(n, order, np.asarray(probs).reshape(-1, 3)))
-        return {"method": method, "ranking": [{k: r[k] for k in ("rank", "index", "score")}
-                                              for r in ranked(body.responses, scores)]}
-
+    app.add_exception_handler(RequestValidationError, invalid_body)
+    app.add_exception_handler(TooLarge, too_large)
+    app.add_exception_handler(DataError, bad_data)
+    app.include_router(routes)
     return app
+
+
+# -- running the server ----------------------------------------------------------------------------------------------
+def fix_mmap_threshold(size: int = 128 * 1024) -> bool:
+    """Pin glibc's mmap threshold (M_MMAP_THRESHOLD) so blocks of `size` bytes and more always get their own mapping.
+
+    By default glibc raises the threshold each time a large mapped block is freed (up to 32 MiB), after which
+    blocks of that size come from the heap instead. A server handling bodies and activations of every size from
+    bytes to megabytes then fragments its heap and its resident memory creeps up for thousands of requests (measured
+    with bench/load.py: +150 MiB over 1200 requests with the default MiniLM model, still rising). Pinning the
+    threshold keeps large blocks out of the heap, so freeing them returns the memory at once. A no-op (False)
+    without glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold = -3
+    return bool(mallopt(m_mmap_threshold, size))
 
 
 def port_free(host: str, port: int) -> bool:

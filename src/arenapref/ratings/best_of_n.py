@@ -11,6 +11,7 @@ import pandas as pd
 
 from arenapref.data.tables import normalize
 from arenapref.errors import DataError
+from arenapref.ratings.bradley_terry import Design, newton
 
 
 def as_turns(value, what: str) -> list[str]:
@@ -57,39 +58,20 @@ def pair_frame(prompt_turns: list[str], turn_lists: list[list[str]], pairs: np.n
     return normalize(raw, "rank()")
 
 
-def soft_wins(n: int, pairs: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """wins[i, j] = expected wins of i over j: P(A) + P(tie)/2 when i is A, P(B) + P(tie)/2 when i is B."""
-    wins = np.zeros((n, n))
-    probs = np.asarray(probs, dtype=np.float64)
-    half_tie = probs[:, 2] / 2
-    np.add.at(wins, (pairs[:, 0], pairs[:, 1]), probs[:, 0] + half_tie)
-    np.add.at(wins, (pairs[:, 1], pairs[:, 0]), probs[:, 1] + half_tie)
-    return wins
+# Best-of-n wants the plain maximum-likelihood strengths (they exist: a judge's soft wins are never exactly 0), not
+# the leaderboard's shrinkage. This ridge moves them by about 1e-7 and only fixes their mean at 0; the tolerance
+# leaves the fit within about 1e-7 of the optimum.
+RIDGE, TOL = 1e-9, 1e-8
 
 
-def bradley_terry(wins: np.ndarray, tol: float = 1e-10, max_iter: int = 10_000) -> np.ndarray:
-    """Log-strengths (mean 0) maximising sum_ij wins[i,j] log(p_i / (p_i + p_j)); Hunter's (2004) MM updates.
-
-    Soft wins from a judge are never exactly 0, so the comparison graph is strongly connected and the MLE exists.
-    """
-    wins = np.asarray(wins, dtype=np.float64)
-    n = len(wins)
+def bradley_terry_scores(n: int, pairs: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Log-strengths (mean 0) of n candidates from the judge's (P(A), P(B), P(tie)) for each ordered pair (i as A,
+    j as B): Bradley-Terry with a tie as half a win each way, the leaderboard's Newton solver (bradley_terry.py)."""
     if n == 1:
         return np.zeros(1)
-    games = wins + wins.T
-    total_wins = wins.sum(axis=1)
-    strength = np.ones(n)
-    for _ in range(max_iter):
-        denom = (games / (strength[:, None] + strength[None, :])).sum(axis=1)
-        new = total_wins / np.maximum(denom, 1e-300)
-        new = np.maximum(new, 1e-300)
-        new /= np.exp(np.log(new).mean())  # fix the scale: geometric mean 1
-        done = np.max(np.abs(np.log(new) - np.log(strength))) < tol
-        strength = new
-        if done:
-            break
-    log_strength = np.log(strength)
-    return log_strength - log_strength.mean()
+    weights = np.asarray(probs, dtype=np.float64).reshape(1, -1, 3)
+    strengths = newton(Design(np.asarray(pairs), n), weights, "half", tol=TOL, ridge=RIDGE)[0]
+    return strengths - strengths.mean()
 
 
 def ranked(responses: list, scores: np.ndarray) -> list[dict]:
@@ -97,3 +79,27 @@ def ranked(responses: list, scores: np.ndarray) -> list[dict]:
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     return [{"rank": r + 1, "index": int(i), "score": float(scores[i]), "response": responses[i]}
             for r, i in enumerate(order)]
+
+
+def rank_method(method: str, scores_sides: bool) -> str:
+    """"scores" or "pairwise": what `method` asks of a judge ("auto": its per-response scores where it has them)."""
+    if method not in ("auto", "scores", "pairwise"):
+        raise DataError(f"method {method!r}: expected auto, scores or pairwise")
+    if method == "auto":
+        return "scores" if scores_sides else "pairwise"
+    return method
+
+
+def rank_responses(judge, prompt, responses, method: str = "auto") -> list[dict]:
+    """`Judge.rank` for anything with a Judge's `scores_sides`, `score_responses` and `predict_proba`: a Judge, or
+    the service's view of one whose forward passes go through its micro-batchers."""
+    method = rank_method(method, judge.scores_sides)
+    prompt_turns, turn_lists = check_candidates(prompt, responses)
+    n = len(turn_lists)
+    if method == "scores":
+        scores = judge.score_responses([prompt_turns] * n, turn_lists)
+    else:
+        pairs = ordered_pairs(n)
+        probs = judge.predict_proba(pair_frame(prompt_turns, turn_lists, pairs)) if n > 1 else np.zeros((0, 3))
+        scores = bradley_terry_scores(n, pairs, probs)
+    return ranked(list(responses), scores)

@@ -190,21 +190,23 @@ def objective(design: Design, weights: np.ndarray, params: np.ndarray, ties: str
     return _objective(design, outcome_summary(weights, ties), params, ties, hessian)
 
 
-def _objective(design: Design, summary: tuple, params: np.ndarray, ties: str, hessian: bool = True):
+def _objective(design: Design, summary: tuple, params: np.ndarray, ties: str, hessian: bool = True,
+               ridge: float = RIDGE):
     theta, beta, eta = _split(design, params, ties)
     nll, first, second = row_terms(design.logits(theta, beta), eta, summary, ties)
-    nll = nll + RIDGE * (params ** 2).sum(axis=1)
+    nll = nll + ridge * (params ** 2).sum(axis=1)
     if not hessian:
-        return nll, assemble(design, ties, first) + 2 * RIDGE * params
+        return nll, assemble(design, ties, first) + 2 * ridge * params
     grad, hess = assemble(design, ties, first, second)
-    grad += 2 * RIDGE * params
-    hess[:, np.arange(params.shape[1]), np.arange(params.shape[1])] += 2 * RIDGE
+    grad += 2 * ridge * params
+    hess[:, np.arange(params.shape[1]), np.arange(params.shape[1])] += 2 * ridge
     return nll, grad, hess
 
 
 def newton(design: Design, weights: np.ndarray, ties: str, start: np.ndarray | None = None,
-           max_iter: int = 100, tol: float = 1e-5) -> np.ndarray:
-    """Maximum-likelihood parameters (B, n) for a batch of weightings (B, R, 3) of the same rows.
+           max_iter: int = 100, tol: float = 1e-5, ridge: float = RIDGE) -> np.ndarray:
+    """Maximum-likelihood parameters (B, n) for a batch of weightings (B, R, 3) of the same rows, penalised by
+    `ridge` times their squared norm (any ridge > 0 also fixes the mean rating at 0).
 
     Damped Newton: the full step unless it fails to decrease the objective (Armijo), then halved for that batch
     member only. The Hessian is kept while the steps it gives shrink fast (each under a quarter of the one
@@ -216,14 +218,14 @@ def newton(design: Design, weights: np.ndarray, ties: str, start: np.ndarray | N
     batch = weights.shape[0]
     summary = outcome_summary(weights, ties)
     params = np.zeros((batch, n_params(design, ties))) if start is None else np.array(start, dtype=float)
-    value, grad, hess = _objective(design, summary, params, ties)
+    value, grad, hess = _objective(design, summary, params, ties, ridge=ridge)
     inverse = np.linalg.inv(hess)
     last_size = np.inf
     for _ in range(max_iter):
         step = -np.einsum("bij,bj->bi", inverse, grad)
         size = np.abs(step).max()
         if size > last_size / 4:  # the kept Hessian no longer predicts the optimum well: refresh it
-            value, grad, hess = _objective(design, summary, params, ties)
+            value, grad, hess = _objective(design, summary, params, ties, ridge=ridge)
             inverse = np.linalg.inv(hess)
             step = -np.einsum("bij,bj->bi", inverse, grad)
             size = np.abs(step).max()
@@ -233,7 +235,7 @@ def newton(design: Design, weights: np.ndarray, ties: str, start: np.ndarray | N
         scale = np.ones(batch)
         for _ in range(60):
             trial = params + scale[:, None] * step
-            new_value, new_grad = _objective(design, summary, trial, ties, hessian=False)
+            new_value, new_grad = _objective(design, summary, trial, ties, hessian=False, ridge=ridge)
             # Armijo, with room for rounding: at the optimum the change is below float precision of the sum.
             ok = new_value <= value - 1e-4 * scale * decrease + 1e-12 * np.abs(value)
             if ok.all():

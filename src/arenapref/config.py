@@ -1,14 +1,19 @@
-"""One typed training configuration: defaults here, overridable from a YAML file, then from command-line flags."""
+"""Options declared once: a dataclass field holds each option's default, help, choices and the model families that
+read it. The command line (cli/options.py) and YAML files are generated from these fields; `load_config` layers
+defaults <- YAML file <- the flags actually given."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from arenapref.errors import DataError
+from arenapref.models import MODELS
 from arenapref.models.loading import DEFAULT_BACKBONE
 
 
@@ -17,106 +22,144 @@ def default_backbone() -> str:
     return DEFAULT_BACKBONE
 
 
-# Which options each family reads (the rest are refused when set: a flag that changes nothing is a silent lie).
-COMMON_OPTIONS = {"data", "output", "valid", "valid_fraction", "extra", "extra_exclude", "model", "seed", "resume"}
-NEURAL_OPTIONS = {"backbone", "max_length", "epochs", "batch_size", "eval_batch_size", "lr", "head_lr", "weight_decay",
-                  "warmup_ratio", "grad_accum", "eval_steps", "bf16", "fp16", "group_by_length",
-                  "gradient_checkpointing", "truncation_side", "swap_augment", "teacher_probs", "distill_alpha",
-                  "report_to"}
-GBDT_OPTIONS = {"gbdt_rounds", "gbdt_learning_rate", "gbdt_num_leaves", "gbdt_min_data_in_leaf", "gbdt_refit",
-                "gbdt_extra", "gbdt_direction_rounds", "gbdt_direction_leaves"}
-PROBE_OPTIONS = {"head_features", "probe", "probe_c"}
-FAMILY_OPTIONS = {
-    "dual-tower": NEURAL_OPTIONS | PROBE_OPTIONS | {"objective", "rank_loss", "response_weight"},
-    "cross-encoder": NEURAL_OPTIONS | PROBE_OPTIONS | {"field_budget", "pooling"},
-    "llm": NEURAL_OPTIONS | {"objective", "field_budget", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
-                             "gguf_file"},
-    "gbdt": GBDT_OPTIONS,
-}
+# Which families read an option (metadata "families"); the rest refuse it when it is set, since a flag that changes
+# nothing is a silent lie. A hybrid reads its own options, its gbdt part's and its neural part's.
+ALL = ("all",)                                    # every family
+NEURAL = ("dual-tower", "cross-encoder", "llm")   # the transformers families (the HF Trainer)
+PROBED = ("dual-tower", "cross-encoder")          # hand-made head features and a linear probe before fine-tuning
+GBDT = ("gbdt",)
+HYBRID = ("hybrid",)
 JOINT_FAMILIES = ("cross-encoder", "llm")
 RANK_FAMILIES = ("dual-tower", "llm")  # families with --objective rank (one score per response)
 
 
+def option(default=dataclasses.MISSING, *, help: str, families: tuple = ALL, choices: tuple | None = None,
+           path: bool = False, factory=None):
+    """A dataclass field declaring an option once: its default (or `factory` for a computed or mutable one), the help
+    its flag shows, the values it accepts, the families that read it, and whether it names a file (`path`)."""
+    metadata = {"help": help, "families": tuple(families), "choices": tuple(choices) if choices else None,
+                "path": path}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def value_type(cls, name: str) -> type:
+    """The type an option's values have: `float` for `float | None`, `list` for a list of files."""
+    hint = typing.get_type_hints(cls)[name]
+    if isinstance(hint, types.UnionType):  # an optional value: `X | None`
+        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+    return typing.get_origin(hint) or hint
+
+
+def either(choices) -> str:
+    """("fp32", "bf16", "fp16") -> "fp32, bf16 or fp16"."""
+    return " or ".join(filter(None, (", ".join(choices[:-1]), choices[-1])))
+
+
 def options_of(model: str, hybrid_neural: str = "dual-tower") -> set:
-    """The options a family reads: a hybrid reads its gbdt part's and its neural part's."""
-    if model == "hybrid":
-        return COMMON_OPTIONS | {"hybrid_neural", "hybrid_weight"} | GBDT_OPTIONS | FAMILY_OPTIONS[hybrid_neural]
-    return COMMON_OPTIONS | FAMILY_OPTIONS.get(model, set())
+    """The options a family reads: a hybrid reads its own, its gbdt part's and its neural part's."""
+    readers = {*ALL, model, *(("gbdt", hybrid_neural) if model == "hybrid" else ())}
+    return {f.name for f in dataclasses.fields(TrainConfig) if readers & set(f.metadata["families"])}
 
 
 @dataclass
 class TrainConfig:
-    data: str | None = None
-    output: str | None = None
-    valid: str | None = None
-    valid_fraction: float = 0.15
-    extra: list = field(default_factory=list)  # extra labelled files: training rows only, never validation
-    # Files whose prompts --extra rows must not share (besides the validation part); cv sets its held-out fold.
-    extra_exclude: list = field(default_factory=list)
-    model: str = "hybrid"                # a name in models.MODELS: hybrid | dual-tower | cross-encoder | llm | gbdt
-    objective: str = "classify"          # classify | rank
-    rank_loss: str = "davidson"          # davidson (Bradley-Terry with ties) | mse (the reference regression)
-    backbone: str = field(default_factory=default_backbone)
-    max_length: int = 128
-    response_weight: float = 2.0
+    data: str | None = option(None, path=True, help="Training file (CSV / JSONL / Parquet, Kaggle LMSYS columns).")
+    output: str | None = option(None, path=True, help="Model directory to write.")
+    valid: str | None = option(None, path=True, help="Validation file; default: a held-out part of --data.")
+    valid_fraction: float = option(0.15, help="Share of --data held out for validation, grouped by prompt.")
+    extra: list = option(factory=list, path=True,
+                         help="Extra labelled file(s) used for training rows only, never validation (repeat).")
+    extra_exclude: list = option(factory=list, path=True,
+                                 help="File(s) whose prompts --extra rows must not share, besides the validation "
+                                      "part (repeat); cv adds its held-out fold.")
+    model: str = option("hybrid", choices=tuple(MODELS), help="Model family (see the README's model table).")
+    objective: str = option("classify", families=RANK_FAMILIES, choices=("classify", "rank"),
+                            help="classify (a 3-way head) or rank (a score per response).")
+    rank_loss: str = option("davidson", families=("dual-tower",), choices=("davidson", "mse"),
+                            help="For --objective rank: davidson (Bradley-Terry with ties) or mse (the reference "
+                                 "regression).")
+    backbone: str = option(factory=default_backbone, families=NEURAL,
+                           help="Hugging Face encoder name or local path.")
+    max_length: int = option(128, families=NEURAL, help="Token budget per side.")
+    response_weight: float = option(2.0, families=("dual-tower",),
+                                    help="dual-tower: a response turn's share of the token budget, relative to its "
+                                         "prompt turn's.")
     # None: "left" (keep the latest turns, cut the oldest) for the joint families, whose fields would otherwise drop
     # a long conversation's latest response turns; "right" for the dual tower, whose sides already keep the latest
     # turns and cut a long turn's end.
-    truncation_side: str | None = None
-    epochs: float = 1.0
-    batch_size: int = 8
-    eval_batch_size: int = 32
-    lr: float = 2e-5
+    truncation_side: str | None = option(None, families=NEURAL, choices=("left", "right"),
+                                         help="Cut over-long fields at the right (end) or left (start); default: "
+                                              "left for cross-encoder and llm (keep the latest turns), else right.")
+    epochs: float = option(1.0, families=NEURAL, help="Training epochs (0: the linear probe alone).")
+    batch_size: int = option(8, families=NEURAL, help="Training rows per device step.")
+    eval_batch_size: int = option(32, families=NEURAL, help="Rows per step when evaluating.")
+    lr: float = option(2e-5, families=NEURAL, help="Encoder learning rate.")
     # None: a fresh N(0, 0.02) head learns at 1e-3, faster than the pretrained encoder; a head fitted by the probe
     # is fine-tuned at `lr` with the encoder (LP-FT), so the first steps do not undo it.
-    head_lr: float | None = None
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    grad_accum: int = 1
-    eval_steps: int = 25
-    seed: int = 42
-    bf16: bool = False
-    fp16: bool = False
-    group_by_length: bool = True         # length-grouped training batches (batching.LengthGroupedTrainer)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
-    resume: bool = False
-    # Neural families: where the Trainer also logs (comma-separated report_to names, e.g. tensorboard or wandb);
-    # TensorBoard event files go to OUTPUT/logs.
-    report_to: str = "none"
-    # Joint input (cross-encoder, llm): relative budget of prompt / response A / response B; how to pool (cross-encoder).
-    field_budget: str = "0.2,0.4,0.4"
-    pooling: str = "fields"              # cross-encoder: fields (mean over response A's tokens, and over B's) | mean | first
-    # llm: LoRA adapters on the decoder; a GGUF checkpoint is read from the --backbone directory with --gguf-file.
-    lora_r: int = 16
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.05
-    lora_targets: str = "all-linear"     # or a comma-separated list of module names, e.g. q_proj,v_proj
-    gguf_file: str | None = None
-    # Dual tower and cross-encoder (probe.py): hand-made side features beside the pooled vectors in the head, and
-    # a linear probe (the head fitted on the frozen encoder by L-BFGS, C by grouped CV on the training rows) before
-    # fine-tuning. --no-head-features --no-probe is the reference recipe (a N(0, 0.02) head over pooled vectors).
-    head_features: bool = True
-    probe: bool = True
-    probe_c: float | None = None         # the probe's inverse L2 strength; default: chosen by grouped CV
-    # --model hybrid (models/hybrid.py): the neural family beside the gbdt, and its share of the averaged probabilities.
-    hybrid_neural: str = "dual-tower"
-    hybrid_weight: float = 0.5
-    # A/B swap augmentation: none | random (each row swapped with probability 0.5 per epoch) | full (row + swap in
-    # the same optimizer step).
-    swap_augment: str = "none"
-    # Distillation: CSV of id + teacher probabilities; loss = alpha * CE(teacher) + (1 - alpha) * CE(label).
-    teacher_probs: str | None = None
-    distill_alpha: float = 0.5
-    # --model gbdt (LightGBM on hand-made features); the defaults were chosen by grouped CV on the arena sample.
-    gbdt_rounds: int = 200
-    gbdt_learning_rate: float = 0.02
-    gbdt_num_leaves: int = 7
-    gbdt_min_data_in_leaf: int = 30
-    gbdt_refit: bool = True              # after calibrating on validation, refit on training + validation rows
-    # With --extra: "direction" (extra rows teach only who wins; ties come from --data, see models/gbdt.py) or "all".
-    gbdt_extra: str = "direction"
-    gbdt_direction_rounds: int = 600     # the factored model's A-vs-B booster (many more rows than the tie booster)
-    gbdt_direction_leaves: int = 15
+    head_lr: float | None = option(None, families=NEURAL,
+                                   help="Learning rate of the head; default: --lr after the probe, else 1e-3.")
+    weight_decay: float = option(0.01, families=NEURAL, help="AdamW weight decay of the encoder (the head has none).")
+    warmup_ratio: float = option(0.1, families=NEURAL, help="Share of steps with linear warmup.")
+    grad_accum: int = option(1, families=NEURAL, help="Gradient accumulation steps.")
+    eval_steps: int = option(25, families=NEURAL, help="Evaluate and checkpoint every N optimizer steps.")
+    seed: int = option(42, help="Seed of the split, the sampling and the initialisation.")
+    bf16: bool = option(False, families=NEURAL, help="bfloat16 mixed precision (where supported).")
+    fp16: bool = option(False, families=NEURAL, help="float16 mixed precision (CUDA).")
+    group_by_length: bool = option(True, families=NEURAL,
+                                   help="Batch rows of similar length together (batching.LengthGroupedTrainer).")
+    gradient_checkpointing: bool = option(False, families=NEURAL,
+                                          help="Trade compute for memory: recompute activations (~30% slower).")
+    resume: bool = option(False, help="Continue from the last checkpoint in --output.")
+    report_to: str = option("none", families=NEURAL,
+                            help="Also log to tensorboard (OUTPUT/logs), wandb, ... (comma-separated Trainer "
+                                 "report_to names).")
+    field_budget: str = option("0.2,0.4,0.4", families=JOINT_FAMILIES,
+                               help="cross-encoder / llm: budget shares of prompt, response A, response B.")
+    pooling: str = option("fields", families=("cross-encoder",), choices=("mean", "first", "fields"),
+                          help="cross-encoder: mean, first token, or fields (mean over A's tokens, and over B's).")
+    lora_r: int = option(16, families=("llm",), help="llm: LoRA rank.")
+    lora_alpha: float = option(32.0, families=("llm",), help="llm: LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = option(0.05, families=("llm",), help="llm: dropout on the LoRA input.")
+    lora_targets: str = option("all-linear", families=("llm",),
+                               help="llm: all-linear or comma-separated module names, e.g. q_proj,v_proj.")
+    gguf_file: str | None = option(None, families=("llm",), help="llm: GGUF file inside the --backbone directory.")
+    # --no-head-features --no-probe is the reference recipe (a N(0, 0.02) head over pooled vectors); the probe fits the
+    # head on the frozen encoder by L-BFGS, C by grouped CV on the training rows (training/probe.py).
+    head_features: bool = option(True, families=PROBED,
+                                 help="dual-tower / cross-encoder: hand-made side features beside the pooled vectors "
+                                      "in the head.")
+    probe: bool = option(True, families=PROBED,
+                         help="dual-tower / cross-encoder: fit the head on the frozen encoder before fine-tuning.")
+    probe_c: float | None = option(None, families=PROBED,
+                                   help="Linear probe's inverse L2 strength; default: chosen by grouped CV.")
+    hybrid_neural: str = option("dual-tower", families=HYBRID, choices=NEURAL,
+                                help="--model hybrid: the neural part beside the gbdt.")
+    hybrid_weight: float = option(0.5, families=HYBRID,
+                                  help="--model hybrid: the neural part's share of the averaged probabilities (0-1).")
+    swap_augment: str = option("none", families=NEURAL, choices=("none", "random", "full"),
+                               help="A/B swap augmentation: none, random (each row swapped with probability 0.5 per "
+                                    "epoch) or full (row and swap in the same optimizer step).")
+    teacher_probs: str | None = option(None, families=NEURAL, path=True,
+                                       help="Distillation: CSV of id + teacher probabilities.")
+    distill_alpha: float = option(0.5, families=NEURAL,
+                                  help="Weight of the teacher in the loss: alpha * CE(teacher) + (1 - alpha) * "
+                                       "CE(label).")
+    # The gbdt defaults were chosen by grouped CV on the arena sample.
+    gbdt_rounds: int = option(200, families=GBDT, help="--model gbdt: boosting rounds.")
+    gbdt_learning_rate: float = option(0.02, families=GBDT, help="--model gbdt: LightGBM learning rate.")
+    gbdt_num_leaves: int = option(7, families=GBDT, help="--model gbdt: leaves per tree.")
+    gbdt_min_data_in_leaf: int = option(30, families=GBDT, help="--model gbdt: minimum rows per leaf.")
+    gbdt_refit: bool = option(True, families=GBDT,
+                              help="--model gbdt: after calibrating on validation, refit on training + validation "
+                                   "rows.")
+    gbdt_extra: str = option("direction", families=GBDT, choices=("direction", "all"),
+                             help="--model gbdt with --extra: direction (extra rows teach only A vs B; ties come "
+                                  "from --data, see models/gbdt.py) or all (one 3-way model).")
+    # The factored model's A-vs-B booster sees many more rows than the tie booster.
+    gbdt_direction_rounds: int = option(600, families=GBDT, help="--model gbdt, factored: rounds of the A-vs-B model.")
+    gbdt_direction_leaves: int = option(15, families=GBDT, help="--model gbdt, factored: leaves of the A-vs-B model.")
 
     @property
     def effective_head_lr(self) -> float:
@@ -124,15 +167,12 @@ class TrainConfig:
             return self.head_lr
         return self.lr if self.probe and self.model in ("dual-tower", "cross-encoder") else 1e-3
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if not self.data:
             raise DataError("no training data: pass --data FILE (or `data:` in the YAML config)")
         if not self.output:
             raise DataError("no output directory: pass --output DIR (or `output:` in the YAML config)")
-        from arenapref.models import MODELS
-
-        if self.model not in MODELS:
-            raise DataError(f"model {self.model!r}: expected one of {', '.join(MODELS)}")
+        self._check_choice("model")
         if isinstance(self.extra, str):
             self.extra = [self.extra]
         self.extra = [str(p) for p in self.extra or []]
@@ -143,13 +183,9 @@ class TrainConfig:
         neural = self.hybrid_neural if self.model == "hybrid" else self.model
         if self.truncation_side is None:  # an llm ranker reads single sides, like the dual tower
             self.truncation_side = "left" if neural in JOINT_FAMILIES and self.objective != "rank" else "right"
-        choices = {"objective": ("classify", "rank"), "rank_loss": ("davidson", "mse"),
-                   "truncation_side": ("left", "right"), "pooling": ("mean", "first", "fields"),
-                   "swap_augment": ("none", "random", "full"), "gbdt_extra": ("direction", "all"),
-                   "hybrid_neural": ("dual-tower", "cross-encoder", "llm")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise DataError(f"{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        for f in dataclasses.fields(self):
+            if f.metadata["choices"]:
+                self._check_choice(f.name)
         if self.objective == "rank" and self.model not in RANK_FAMILIES:
             raise DataError(f"--objective rank scores each response on its own: only the dual-tower and the llm "
                             f"have one (got --model {self.model}); drop --objective or use --model dual-tower or llm")
@@ -179,6 +215,11 @@ class TrainConfig:
         if not 0.0 <= self.distill_alpha <= 1.0:
             raise DataError(f"distill-alpha {self.distill_alpha}: must be between 0 and 1")
         return self
+
+    def _check_choice(self, name: str) -> None:
+        allowed = TrainConfig.__dataclass_fields__[name].metadata["choices"]
+        if getattr(self, name) not in allowed:
+            raise DataError(f"{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
 
     def _refuse_inapplicable(self) -> None:
         """A setting changed from its default that the chosen family never reads is refused in one line."""
@@ -211,7 +252,8 @@ class TrainConfig:
 
         for name in names:
             if name not in INTEGRATION_TO_CALLBACK:
-                raise DataError(f"report-to {name!r}: expected none or any of {', '.join(sorted(INTEGRATION_TO_CALLBACK))}")
+                known = ", ".join(sorted(INTEGRATION_TO_CALLBACK))
+                raise DataError(f"report-to {name!r}: expected none or any of {known}")
             if name not in get_available_reporting_integrations():
                 raise DataError(f"report-to {name}: the {name} package is not installed; pip install {name}")
         return ",".join(names)
@@ -257,12 +299,57 @@ def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
                 raise DataError(f"{path}: unknown option {key!r}; known: {', '.join(sorted(known))}")
             values[name] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
-    defaults = TrainConfig()
     for name, value in values.items():
-        kind = float if name in ("head_lr", "probe_c") else type(getattr(defaults, name))
+        kind = value_type(TrainConfig, name)
         if value is not None and kind in (int, float, bool) and not isinstance(value, kind):
             try:
                 values[name] = kind(value) if kind is not bool else str(value).lower() in ("1", "true", "yes")
             except (TypeError, ValueError):
                 raise DataError(f"option {name}: {value!r} is not a valid {kind.__name__}") from None
     return TrainConfig(**values).validate()
+
+
+@dataclass
+class InferenceOptions:
+    """How a neural model runs when it scores rows: the same flags on every command that loads one (evaluate,
+    predict, label, serve), checked here before any model loads, and turned into `Predictor.from_pretrained`
+    keyword arguments by `load_kwargs`. A gbdt model has no encoder: `check_applies` refuses them there."""
+
+    dtype: str = option("fp32", choices=("fp32", "bf16", "fp16"),
+                        help="Inference precision: fp32, bf16 (GPU or CPUs with bf16 units; slow on plain AVX2) or "
+                             "fp16 (GPU).")
+    quantize: str = option("none", choices=("none", "int8"),
+                           help="none, or int8: dynamic int8 quantization of the encoder's Linear layers (CPU).")
+    batch_tokens: int | None = option(None, help="Encoder tokens in flight, shared by the CPU workers (default 8192 "
+                                                 "on CPU, 4096 with --quantize int8, 65536 on GPU).")
+    workers: int | None = option(None, help="Encoder calls run at once on a CPU, each with an equal share of the "
+                                            "torch threads (default 2 with 2+ threads, else 1; GPU 1).")
+
+    def validate(self) -> InferenceOptions:
+        for name in ("dtype", "quantize"):
+            allowed = InferenceOptions.__dataclass_fields__[name].metadata["choices"]
+            if getattr(self, name) not in allowed:
+                raise DataError(f"--{name} {getattr(self, name)!r}: expected {either(allowed)}")
+        if self.quantize == "int8" and self.dtype != "fp32":
+            raise DataError("--quantize int8 quantizes the fp32 model; drop --dtype (or use --dtype fp32)")
+        for name in ("batch_tokens", "workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        return self
+
+    def check_applies(self, model_type: str, model) -> None:
+        """The options act on a neural encoder: a gbdt model has none, so setting one would change nothing."""
+        if model_type != "gbdt":
+            return
+        defaults = InferenceOptions()
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) != getattr(defaults, f.name):
+                flag = f"--{f.name.replace('_', '-')}"
+                raise DataError(f"{flag} applies to neural models; {model} is a gbdt model (LightGBM on features): "
+                                f"drop {flag}")
+
+    def load_kwargs(self) -> dict:
+        """The `Predictor.from_pretrained` keyword arguments these options stand for."""
+        return {"dtype": self.dtype, "quantize": None if self.quantize == "none" else self.quantize,
+                "max_tokens": self.batch_tokens, "workers": self.workers}

@@ -1,0 +1,155 @@
+"""evaluate, predict and ensemble: scoring files with a trained model, and blending prediction files. The inference
+flags (--dtype, --quantize, --batch-tokens, --workers) are generated from config.InferenceOptions."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from arenapref.api import Judge, check_tta
+from arenapref.cli.common import console, err_console, quiet_libraries, round_rows, uses_transformers
+from arenapref.cli.options import with_options
+from arenapref.cli.tables import metrics_table, pairwise_table
+from arenapref.config import InferenceOptions
+from arenapref.data.predictions import read_predictions
+from arenapref.data.tables import LABELS, atomic_path, check_output_path, iter_frames, load_frame, write_csv_atomic
+from arenapref.errors import DataError
+from arenapref.evaluation.ensemble import METHODS, align, blend, fit_weights
+from arenapref.evaluation.metrics import (
+    classification_metrics,
+    frame_length_slices,
+    frame_pairwise_accuracy,
+    log_loss,
+    softmax,
+)
+from arenapref.models.directory import check_model_dir
+
+MODEL = typer.Option(..., help="Model directory written by `arenapref train`.")
+TTA = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped).")
+
+
+def ensemble(
+    predictions: list[Path] = typer.Argument(..., help="Prediction CSVs (id + 3 probabilities) to blend."),
+    output: Path = typer.Option(..., help="CSV to write: the blended predictions."),
+    weights: str | None = typer.Option(None, help="Comma-separated weights, one per file (default: equal)."),
+    fit_on: Path | None = typer.Option(None, help="Labelled file: fit the weights on these rows (use oof.csv)."),
+    method: str = typer.Option("linear", help="linear (probability average) or loglinear (log-probability sum)."),
+):
+    """Blend prediction files with given weights, or fit the weights to minimise log loss on labelled rows."""
+    if method not in METHODS:
+        raise DataError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    if weights is not None and fit_on is not None:
+        raise DataError("--weights and --fit-on are exclusive: give weights, or fit them on labelled rows")
+    check_output_path(output)
+    frames = [read_predictions(p) for p in predictions]
+    if fit_on is not None:
+        labelled = load_frame(fit_on, require_labels=True)
+        ids, arrays = align(frames, predictions, labelled["id"])
+        labels = labelled["label"].to_numpy()
+        chosen = fit_weights(arrays, labels, method)
+        for path, array, w in zip(predictions, arrays, chosen):
+            console.print(f"{path}: log loss {log_loss(labels, array):.4f}, weight {w:.4f}")
+        console.print(f"blend ({method}): log loss {log_loss(labels, blend(arrays, chosen, method)):.4f} "
+                      f"on {len(labels)} rows of {fit_on}")
+    else:
+        ids, arrays = align(frames, predictions)
+        if weights is None:
+            chosen = np.full(len(arrays), 1.0 / len(arrays))
+        else:
+            try:
+                chosen = np.array([float(w) for w in weights.split(",")])
+            except ValueError:
+                raise DataError(f"--weights {weights!r}: expected comma-separated numbers, e.g. 0.7,0.3") from None
+            if len(chosen) != len(arrays) or (chosen < 0).any() or chosen.sum() <= 0:
+                raise DataError(f"--weights {weights!r}: need {len(arrays)} non-negative numbers, not all zero")
+    blended = blend(arrays, chosen, method)
+    out = pd.DataFrame({"id": ids})
+    out[list(LABELS)] = round_rows(blended, 6)
+    write_csv_atomic(out, output, float_format="%.6f")
+    console.print(f"weights {','.join(f'{w:.4f}' for w in chosen)}; wrote {len(out)} rows to {output}")
+
+
+@with_options(InferenceOptions, into="inference")
+def evaluate(
+    model: Path = MODEL,
+    data: Path = typer.Option(..., help="Labelled file to score."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    tta: str = TTA,
+    inference: dict = None,
+):
+    """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file (Kaggle columns or
+    chosen/rejected pairs), plus RewardBench-style pairwise accuracy and the longer-answer baseline."""
+    options = InferenceOptions(**inference).validate()
+    meta = check_model_dir(model)
+    options.check_applies(meta["model_type"], model)
+    frame = load_frame(data, require_labels=True)
+    quiet_libraries(uses_transformers(meta["model_type"]))
+    check_tta(tta)
+    judge = Judge.from_pretrained(model, **options.load_kwargs())
+    logits, scores = judge.predict_logits(frame, tta=tta)
+    probs = softmax(logits)
+    metrics = {**classification_metrics(frame["label"].to_numpy(), probs), **frame_length_slices(frame, probs),
+               "pairwise": frame_pairwise_accuracy(frame, probs, scores if judge.scores_sides else None)}
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    console.print(metrics_table(metrics, f"{data} ({model})"))
+    for name in ("shorter_won", "longer_won"):
+        part = metrics[name]
+        if part["rows"]:
+            console.print(f"rows where the {name.replace('_', ' ')}: {part['rows']}, log loss "
+                          f"{part['log_loss']:.4f}, accuracy {part['accuracy']:.4f}")
+    if metrics["pairwise"]["rows"]:
+        console.print(pairwise_table(metrics["pairwise"]))
+
+
+@with_options(InferenceOptions, into="inference")
+def predict(
+    model: Path = MODEL,
+    data: Path = typer.Option(..., help="File to score (labels not needed)."),
+    output: Path = typer.Option(..., help="CSV to write: id,winner_model_a,winner_model_b,winner_tie (+ chosen_side "
+                                          "for chosen/rejected input)."),
+    scores: bool = typer.Option(False, "--scores", help="Add score_a, score_b (rank models)."),
+    tta: str = TTA,
+    inference: dict = None,
+    chunk_rows: int = typer.Option(20_000, help="Rows read and scored at a time (memory stays bounded on any file)."),
+):
+    """Write a Kaggle submission: one row of probabilities per input row, same order."""
+    options = InferenceOptions(**inference).validate()
+    check_output_path(output)
+    meta = check_model_dir(model)
+    options.check_applies(meta["model_type"], model)
+    if chunk_rows < 1:
+        raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    chunks = iter_frames(data, chunk_rows)
+    first = next(chunks)  # a bad file fails here, before the model is loaded
+    quiet_libraries(uses_transformers(meta["model_type"]))
+    check_tta(tta)
+    judge = Judge.from_pretrained(model, **options.load_kwargs())
+    rows = stream_predictions(judge, itertools.chain([first], chunks), output, scores, tta)
+    console.print(f"wrote {rows} rows to {output}")
+
+
+def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str) -> int:
+    """Score chunk after chunk into a temporary file beside OUTPUT, renamed over it at the end (atomic)."""
+    written = 0
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh, Progress(
+            TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+            transient=True, disable=not err_console.is_terminal) as bar:
+        task = None
+        for frame, total in chunks:
+            if task is None:
+                task = bar.add_task("rows", total=total)
+            out = judge.predict_frame(frame, scores=scores, tta=tta, progress=lambda k: bar.advance(task, k))
+            out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
+            if frame.attrs.get("pairwise"):  # chosen/rejected input: where its seeded sides put the chosen one
+                out["chosen_side"] = ["a" if label == 0 else "b" for label in frame["label"]]
+            out.to_csv(fh, index=False, header=written == 0, float_format="%.6f")
+            written += len(out)
+    return written

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from arenapref.data.predictions import read_predictions
 from arenapref.data.split import prompt_groups
 from arenapref.data.tables import LABELS, load_frame
 from arenapref.errors import DataError
-from arenapref.evaluation.ensemble import align, blend, fit_weights, read_predictions
+from arenapref.evaluation.ensemble import align, blend, fit_weights
 from arenapref.evaluation.metrics import log_loss, softmax
 from arenapref.training.cv import grouped_folds
 from conftest import run_cli

@@ -14,17 +14,13 @@ import pytest
 from scipy.optimize import minimize
 
 from arenapref.errors import DataError
-from arenapref.ratings.bradley_terry import Design, newton
+from arenapref.ratings.bradley_terry import RIDGE, Design, newton
 from arenapref.ratings.leaderboard import (
-    RIDGE,
+    ELO_PER_NATURAL,
     Votes,
     battle_style_covariates,
     drop_rare_models,
-    fit_davidson,
-    fit_half_wins,
-    leaderboard,
     load_battles,
-    pair_weights,
     rate,
 )
 from conftest import run_cli
@@ -56,6 +52,28 @@ def simulate(n: int = 4000, seed: int = 0):
 def centred(ratings):
     ratings = np.asarray(ratings, dtype=float)
     return ratings - ratings.mean()
+
+
+def leaderboard(battles, outcomes, **options) -> pd.DataFrame:
+    """model, rating, ci_low, ci_high, battles, best first: rate()'s table."""
+    return rate(battles, outcomes, **options).table
+
+
+def pair_weights(a, b, outcomes):
+    """The distinct ordered pairs (P, 2) and their summed outcome weights (P, 3), as rate() sums them."""
+    votes = Votes(np.asarray(a), np.asarray(b), int(max(a.max(), b.max())) + 1, None, np.asarray(outcomes, float))
+    return votes.pairs, votes.weights
+
+
+def fit_half_wins(pairs, weights, n_models):
+    """Elo-scale ratings (mean 0) from pair sums: the Newton fit with a tie as half a win each way."""
+    return newton(Design(pairs, n_models), weights[None], "half")[0] * ELO_PER_NATURAL
+
+
+def fit_davidson(pairs, weights, n_models):
+    """Elo-scale ratings (mean 0) and the tie weight nu from pair sums: the Newton fit of the Davidson model."""
+    params = newton(Design(pairs, n_models), weights[None], "davidson")[0]
+    return params[:-1] * ELO_PER_NATURAL, float(math.exp(params[-1]))
 
 
 @pytest.fixture(scope="module")

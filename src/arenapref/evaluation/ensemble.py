@@ -8,54 +8,28 @@ Fit weights on out-of-fold predictions (`arenapref cv` writes oof.csv), then app
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from arenapref.data.tables import LABELS, read_table
+from arenapref.data.predictions import probabilities_for
 from arenapref.errors import DataError
 from arenapref.evaluation.metrics import log_loss, softmax
 
 METHODS = ("linear", "loglinear")
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
-    """A predictions CSV (as `arenapref predict` / `cv` write it) with validated probability columns."""
-    table = read_table(path)
-    missing = [c for c in ("id", *LABELS) if c not in table.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected id,{','.join(LABELS)} "
-                        "(the output of `arenapref predict` or the oof.csv of `arenapref cv`)")
-    out = pd.DataFrame({"id": table["id"].astype(str).str.strip()})
-    if out["id"].duplicated().any():
-        raise DataError(f"{path}: duplicated id {out['id'][out['id'].duplicated()].iloc[0]!r}; ids must be unique")
-    for col in LABELS:
-        values = pd.to_numeric(table[col], errors="coerce")
-        bad = values.isna() | (values < 0) | (values > 1)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: row {i + 1} column {col}: {table[col].iloc[i]!r} is not a probability in [0, 1]")
-        out[col] = values.to_numpy(dtype=float)
-    sums = out[list(LABELS)].sum(axis=1).to_numpy()
-    if np.any(np.abs(sums - 1) > 1e-3):
-        i = int(np.flatnonzero(np.abs(sums - 1) > 1e-3)[0])
-        raise DataError(f"{path}: row {i + 1}: probabilities sum to {sums[i]:.4f}, expected 1")
-    return out
-
-
 def align(frames: list[pd.DataFrame], paths: list, ids: pd.Series | None = None) -> tuple[pd.Series, list[np.ndarray]]:
-    """Probability arrays of every input in one row order (`ids`, default the first file's); ids must match."""
+    """Probability arrays of every input (`data.predictions.read_predictions` tables) in one row order (`ids`, default
+    the first file's); every file must cover those ids."""
     ids = frames[0]["id"] if ids is None else ids.astype(str).reset_index(drop=True)
     arrays = []
     for frame, path in zip(frames, paths):
-        indexed = frame.set_index("id")
-        missing = ~ids.isin(indexed.index)
-        if missing.any():
-            raise DataError(f"{path}: has no row for id {ids[missing].iloc[0]!r} ({int(missing.sum())} ids missing); "
+        probs, absent = probabilities_for(frame, ids)
+        if absent:
+            raise DataError(f"{path}: has no row for id {absent[0]!r} ({len(absent)} ids missing); "
                             "all prediction files must cover the same rows")
-        arrays.append(indexed.loc[ids, list(LABELS)].to_numpy(dtype=float))
+        arrays.append(probs)
     return ids, arrays
 
 

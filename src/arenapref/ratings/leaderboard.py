@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from arenapref.data.predictions import probabilities_for, read_predictions
 from arenapref.data.tables import (
     LABELS,
     check_csv_head,
@@ -45,7 +46,7 @@ from arenapref.data.tables import (
     write_text_atomic,
 )
 from arenapref.errors import DataError
-from arenapref.ratings.bradley_terry import RIDGE, TIES, Design, newton, sandwich  # noqa: F401  (RIDGE: part of this module's API)
+from arenapref.ratings.bradley_terry import TIES, Design, newton, sandwich
 from arenapref.ratings.style import (
     STYLE_FEATURES,
     TOKENIZER,
@@ -315,23 +316,11 @@ def _winner_votes(column, path, first_row: int) -> np.ndarray:
 
 
 def load_predictions(path, ids: pd.Series) -> np.ndarray:
-    """A prediction CSV (id + the three probabilities, as `arenapref predict` writes) aligned to battle ids."""
-    pred = read_table(path)
-    pred.columns = [str(c).strip() for c in pred.columns]
-    missing = [c for c in ("id", *LABELS) if c not in pred.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected the output of `arenapref predict`")
-    pred = pred.assign(id=pred["id"].astype(str).str.strip()).drop_duplicates("id").set_index("id")
-    ids = pd.Series(ids, dtype=str).reset_index(drop=True)
-    absent = ~ids.isin(pred.index)
-    if absent.any():
-        raise DataError(f"{path}: no prediction for battle id {ids[absent].iloc[0]!r} ({int(absent.sum())} missing); "
+    """A prediction file (id + the three probabilities, as `arenapref predict` writes) aligned to battle ids."""
+    probs, absent = probabilities_for(read_predictions(path), ids)
+    if absent:
+        raise DataError(f"{path}: no prediction for battle id {absent[0]!r} ({len(absent)} missing); "
                         "predict on the same battles file")
-    probs = pred.loc[ids, list(LABELS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1) | (probs.sum(axis=1) <= 0)
-    if bad.any():
-        raise DataError(f"{path}: id {ids.iloc[int(np.flatnonzero(bad)[0])]!r}: probabilities must be numbers >= 0 "
-                        "with a positive sum")
     return probs / probs.sum(axis=1, keepdims=True)
 
 
@@ -631,37 +620,6 @@ def _fit_style(votes: Votes, covariates: np.ndarray, ties: str, anchor_index, ci
 def _ranks(ratings: np.ndarray) -> np.ndarray:
     """1 for the best rating; equal ratings share the better rank."""
     return pd.Series(ratings).rank(ascending=False, method="min").to_numpy(dtype=int)
-
-
-def leaderboard(battles: pd.DataFrame, outcomes, bootstrap: int = 100, ties: str = "half",
-                anchor: str | None = None, seed: int = 0, ci: str = "bootstrap", style: np.ndarray | None = None,
-                progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """model, rating, ci_low, ci_high, battles, sorted best first: rate()'s table (style columns with `style`)."""
-    return rate(battles, outcomes, bootstrap, ties, anchor, seed, ci, style, progress).table
-
-
-def pair_weights(a: np.ndarray, b: np.ndarray, outcomes: np.ndarray, counts: np.ndarray | None = None):
-    """Sum the outcome weights of battles between the same ordered pair: (pairs (P, 2), weights (P, 3))."""
-    weights = np.asarray(outcomes, dtype=float) * (1.0 if counts is None else counts[:, None])
-    keys, inverse = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
-    summed = np.zeros((len(keys), 3))
-    np.add.at(summed, inverse.ravel(), weights)
-    return keys, summed
-
-
-def fit_half_wins(pairs: np.ndarray, weights: np.ndarray, n_models: int) -> np.ndarray:
-    """Elo-scale ratings (mean 0): Bradley-Terry MLE with a tie as half a win each way, from pair weights.
-
-    The same likelihood as FastChat's compute_mle_elo (a logistic regression on +-log(10) features, tie rows
-    duplicated as one win each way), fitted by Newton's method on the pairs instead of sklearn on the battles.
-    """
-    return newton(Design(np.asarray(pairs), n_models), np.asarray(weights, dtype=float)[None], "half")[0] * ELO_PER_NATURAL
-
-
-def fit_davidson(pairs: np.ndarray, weights: np.ndarray, n_models: int) -> tuple[np.ndarray, float]:
-    """Elo-scale ratings (mean 0) and the tie weight nu under the Davidson model, by maximum likelihood."""
-    params = newton(Design(np.asarray(pairs), n_models), np.asarray(weights, dtype=float)[None], "davidson")[0]
-    return params[:-1] * ELO_PER_NATURAL, float(math.exp(params[-1]))
 
 
 def rank_correlation(human: pd.DataFrame, predicted: pd.DataFrame, column: str = "rating") -> dict:

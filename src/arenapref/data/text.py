@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-import numpy as np
 
 
 @dataclass
@@ -194,10 +193,6 @@ class Renderer:
         resp_a = self.tokenize_turn_lists(frame["response_a"])
         resp_b = self.tokenize_turn_lists(frame["response_b"])
         return [self.joint(p, a, b) for p, a, b in zip(prompts, resp_a, resp_b)]
-
-
-def lengths_of(sequences: list[list[int]]) -> np.ndarray:
-    return np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
 
 
 def encode_rows(renderer, inputs: str, frame) -> list:

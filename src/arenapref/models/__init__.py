@@ -48,10 +48,6 @@ class Family:
     def load_recipe(self, objective: str | None = None):
         return _resolve(self.rank_recipe if objective == "rank" and self.rank_recipe else self.recipe)
 
-    def load_class(self):
-        """The PreTrainedModel class of our own neural families (None for the llm: a Hugging Face class)."""
-        return getattr(self.load_recipe(), "model_cls", None)
-
 
 MODELS = {
     "dual-tower": Family("neural", NEURAL_TRAIN, NEURAL_LOAD, "arenapref.models.families:DUAL_TOWER"),

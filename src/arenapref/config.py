@@ -78,8 +78,8 @@ class TrainConfig:
     objective: str = option("classify", families=RANK_FAMILIES, choices=("classify", "rank"),
                             help="classify (a 3-way head) or rank (a score per response).")
     rank_loss: str = option("davidson", families=("dual-tower",), choices=("davidson", "mse"),
-                            help="For --objective rank: davidson (Bradley-Terry with ties) or mse (the reference "
-                                 "regression).")
+                            help="For --objective rank: davidson (Bradley-Terry with ties) or mse (each side's score "
+                                 "regressed on win 1, loss 0, tie 0.5).")
     backbone: str = option(factory=default_backbone, families=NEURAL,
                            help="Hugging Face encoder name or local path.")
     max_length: int = option(128, families=NEURAL, help="Token budget per side.")
@@ -125,8 +125,8 @@ class TrainConfig:
     lora_targets: str = option("all-linear", families=("llm",),
                                help="llm: all-linear or comma-separated module names, e.g. q_proj,v_proj.")
     gguf_file: str | None = option(None, families=("llm",), help="llm: GGUF file inside the --backbone directory.")
-    # --no-head-features --no-probe is the reference recipe (a N(0, 0.02) head over pooled vectors); the probe fits the
-    # head on the frozen encoder by L-BFGS, C by grouped CV on the training rows (training/probe.py).
+    # --no-head-features --no-probe is the plain head (an N(0, 0.02) linear layer over the two pooled vectors); the
+    # probe fits the head on the frozen encoder by L-BFGS, C by grouped CV on the training rows (training/probe.py).
     head_features: bool = option(True, families=PROBED,
                                  help="dual-tower / cross-encoder: hand-made side features beside the pooled vectors "
                                       "in the head.")

@@ -39,7 +39,7 @@ def add_row_arrays(batch: dict, rows: list[dict]) -> dict:
 class PairCollator:
     """Pads the two sides of every row to the longest side in the batch: input_ids (B, 2, L).
 
-    `pad_to` pads every batch to a fixed length instead (the reference pipeline; benchmarks only).
+    `pad_to` pads every batch to a fixed length instead (a fixed-shape pipeline, which bench/speed.py compares against).
     """
 
     def __init__(self, pad_id: int, pad_to: int | None = None):

@@ -1,11 +1,11 @@
-"""The reference design: one shared encoder reads prompt+response A and prompt+response B.
+"""Dual tower: one shared encoder reads prompt+response A and prompt+response B.
 
 classify: masked mean pooling per side, concat, Linear(2H -> 3) with N(0, 0.02) weights and zero bias, cross-entropy.
           With side features (`side_features` > 0, training/probe.py) the head reads [pooled A, pooled B, features of A,
-          features of B, pair + prompt features] instead; with none it is exactly the reference head.
+          features of B, pair + prompt features] instead; with none it is exactly that plain head.
 rank:     a scalar score per side. `rank_loss="davidson"` (default) trains a Bradley-Terry model with ties
           (Davidson 1970): P(A) ∝ e^{s_a}, P(B) ∝ e^{s_b}, P(tie) ∝ ν e^{(s_a+s_b)/2}, so the same scores give proper
-          3-way probabilities. `rank_loss="mse"` is the reference regression (win 1, loss 0, tie 0.5 per side);
+          3-way probabilities. `rank_loss="mse"` is the MSE rank regression (per side: win 1, loss 0, tie 0.5);
           its scores become probabilities through the same Davidson form with a scale β and ν fitted afterwards on
           validation data (`fit_link`). With side features, a side's score reads [pooled side, its features].
 Both sides of every row go through the one shared encoder together: the (B, 2, L) batch is flattened to 2B
@@ -106,7 +106,7 @@ class DualTowerModel(PreTrainedModel):
     base_model_prefix = "encoder"
     supports_gradient_checkpointing = True
     main_input_name = "input_ids"
-    # Sub-batches per forward pass (see packing.py). 1 = the reference's single (2B, L) pass over the padded batch.
+    # Sub-batches per forward pass (see packing.py). 1 = a single (2B, L) pass over the whole padded batch.
     side_chunks = 3
 
     def __init__(self, config: DualTowerConfig, encoder: nn.Module | None = None):
@@ -215,7 +215,7 @@ class DualTowerModel(PreTrainedModel):
         if soft_labels is None:
             soft_labels = nn.functional.one_hot(labels, 3).to(logits.dtype)
         if self.config.objective == "rank" and self.config.rank_loss == "mse":
-            # Per-side targets: win 1, loss 0, tie 0.5 (the reference's regression).
+            # The MSE rank regression: per-side targets win 1, loss 0, tie 0.5.
             target = soft_labels[:, :2] + 0.5 * soft_labels[:, 2:3]
             return nn.functional.mse_loss(scores.float(), target.float())
         return -(soft_labels.float() * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()

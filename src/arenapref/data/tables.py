@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arenapref.data.formats import check_pair_columns, is_pairwise, pairwise_to_arena
 from arenapref.errors import DataError
 
 # Label order everywhere: probabilities, one-hot columns, class indices 0 / 1 / 2.
@@ -277,12 +278,6 @@ def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = Fa
     A TRL-style chosen/rejected frame (formats.py) is converted first: its rows get seeded A/B sides and labels
     saying which side was chosen, and the frame's `attrs["pairwise"]` says its kind ("string" or
     "conversational"; `pair_kind` fixes it for the later chunks of a file)."""
-    from arenapref.data.formats import (
-        check_pair_columns,
-        is_pairwise,
-        pairwise_to_arena,
-    )
-
     raw = raw.copy()
     raw.columns = [str(c).strip() for c in raw.columns]
     check_pair_columns(raw.columns, where)

@@ -11,7 +11,6 @@ import re
 from dataclasses import asdict, dataclass
 
 
-
 @dataclass
 class TextSettings:
     max_length: int = 256

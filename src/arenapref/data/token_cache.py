@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from arenapref.data.text import encode_rows
+
 
 def default_cache_dir() -> Path:
     """Where a run's token ids are kept: $ARENAPREF_CACHE, else $XDG_CACHE_HOME/arenapref (~/.cache/arenapref),
@@ -97,8 +99,6 @@ def cached_encode_rows(renderer, inputs: str, frame, cache_dir: str | Path | Non
     Returns (rows, hit): rows are (side A, side B) pairs for inputs="pair", one sequence per row for "joint".
     With cache_dir None it just tokenises.
     """
-    from arenapref.data.text import encode_rows
-
     if cache_dir is None:
         return encode_rows(renderer, inputs, frame), False
     path = Path(cache_dir) / f"{inputs}-{cache_key(renderer, inputs, frame)}.npz"

@@ -28,8 +28,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from arenapref.data import text
 from arenapref.data.tables import check_output_dir, current_umask
 from arenapref.errors import DataError
+from arenapref.models import MODELS
 from arenapref.models.directory import check_model_dir
 
 MODELING_FILE = "modeling_arenapref_reward.py"
@@ -106,8 +108,6 @@ def export_reward_model(model_dir: str | Path, output: str | Path) -> dict:
     check_output_dir(output)
     if output.exists() and any(output.iterdir()):  # the model directory itself among them
         raise DataError(f"{output}: exists and is not empty; choose a new directory for the export")
-    from arenapref.models import MODELS
-
     recipe = MODELS[meta["model_type"]].load_recipe("rank")
     model = recipe.load(model_dir).eval()
     tokenizer = recipe.tokenizer(model_dir)
@@ -170,12 +170,10 @@ def _write_export(model, tokenizer, meta: dict, record: dict, temperature: float
                       "label2id": {"reward": 0}, "pad_token_id": tokenizer.pad_token_id,
                       "davidson_log_nu": log_nu, "arenapref": {**record, "davidson_log_nu": log_nu}}
             (output / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-            from arenapref.export import reward_modeling
+            from arenapref.export import reward_modeling  # imports torch; `arenapref --help` imports this module
 
             shutil.copyfile(inspect.getsourcefile(reward_modeling), output / MODELING_FILE)
     tokenizer.save_pretrained(output)
-    from arenapref.data import text
-
     (output / RENDER_FILE).write_text(Path(inspect.getsourcefile(text)).read_text(encoding="utf-8") + RENDER_HELPERS,
                                       encoding="utf-8")
     summary = {"output": str(final), "architecture": architecture, "num_labels": 1,

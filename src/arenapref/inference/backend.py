@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
-from arenapref.data.text import encode_rows
+from arenapref.data.features import head_features, single_side_features
+from arenapref.data.text import Renderer, TextSettings, encode_rows
+from arenapref.errors import DataError
 from arenapref.inference.batching import (
     call_budget,
     collator_for,
@@ -184,8 +188,6 @@ class Int8Linear(DynamicInt8Linear):
 
 def prepare_for_inference(model, device: str | torch.device, dtype: str = "fp32", quantize: str | None = None):
     """Move/cast/quantize a model for prediction, with one-line errors for combinations that cannot work."""
-    from arenapref.errors import DataError
-
     device = torch.device(device)
     if dtype not in DTYPES:
         raise DataError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
@@ -229,8 +231,6 @@ class NeuralBackend:
     def __init__(self, model, tokenizer, meta: dict, device: str | torch.device = "cpu", inputs: str = "pair",
                  dtype: str = "fp32", quantize: str | None = None, max_tokens: int | None = None,
                  workers: int | None = None):
-        from arenapref.data.text import Renderer, TextSettings
-
         self.model = prepare_for_inference(model, device, dtype, quantize)
         self.tokenizer = tokenizer
         self.meta = meta
@@ -245,10 +245,6 @@ class NeuralBackend:
     def load(cls, path, meta: dict, recipe, device: str | torch.device = "cpu", **options) -> "NeuralBackend":
         """`recipe`: the family's recipe (models/families.py), which checks and loads the weights.
         `options`: dtype ("fp32" | "bf16" | "fp16"), quantize (None | "int8"), max_tokens (in flight), workers."""
-        from pathlib import Path
-
-        from arenapref.errors import DataError
-
         path = Path(path)
         model = recipe.load(path)
         try:
@@ -261,8 +257,6 @@ class NeuralBackend:
         """Uncalibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame."""
         features = None
         if reads_features(self.model):
-            from arenapref.data.features import head_features
-
             features = head_features(frame)
         return predict_rows(self.model, encode_rows(self.renderer, self.inputs, frame), self.inputs,
                             self.tokenizer.pad_token_id or 0, self.max_tokens, self.device, progress,
@@ -281,8 +275,6 @@ class NeuralBackend:
         sides = [self.renderer.side(p, r) for p, r in zip(prompt_ids, response_ids)]
         features = None
         if reads_features(self.model):
-            from arenapref.data.features import single_side_features
-
             features = single_side_features(prompts, responses)
         return score_sides(self.model, sides, self.tokenizer.pad_token_id or 0, self.max_tokens, self.device,
                            self.workers, features)

@@ -15,11 +15,15 @@ import time
 import numpy as np
 import pandas as pd
 
-from arenapref.data.split import grouped_split
+from arenapref.config import TrainConfig
+from arenapref.data.features import feature_blocks
+from arenapref.data.split import grouped_split, prompt_groups
 from arenapref.data.tables import LABELS
 from arenapref.errors import DataError
-from arenapref.evaluation.metrics import log_loss
+from arenapref.evaluation.calibration import MIN_ROWS, calibrate, fit_temperature
+from arenapref.evaluation.metrics import log_loss, softmax
 from arenapref.labeling.strategies import check_strategy, choose, strategy_scores
+from arenapref.models.gbdt import boosters_proba, fit_boosters, one_sided_proba
 
 
 def strip_labels(frame: pd.DataFrame) -> pd.DataFrame:
@@ -68,8 +72,6 @@ class GBDTLearner:
     """
 
     def __init__(self, cfg=None, committee: int = 4, calibration: str = "oof"):
-        from arenapref.config import TrainConfig
-
         if calibration not in ("oof", "train"):
             raise DataError(f"calibration {calibration!r}: expected oof or train")
         self.cfg = cfg or TrainConfig(data="-", output="-", model="gbdt")
@@ -77,8 +79,6 @@ class GBDTLearner:
         self._cache: dict[str, dict] = {}
 
     def features(self, frame: pd.DataFrame) -> dict:
-        from arenapref.data.features import feature_blocks
-
         missing = [i for i, key in enumerate(frame["id"]) if key not in self._cache]
         if missing:
             blocks = feature_blocks(frame.iloc[missing])
@@ -90,9 +90,6 @@ class GBDTLearner:
     def fold_models(self, frame: pd.DataFrame, labels: np.ndarray, seed: int) -> tuple[list, np.ndarray]:
         """K boosters, each trained on K-1 prompt-grouped folds, and their out-of-fold probabilities (N, 3)."""
         from sklearn.model_selection import GroupKFold
-
-        from arenapref.data.split import prompt_groups
-        from arenapref.models.gbdt import boosters_proba, fit_boosters
 
         groups = prompt_groups(frame)
         k = self.committee
@@ -107,13 +104,6 @@ class GBDTLearner:
         return members, oof
 
     def fit(self, frame: pd.DataFrame, labels: np.ndarray, seed: int = 0) -> "GBDTPredictor":
-        from arenapref.evaluation.calibration import (
-            MIN_ROWS,
-            calibrate,
-            fit_temperature,
-        )
-        from arenapref.models.gbdt import boosters_proba, fit_boosters
-
         cfg = dataclasses.replace(self.cfg, seed=seed)
         frame = frame.reset_index(drop=True)
         labels = np.asarray(labels)
@@ -146,25 +136,17 @@ class GBDTPredictor:
         self._frame, self._labels, self._seed, self._members = frame, labels, seed, members
 
     def _temper(self, probs: np.ndarray) -> np.ndarray:
-        from arenapref.evaluation.metrics import softmax
-
         return softmax(np.log(np.clip(probs, 1e-12, 1.0)) / self.temperature)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        from arenapref.models.gbdt import boosters_proba
-
         return self._temper(boosters_proba(self.boosters, self.learner.features(frame)))
 
     def predict_both_orders(self, frame: pd.DataFrame):
-        from arenapref.models.gbdt import one_sided_proba
-
         direct, mirrored = one_sided_proba(self.boosters, self.learner.features(frame))
         return self._temper(direct), self._temper(mirrored), self.predict_proba(frame)
 
     def committee_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """(K, N, 3): the fold boosters' probabilities, each trained on K-1 of K prompt-grouped folds."""
-        from arenapref.models.gbdt import boosters_proba
-
         if self._members is None:
             self._members, _ = self.learner.fold_models(self._frame, self._labels, self._seed)
         blocks = self.learner.features(frame)

@@ -13,10 +13,17 @@ help more; ties in score keep the pool's order (stable sort), so the same inputs
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from arenapref.data.features import feature_blocks, feature_matrix
+from arenapref.data.tables import read_table, to_kaggle
 from arenapref.errors import DataError
+from arenapref.evaluation.calibration import MIN_ROWS
+from arenapref.models import META_FILE
+from arenapref.models.directory import check_model_dir
 
 STRATEGIES = ("random", "entropy", "margin", "swap-disagreement", "committee")
 EPS = 1e-12
@@ -174,8 +181,6 @@ def needs(strategy: str, diverse: bool = False) -> set:
 
 def pool_features(frame) -> np.ndarray:
     """The gbdt's hand-made feature matrix of a normalised frame (the diversity space of every model family)."""
-    from arenapref.data.features import feature_blocks, feature_matrix
-
     return feature_matrix(feature_blocks(frame))
 
 
@@ -213,8 +218,6 @@ PROB_COLUMNS = ("prob_model_a", "prob_model_b", "prob_tie")
 
 def read_ids(path) -> set:
     """The ids of a file (any CSV / JSONL / Parquet with an `id` column: a labelled file, an earlier picks file)."""
-    from arenapref.data.tables import read_table
-
     table = read_table(path)
     if "id" not in [str(c).strip() for c in table.columns]:
         raise DataError(f"{path}: no id column; --exclude takes files with an id column (e.g. an earlier picks "
@@ -235,11 +238,6 @@ def drop_excluded(frame, paths) -> tuple:
 def committee_dirs(paths) -> list:
     """Model directories of a committee: each path is a model directory, or an `arenapref cv --keep-models`
     output holding fold-*/model."""
-    from pathlib import Path
-
-    from arenapref.models import META_FILE
-    from arenapref.models.directory import check_model_dir
-
     dirs = []
     for path in map(Path, paths):
         if (path / META_FILE).is_file():
@@ -262,8 +260,6 @@ def committee_dirs(paths) -> list:
 
 def picks_frame(frame, result: dict, strategy: str):
     """rank, id, strategy, score, prob_model_a, prob_model_b, prob_tie of the chosen rows, best first."""
-    import pandas as pd
-
     picks = result["picks"]
     out = pd.DataFrame({"rank": np.arange(1, len(picks) + 1), "id": frame["id"].to_numpy()[picks],
                         "strategy": strategy, "score": result["scores"][picks]})
@@ -275,8 +271,6 @@ def picks_frame(frame, result: dict, strategy: str):
 def auto_label_frame(frame, probs: np.ndarray, rows: np.ndarray):
     """The chosen rows in the Kaggle layout with the predicted winner as one-hot labels, plus the probabilities
     and the confidence (max probability): a file `arenapref train` reads like human-labelled data."""
-    from arenapref.data.tables import to_kaggle
-
     chosen = frame.iloc[rows].reset_index(drop=True).assign(label=probs[rows].argmax(axis=1))
     out = to_kaggle(chosen)
     for j, name in enumerate(PROB_COLUMNS):
@@ -303,8 +297,6 @@ def calibration_summary(meta: dict) -> dict:
         text = (f"a blend of parts each calibrated on the same {meta.get('valid_rows', '?')} validation rows"
                 + (f"; blend's validation ECE {ece:.4f}" if ece is not None else ""))
         return {"kind": "hybrid parts", "rows": meta.get("valid_rows"), "valid_ece": ece, "text": text}
-    from arenapref.evaluation.calibration import MIN_ROWS
-
     if (cal.get("rows") or 0) >= MIN_ROWS:  # below it training skipped the fit and stored T = 1
         text = (f"temperature {float(cal.get('temperature', 1.0)):.3f} fitted on {cal['rows']} validation rows"
                 + (f"; validation ECE {ece:.4f}" if ece is not None else ""))

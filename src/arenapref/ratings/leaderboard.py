@@ -46,6 +46,7 @@ from arenapref.data.tables import (
     write_text_atomic,
 )
 from arenapref.errors import DataError
+from arenapref.evaluation.figures import plt, save_figure
 from arenapref.ratings.bradley_terry import TIES, Design, newton, sandwich
 from arenapref.ratings.style import (
     STYLE_FEATURES,
@@ -641,8 +642,6 @@ SOURCE_NAMES = {"votes": "human votes", "judge": "judge's predicted votes"}
 def plot_leaderboard(tables: dict[str, pd.DataFrame], path, title: str = "Bradley-Terry ratings (Elo scale)",
                      interval: str = "95% bootstrap interval") -> None:
     """Ratings with 95% intervals, one row per model (ordered by the first table), one marker per table."""
-    from arenapref.evaluation.figures import plt, save_figure
-
     first = next(iter(tables.values()))
     order = first["model"].tolist()[::-1]
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(order)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset
 
+from arenapref.data.features import swap_features
 from arenapref.data.swap import SWAP_CLASSES, SWAP_MODES
 
 
@@ -34,8 +35,6 @@ class PreferenceDataset(Dataset):
         self.seed, self.epoch = seed, 0
         self.features = None if features is None else np.asarray(features, dtype=np.float32)
         if self.features is not None and swap != "none":
-            from arenapref.data.features import swap_features
-
             self.swapped_features = swap_features(self.features)
 
     def __len__(self) -> int:

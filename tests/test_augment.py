@@ -122,6 +122,26 @@ def test_swap_tta_gives_equal_a_and_b_on_a_symmetric_input(judges, family):
         judge.tta = "none"
 
 
+class PositionBiasedBackend:
+    """A stand-in model: the longer response wins, and side A gets +0.7 logit wherever it stands."""
+
+    def predict_logits(self, frame, progress=None):
+        diff = np.array([len(" ".join(a)) - len(" ".join(b)) for a, b in zip(frame["response_a"], frame["response_b"])])
+        return np.stack([diff / 10 + 0.7, -diff / 10, np.zeros(len(diff))], axis=1), None
+
+
+@pytest.mark.parametrize("tta", ["none", "swap"])
+def test_both_orders_give_the_usual_answer_with_its_own_temperature(tta):
+    from arenapref.api import Judge
+
+    frame = pd.DataFrame({"id": ["s", "t"], "prompt": [["q"], ["hi"]], "response_a": [["short"], ["hello there"]],
+                          "response_b": [["a longer answer"], ["hey"]]})
+    judge = Judge(PositionBiasedBackend(), {"calibration": {"temperature": 2.0, "temperature_swap": 1.5}}, tta=tta)
+    direct, mirrored, usual = judge.predict_both_orders(frame)
+    np.testing.assert_allclose(usual, judge.predict_proba(frame), atol=1e-12)
+    assert np.abs(direct - mirrored).max() > 0.05  # the +0.7 for side A shows when the sides are exchanged
+
+
 # -- distillation ---------------------------------------------------------------------------------------------
 
 def write_teacher(path, ids, probs):

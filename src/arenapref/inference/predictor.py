@@ -115,11 +115,11 @@ class Predictor:
             usual = self.predict_proba(frame, progress)
         else:
             direct = np.asarray(self.backend.predict_logits(frame, progress)[0], np.float64)
-            mirrored = swap_columns(np.asarray(self.backend.predict_logits(swap_frame(frame), progress)[0], np.float64))
-            # The usual answer from the same two passes: as given, or (tta swap) as predict_logits averages them.
-            usual = direct if self.tta == "none" else np.log(np.clip(0.5 * (softmax(direct) + softmax(mirrored)),
-                                                                     1e-12, 1.0))
-            usual = softmax(usual / self.temperature)
+            swapped = np.asarray(self.backend.predict_logits(swap_frame(frame), progress)[0], np.float64)
+            mirrored = swap_columns(swapped)
+            # The usual answer from the same two passes: as given, or (tta swap) averaged as predict_logits does.
+            usual = direct if self.tta == "none" else np.asarray(average_with_swapped(direct, swapped), np.float64)
+            usual = softmax(usual / self.temperatures[self.tta])
         tempered = lambda logits: softmax(np.asarray(logits, np.float64) / self.temperature)
         return tempered(direct), tempered(mirrored), usual
 

@@ -3,6 +3,7 @@
 The model is loaded once. Concurrent requests are micro-batched: each request puts its rows on a queue, a worker
 gathers whatever arrives within a few milliseconds (and everything that queued while the previous forward pass ran)
 and runs one forward pass for all of them in a thread, so the event loop keeps accepting requests meanwhile.
+/v1/rank runs Judge.rank's code (best_of_n.rank_responses) in a worker thread, its forward passes queued the same way.
 Requests are bounded in bytes and items (413 past the limits); malformed bodies get 422 with a readable message.
 """
 

@@ -1,6 +1,6 @@
 """Options declared once: a dataclass field holds each option's default, help, choices and the model families that
-read it. The command line (cli/options.py) and YAML files are generated from these fields; `load_config` layers
-defaults <- YAML file <- the flags actually given."""
+read it. The command-line flags are generated from these fields (cli/options.py) and YAML keys are their names;
+`load_config` layers defaults <- YAML file <- the flags actually given."""
 
 from __future__ import annotations
 
@@ -65,6 +65,8 @@ def options_of(model: str, hybrid_neural: str = "dual-tower") -> set:
 
 @dataclass
 class TrainConfig:
+    """Everything `train` (and each `cv` fold) is told: every field is a flag of both and a key of `--config` YAML."""
+
     data: str | None = option(None, path=True, help="Training file (CSV / JSONL / Parquet, Kaggle LMSYS columns).")
     output: str | None = option(None, path=True, help="Model directory to write.")
     valid: str | None = option(None, path=True, help="Validation file; default: a held-out part of --data.")

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -31,6 +32,19 @@ def run_cli(*args, check: bool = True, timeout: float = 900, env: dict | None = 
     if check and proc.returncode != 0:
         raise AssertionError(f"arenapref {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+# Session fixtures that train a neural model (tens of seconds on a 2-core CPU): the first test to ask for one pays for
+# the training, so every test that uses one is marked slow and `-m "not slow"` trains none of them. Tests that are slow
+# on their own (they train, or run many CLI commands) carry @pytest.mark.slow.
+SLOW_FIXTURES = frozenset({"rank_model", "tiny_model", "dual_tower_model", "hybrid_model", "llm_ranker",
+                           "dual_tower_ranker"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -154,4 +168,149 @@ def tiny_model(tmp_path_factory, tiny_csv, tiny_deberta) -> Path:
     """One tiny model trained through the real CLI once per session."""
     out = tmp_path_factory.mktemp("tiny_model") / "model"
     run_cli("train", "--data", tiny_csv, "--output", out, "--backbone", tiny_deberta, *TINY_TRAIN_ARGS)
+    return out
+
+
+# -- more trained models, each trained once per session and shared by every test that asks for it. A test that changes
+# a model directory (or writes into it) works on a copy in its own tmp_path, never on the shared one.
+
+# The end-to-end dual tower's flags; the rank-objective end-to-end runs add theirs to the same ones.
+DUAL_TOWER_ARGS = ("--model", "dual-tower", "--max-length", "48", "--epochs", "1", "--batch-size", "8",
+                   "--eval-steps", "4", "--seed", "1")
+
+
+@pytest.fixture(scope="session")
+def dual_tower_model(tmp_path_factory, small_csv, tiny_deberta) -> Path:
+    """A tiny dual-tower classifier (the default objective) on small_csv, DUAL_TOWER_ARGS."""
+    out = tmp_path_factory.mktemp("dual_tower_model") / "classify"
+    proc = run_cli("train", "--data", small_csv, "--output", out, "--backbone", tiny_deberta, *DUAL_TOWER_ARGS)
+    assert "log_loss" in proc.stdout
+    return out
+
+
+@pytest.fixture(scope="session")
+def hybrid_model(tmp_path_factory, small_csv, tiny_deberta) -> Path:
+    """A tiny hybrid (probe-only dual tower, weight 0.3, + gbdt) on small_csv's first 72 rows, its last 24 rows as
+    --extra, a quarter of the 72 held out for validation."""
+    root = tmp_path_factory.mktemp("hybrid_model")
+    data = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    data.iloc[:72].to_csv(root / "train.csv", index=False)
+    data.iloc[72:].to_csv(root / "extra.csv", index=False)
+    out = root / "hybrid"
+    run_cli("train", "--data", root / "train.csv", "--extra", root / "extra.csv", "--output", out,
+            "--model", "hybrid", "--backbone", tiny_deberta, "--max-length", 32, "--epochs", 0,
+            "--hybrid-weight", 0.3, "--valid-fraction", 0.25)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gbdt_model(tmp_path_factory, small_csv) -> Path:
+    """A 30-round gbdt on small_csv (seconds)."""
+    out = tmp_path_factory.mktemp("gbdt_model") / "gbdt"
+    run_cli("train", "--data", small_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", 30)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gbdt_holdout_run(tmp_path_factory, arena_csv) -> tuple[Path, subprocess.CompletedProcess]:
+    """400 real rows to train, the next 300 to evaluate; a 60-round model (a few seconds). Returns the folder
+    (train.csv, eval.csv, model/) and the completed `train` process."""
+    root = tmp_path_factory.mktemp("gbdt_holdout")
+    raw = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
+    raw.head(400).to_csv(root / "train.csv", index=False)
+    raw.iloc[400:700].to_csv(root / "eval.csv", index=False)
+    proc = run_cli("train", "--data", root / "train.csv", "--output", root / "model", "--model", "gbdt",
+                   "--gbdt-rounds", "60", "--valid-fraction", "0.25")
+    return root, proc
+
+
+@pytest.fixture(scope="session")
+def gbdt_seed_models(tmp_path_factory, arena_csv) -> Path:
+    """Two gbdt models (gbdt0/, gbdt1/: seeds 0 and 1, default rounds) trained on 300 real rows (train.csv), and a
+    pool of 120 other rows: pool.csv unlabelled, pool_labelled.csv with its labels."""
+    from arenapref.data.tables import LABELS
+
+    root = tmp_path_factory.mktemp("gbdt_seeds")
+    rows = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
+    rows.head(300).to_csv(root / "train.csv", index=False)
+    rows.iloc[300:420].drop(columns=list(LABELS)).to_csv(root / "pool.csv", index=False)
+    rows.iloc[300:420].to_csv(root / "pool_labelled.csv", index=False)
+    for seed in (0, 1):
+        run_cli("train", "--data", root / "train.csv", "--output", root / f"gbdt{seed}", "--model", "gbdt",
+                "--seed", seed)
+    return root
+
+
+# -- preference pairs in TRL's formats, and the models trained on them
+
+def user(text):
+    return {"role": "user", "content": text}
+
+
+def bot(text):
+    return {"role": "assistant", "content": text}
+
+
+def chosen_and_rejected(frame: pd.DataFrame) -> pd.DataFrame:
+    """Decisive Kaggle rows (normalised) as (prompt turns, chosen turns, rejected turns)."""
+    rows = frame[frame["label"] < 2]
+    won_a = rows["label"] == 0
+    return pd.DataFrame({"prompt": rows["prompt"].to_list(),
+                         "chosen": np.where(won_a, rows["response_a"], rows["response_b"]).tolist(),
+                         "rejected": np.where(won_a, rows["response_b"], rows["response_a"]).tolist(),
+                         "id": rows["id"].to_list()})
+
+
+@pytest.fixture(scope="session")
+def trl_pairs(tmp_path_factory, arena_csv) -> dict:
+    """The decisive rows among the first 300 real arena rows in TRL's formats: one-turn rows as strings (CSV),
+    every row as conversations (JSONL, implicit prompt); a `subset` column with two values."""
+    from arenapref.data.tables import load_frame
+
+    root = tmp_path_factory.mktemp("pairs")
+    frame = load_frame(arena_csv).head(300)
+    pairs = chosen_and_rejected(frame)
+    pairs["subset"] = np.where(np.arange(len(pairs)) % 3 == 0, "hard", "easy")
+    single = pairs[pairs["prompt"].map(len) == 1]
+    strings = pd.DataFrame({"prompt": single["prompt"].str[0], "chosen": single["chosen"].str[0],
+                            "rejected": single["rejected"].str[0], "subset": single["subset"]})
+    strings.to_csv(root / "pairs.csv", index=False)
+
+    def messages(prompt, response):
+        return [m for p, r in zip(prompt, response, strict=False) for m in (user(p), bot(r))]
+
+    with (root / "pairs.jsonl").open("w") as fh:
+        for _, row in pairs.iterrows():
+            fh.write(json.dumps({"chosen": messages(row["prompt"], row["chosen"]),
+                                 "rejected": messages(row["prompt"], row["rejected"]),
+                                 "subset": row["subset"]}) + "\n")
+    return {"root": root, "csv": root / "pairs.csv", "jsonl": root / "pairs.jsonl", "strings": strings,
+            "turns": pairs}
+
+
+@pytest.fixture(scope="session")
+def gbdt_pairs_model(trl_pairs) -> Path:
+    """A 40-round gbdt on the string pairs (CSV)."""
+    out = trl_pairs["root"] / "gbdt"
+    run_cli("train", "--data", trl_pairs["csv"], "--output", out, "--model", "gbdt", "--gbdt-rounds", 40)
+    return out
+
+
+@pytest.fixture(scope="session")
+def llm_ranker(tmp_path_factory, trl_pairs, tiny_llama) -> Path:
+    """A tiny LoRA llm with the rank objective on the conversation pairs (JSONL)."""
+    out = tmp_path_factory.mktemp("llm_rank") / "model"
+    run_cli("train", "--data", trl_pairs["jsonl"], "--output", out, "--model", "llm", "--objective", "rank",
+            "--backbone", tiny_llama, "--max-length", 48, "--epochs", 1, "--batch-size", 16, "--eval-steps", 4,
+            "--lora-r", 4, "--lora-alpha", 8, "--lora-dropout", 0.0, "--lr", "1e-3", "--seed", 0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dual_tower_ranker(tmp_path_factory, trl_pairs, tiny_deberta) -> Path:
+    """A dual-tower ranker without side features (the exportable one) on the string pairs: the linear probe only,
+    seconds on a CPU."""
+    out = tmp_path_factory.mktemp("dt_rank") / "model"
+    run_cli("train", "--data", trl_pairs["csv"], "--output", out, "--model", "dual-tower", "--objective", "rank",
+            "--no-head-features", "--backbone", tiny_deberta, "--max-length", 32, "--epochs", 0, "--seed", 0)
     return out

@@ -119,6 +119,7 @@ def test_head_init_and_save_load_roundtrip(tiny_deberta, tmp_path):
     assert torch.allclose(short, before[1:2], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_cross_encoder_end_to_end(tmp_path, small_csv, tiny_deberta):
     out = tmp_path / "model"
     run_cli("train", "--data", small_csv, "--output", out, "--model", "cross-encoder", "--backbone", tiny_deberta,

@@ -9,17 +9,14 @@ import pytest
 from arenapref.api import Judge
 from arenapref.data.tables import load_frame
 from arenapref.evaluation.metrics import classification_metrics
+from conftest import DUAL_TOWER_ARGS as FAST
 from conftest import run_cli
-
-FAST = ["--model", "dual-tower", "--max-length", "48", "--epochs", "1", "--batch-size", "8", "--eval-steps", "4", "--seed", "1"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, small_csv, tiny_deberta):
-    out = tmp_path_factory.mktemp("model") / "classify"
-    proc = run_cli("train", "--data", small_csv, "--output", out, "--backbone", tiny_deberta, *FAST)
-    assert "log_loss" in proc.stdout
-    return out
+def trained(dual_tower_model):
+    """This file's name for conftest's dual_tower_model (trained with FAST)."""
+    return dual_tower_model
 
 
 def test_model_directory_is_self_contained(trained):
@@ -73,6 +70,7 @@ def test_predict_writes_a_kaggle_submission_for_a_test_file(trained, small_csv, 
 
 
 @pytest.mark.parametrize("rank_loss", ["davidson", "mse"])
+@pytest.mark.slow
 def test_rank_objective_end_to_end(rank_loss, small_csv, tiny_deberta, tmp_path):
     out = tmp_path / rank_loss
     run_cli("train", "--data", small_csv, "--output", out, "--backbone", tiny_deberta, "--objective", "rank",
@@ -94,6 +92,7 @@ def test_rank_objective_end_to_end(rank_loss, small_csv, tiny_deberta, tmp_path)
     assert 0.5 < metrics["log_loss"] < 2.0
 
 
+@pytest.mark.slow
 def test_yaml_config_with_flag_override(small_csv, tiny_deberta, tmp_path):
     (tmp_path / "cfg.yaml").write_text(f"backbone: {tiny_deberta}\nmax-length: 40\nepochs: 1\neval_steps: 100\n"
                                        f"batch_size: 16\nseed: 3\n")
@@ -107,6 +106,7 @@ def test_yaml_config_with_flag_override(small_csv, tiny_deberta, tmp_path):
     assert bad.returncode == 2 and "objective 'regress'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_default_backbone_minilm_offline(small_csv, tmp_path):
     """The default backbone (all-MiniLM-L6-v2 from PyPI) trains and predicts with no Hub access."""
     out = tmp_path / "minilm"

@@ -76,17 +76,12 @@ def test_swapped_rows_mirror_the_feature_matrix(arena_csv):
 
 
 @pytest.fixture(scope="module")
-def gbdt_run(tmp_path_factory, arena_csv):
-    """400 real rows to train, the next 300 to evaluate; a 60-round model (a few seconds)."""
-    root = tmp_path_factory.mktemp("gbdt")
-    raw = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
-    raw.head(400).to_csv(root / "train.csv", index=False)
-    raw.iloc[400:700].to_csv(root / "eval.csv", index=False)
-    proc = run_cli("train", "--data", root / "train.csv", "--output", root / "model", "--model", "gbdt",
-                   "--gbdt-rounds", "60", "--valid-fraction", "0.25")
-    return root, proc
+def gbdt_run(gbdt_holdout_run):
+    """This file's name for conftest's gbdt_holdout_run: (folder with train.csv, eval.csv, model/; train process)."""
+    return gbdt_holdout_run
 
 
+@pytest.mark.slow
 def test_gbdt_train_evaluate_predict_cli(gbdt_run):
     root, proc = gbdt_run
     assert "calibration: temperature" in proc.stdout and "->" in proc.stdout
@@ -139,6 +134,7 @@ def test_corrupt_booster_is_a_one_line_error(gbdt_run, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_extra_rows_teach_only_the_direction(tmp_path, arena_csv):
     """With --extra the model is factored: the tie booster sees the --data rows only, so a tie-free extra file does
     not pull P(tie) down (as pooling every row into one 3-way model does), and the model stays symmetric."""

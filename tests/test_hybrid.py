@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
-import pandas as pd
 
 from arenapref.data.tables import load_frame
 from arenapref.evaluation.metrics import log_loss
 from conftest import run_cli
 
 
-def test_hybrid_is_the_weighted_mean_of_its_parts(tmp_path, small_csv, tiny_deberta):
+def test_hybrid_is_the_weighted_mean_of_its_parts(hybrid_model, small_csv):
     from arenapref import Judge
 
-    out = tmp_path / "hybrid"
-    data = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
-    data.iloc[:72].to_csv(tmp_path / "train.csv", index=False)
-    data.iloc[72:].to_csv(tmp_path / "extra.csv", index=False)
-    run_cli("train", "--data", tmp_path / "train.csv", "--extra", tmp_path / "extra.csv", "--output", out,
-            "--model", "hybrid", "--backbone", tiny_deberta, "--max-length", 32, "--epochs", 0,
-            "--hybrid-weight", 0.3, "--valid-fraction", 0.25)
+    out = hybrid_model  # weight 0.3, the last 24 of small_csv's 96 rows as --extra
     meta = json.loads((out / "arenapref.json").read_text())
     assert meta["model_type"] == "hybrid" and meta["parts"]["neural"]["weight"] == 0.3
     neural_meta = json.loads((out / "neural" / "arenapref.json").read_text())
@@ -43,10 +37,9 @@ def test_hybrid_is_the_weighted_mean_of_its_parts(tmp_path, small_csv, tiny_debe
                - log_loss(frame["label"].to_numpy(), hybrid)) < 1e-6
 
 
-def test_hybrid_part_missing_is_one_line(tmp_path, small_csv, tiny_deberta):
+def test_hybrid_part_missing_is_one_line(tmp_path, small_csv, hybrid_model):
     out = tmp_path / "hybrid"
-    run_cli("train", "--data", small_csv, "--output", out, "--model", "hybrid", "--backbone", tiny_deberta,
-            "--max-length", 32, "--epochs", 0)
+    shutil.copytree(hybrid_model, out)  # a copy: this test deletes a file
     (out / "gbdt" / "arenapref.json").unlink()
     proc = run_cli("evaluate", "--model", out, "--data", small_csv, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr

@@ -89,6 +89,7 @@ def test_backbone_forms(tmp_path):
         resolve_backbone(str(tmp_path), "other.gguf")
 
 
+@pytest.mark.slow
 def test_cli_llm_end_to_end(tmp_path, small_csv, tiny_llama):
     out = tmp_path / "model"
     run_cli("train", "--data", small_csv, "--output", out, "--model", "llm", "--backbone", tiny_llama,

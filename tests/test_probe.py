@@ -66,6 +66,7 @@ def test_direction_model_equals_sklearn_and_is_antisymmetric():
     assert np.allclose(mirrored, direction_offset(side_difference(features), w)[:, [1, 0, 2]])
 
 
+@pytest.mark.slow
 def test_probe_cv_refits_the_direction_model_without_held_out_rows():
     """Labels that are noise: a direction model fitted on every row (held-out rows too) memorises them, and the
     probe's CV under that fixed offset looks far better than a coin; refitted per split (direction_refits) on the
@@ -209,6 +210,7 @@ def test_side_features_reach_the_head_and_the_reference_head_is_unchanged(tiny_d
     assert reference.head.weight.shape == (3, 2 * 32) and "feature_mean" not in reference.state_dict()
 
 
+@pytest.mark.slow
 def test_train_probe_head_equals_logistic_regression_on_the_same_features(tmp_path, small_csv, tiny_deberta):
     """`train --epochs 0 --probe-c C` (probe only): the saved model's probabilities on its training rows are those
     of scikit-learn's LogisticRegression(C) fitted on the standardised pooled vectors + side features of the rows
@@ -247,6 +249,7 @@ def test_train_probe_head_equals_logistic_regression_on_the_same_features(tmp_pa
     assert got is None or np.allclose(got, expected, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_fine_tuning_that_does_not_help_keeps_the_probe(tmp_path, tiny_csv, tiny_deberta):
     out = tmp_path / "lpft"
     # An absurd learning rate wrecks whatever the probe found: the probe's model must be the one saved.
@@ -259,6 +262,7 @@ def test_fine_tuning_that_does_not_help_keeps_the_probe(tmp_path, tiny_csv, tiny
     assert abs(meta["valid_metrics"]["log_loss"] - tune["probe_valid"]) < 0.05  # (calibration moves it a bit)
 
 
+@pytest.mark.slow
 def test_reference_recipe_is_reachable(tmp_path, tiny_csv, tiny_deberta):
     from safetensors.torch import load_file
 
@@ -271,6 +275,7 @@ def test_reference_recipe_is_reachable(tmp_path, tiny_csv, tiny_deberta):
     assert weights["head.weight"].shape == (3, 64) and "feature_mean" not in weights
 
 
+@pytest.mark.slow
 def test_extra_rows_teach_the_neural_head_only_who_wins(tmp_path, arena_csv, tiny_deberta):
     """--extra with a probed dual tower: the extra rows fit the direction model (their side features only, never
     encoded), the 3-way fit sees the --data rows, so a tie-free extra file leaves P(tie) at the --data tie rate."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 from conftest import run_cli
 
@@ -22,15 +23,14 @@ def strings(value):
         yield value
 
 
-def test_gbdt_directory_records_files_by_name_and_hash(small_csv, tmp_path):
-    out = tmp_path / "gbdt"
-    run_cli("train", "--data", small_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", "20")
+def test_gbdt_directory_records_files_by_name_and_hash(small_csv, gbdt_model):
+    out = gbdt_model
     meta = json.loads((out / "arenapref.json").read_text())
     assert meta["train_config"]["data"] == small_csv.name and "output" not in meta["train_config"]
     (record,) = meta["provenance"]["files"]["data"]
     assert record == {"name": small_csv.name, "sha256": hashlib.sha256(small_csv.read_bytes()).hexdigest(), "rows": 96}
     assert meta["provenance"]["versions"]["lightgbm"] and meta["provenance"]["versions"]["arenapref"]
-    machine = {str(tmp_path), str(small_csv.parent)}
+    machine = {str(out.parent), str(small_csv.parent)}  # the folders it was trained in and from
     assert not [s for s in strings(meta) if s.startswith("/") or any(m in s for m in machine)]
     card = (out / "README.md").read_text()
     assert str(small_csv.parent) not in card
@@ -46,13 +46,13 @@ def test_report_header_names_every_part():
     assert "?" not in describe({"model_type": "gbdt"})
 
 
-def test_directories_written_before_provenance_still_load(small_csv, tmp_path):
+def test_directories_written_before_provenance_still_load(small_csv, gbdt_model, tmp_path):
     """arenapref.json as it was written before: absolute paths in train_config, no provenance."""
     from arenapref import Judge
     from arenapref.data.tables import load_frame
 
     out = tmp_path / "gbdt"
-    run_cli("train", "--data", small_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", "20")
+    shutil.copytree(gbdt_model, out)  # a copy: this test rewrites arenapref.json
     frame = load_frame(small_csv)
     before = Judge.from_pretrained(out).predict_proba(frame)
     meta_path = out / "arenapref.json"
@@ -63,11 +63,11 @@ def test_directories_written_before_provenance_still_load(small_csv, tmp_path):
     assert (Judge.from_pretrained(out).predict_proba(frame) == before).all()
 
 
-def test_a_changed_file_is_refused_unless_told(small_csv, tmp_path):
+def test_a_changed_file_is_refused_unless_told(small_csv, gbdt_model, tmp_path):
     from arenapref import Judge
 
     out = tmp_path / "gbdt"
-    run_cli("train", "--data", small_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", "20")
+    shutil.copytree(gbdt_model, out)  # a copy: this test changes model.txt
     assert set(json.loads((out / "arenapref.json").read_text())["files"]) == {"model.txt"}
     booster = out / "model.txt"
     text = booster.read_text()

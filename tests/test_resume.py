@@ -49,6 +49,7 @@ def _start_and_kill_after_first_checkpoint(cmd: list[str], output: Path) -> None
     assert proc.returncode == -signal.SIGKILL, f"training ended before it could be killed: {proc.stderr.read()[-2000:]}"
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, tiny_csv, tiny_deberta, tiny_model):
     output = tmp_path / "model"
     _start_and_kill_after_first_checkpoint(_train_cmd(tiny_csv, output, tiny_deberta), output)
@@ -85,6 +86,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, tiny_csv,
     assert diff < 1e-6
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_gives_identical_predictions(tmp_path, tiny_csv, tiny_deberta, tiny_model):
     again = tmp_path / "again"
     run_cli("train", "--data", tiny_csv, "--output", again, "--backbone", tiny_deberta, *TINY_TRAIN_ARGS)

@@ -18,58 +18,15 @@ from arenapref.data.formats import chosen_on_a, judged_pairs, trl_pair
 from arenapref.data.tables import iter_frames, load_frame, normalize
 from arenapref.errors import DataError
 from arenapref.evaluation.metrics import pairwise_accuracy
-from conftest import run_cli
+from conftest import bot, run_cli, user
 from test_bad_input import assert_clean_error
 
 
-def user(text):
-    return {"role": "user", "content": text}
-
-
-def bot(text):
-    return {"role": "assistant", "content": text}
-
-
-def chosen_and_rejected(frame: pd.DataFrame) -> pd.DataFrame:
-    """Decisive Kaggle rows (normalised) as (prompt turns, chosen turns, rejected turns)."""
-    rows = frame[frame["label"] < 2]
-    won_a = rows["label"] == 0
-    return pd.DataFrame({"prompt": rows["prompt"].to_list(),
-                         "chosen": np.where(won_a, rows["response_a"], rows["response_b"]).tolist(),
-                         "rejected": np.where(won_a, rows["response_b"], rows["response_a"]).tolist(),
-                         "id": rows["id"].to_list()})
-
-
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory, arena_csv):
-    """The decisive rows among the first 300 real arena rows in TRL's formats: one-turn rows as strings (CSV),
-    every row as conversations (JSONL, implicit prompt); a `subset` column with two values."""
-    root = tmp_path_factory.mktemp("pairs")
-    frame = load_frame(arena_csv).head(300)
-    pairs = chosen_and_rejected(frame)
-    pairs["subset"] = np.where(np.arange(len(pairs)) % 3 == 0, "hard", "easy")
-    single = pairs[pairs["prompt"].map(len) == 1]
-    strings = pd.DataFrame({"prompt": single["prompt"].str[0], "chosen": single["chosen"].str[0],
-                            "rejected": single["rejected"].str[0], "subset": single["subset"]})
-    strings.to_csv(root / "pairs.csv", index=False)
-
-    def messages(prompt, response):
-        return [m for p, r in zip(prompt, response) for m in (user(p), bot(r))]
-
-    with (root / "pairs.jsonl").open("w") as fh:
-        for _, row in pairs.iterrows():
-            fh.write(json.dumps({"chosen": messages(row["prompt"], row["chosen"]),
-                                 "rejected": messages(row["prompt"], row["rejected"]),
-                                 "subset": row["subset"]}) + "\n")
-    return {"root": root, "csv": root / "pairs.csv", "jsonl": root / "pairs.jsonl", "strings": strings,
-            "turns": pairs}
-
-
-@pytest.fixture(scope="module")
-def gbdt_pairs_model(pairs):
-    out = pairs["root"] / "gbdt"
-    run_cli("train", "--data", pairs["csv"], "--output", out, "--model", "gbdt", "--gbdt-rounds", 40)
-    return out
+def pairs(trl_pairs):
+    """This file's name for conftest's trl_pairs (the models gbdt_pairs_model, llm_ranker and dual_tower_ranker
+    are trained on them)."""
+    return trl_pairs
 
 
 # -- reading -------------------------------------------------------------------------------------------------------
@@ -194,6 +151,7 @@ def test_datasets_folder_with_several_splits_names_them(tmp_path, gbdt_pairs_mod
 
 # -- train, evaluate, predict, cv on TRL files ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_trl_files_train_evaluate_predict_and_cv_end_to_end(pairs, gbdt_pairs_model, tmp_path):
     meta = json.loads((gbdt_pairs_model / "arenapref.json").read_text())
     assert meta["model_type"] == "gbdt"
@@ -278,6 +236,7 @@ def test_judged_pairs_drop_ties_and_unsure_rows_and_give_margins():
     assert out["prompt"].iloc[0] == [user("q1")] and out["chosen"].iloc[0] == [bot("A1")]
 
 
+@pytest.mark.slow
 def test_label_writes_trl_pairs_that_datasets_loads(pairs, gbdt_pairs_model, small_csv, tmp_path):
     import datasets
 
@@ -396,15 +355,6 @@ def score_cases(frame: pd.DataFrame) -> dict:
     return {"prompts": prompts, "responses": responses}
 
 
-@pytest.fixture(scope="module")
-def llm_ranker(tmp_path_factory, pairs, tiny_llama):
-    out = tmp_path_factory.mktemp("llm_rank") / "model"
-    run_cli("train", "--data", pairs["jsonl"], "--output", out, "--model", "llm", "--objective", "rank",
-            "--backbone", tiny_llama, "--max-length", 48, "--epochs", 1, "--batch-size", 16, "--eval-steps", 4,
-            "--lora-r", 4, "--lora-alpha", 8, "--lora-dropout", 0.0, "--lr", "1e-3", "--seed", 0)
-    return out
-
-
 def test_llm_rank_scores_responses_with_davidson_ties(llm_ranker, pairs, small_csv):
     import math
 
@@ -472,15 +422,6 @@ def test_exported_llm_reward_model_loads_without_arenapref_and_trains_in_trl(llm
     # refusing to overwrite
     proc = run_cli("export", "--model", llm_ranker, "--output", out, check=False)
     assert_clean_error(proc, "exists and is not empty")
-
-
-@pytest.fixture(scope="module")
-def dual_tower_ranker(tmp_path_factory, pairs, tiny_deberta):
-    """A dual-tower ranker without side features (the exportable one): the linear probe only, seconds on a CPU."""
-    out = tmp_path_factory.mktemp("dt_rank") / "model"
-    run_cli("train", "--data", pairs["csv"], "--output", out, "--model", "dual-tower", "--objective", "rank",
-            "--no-head-features", "--backbone", tiny_deberta, "--max-length", 32, "--epochs", 0, "--seed", 0)
-    return out
 
 
 def test_exported_dual_tower_reward_model_gives_the_judges_scores_without_arenapref(dual_tower_ranker, small_csv,

@@ -25,8 +25,6 @@ from arenapref.labeling.strategies import (
 )
 from conftest import run_cli
 
-LABELS = ["winner_model_a", "winner_model_b", "winner_tie"]
-
 
 # -- strategies on constructed probabilities ----------------------------------------------------------------------
 def test_entropy_picks_the_most_uncertain_row():
@@ -135,17 +133,9 @@ def assert_one_line_error(proc, *fragments):
 
 
 @pytest.fixture(scope="module")
-def gbdt_dirs(tmp_path_factory, arena_csv):
-    """Two gbdt models (seeds 0 and 1) trained on 300 real rows, and an unlabelled pool of 120 other rows."""
-    root = tmp_path_factory.mktemp("select")
-    rows = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
-    rows.head(300).to_csv(root / "train.csv", index=False)
-    rows.iloc[300:420].drop(columns=LABELS).to_csv(root / "pool.csv", index=False)
-    rows.iloc[300:420].to_csv(root / "pool_labelled.csv", index=False)
-    for seed in (0, 1):
-        run_cli("train", "--data", root / "train.csv", "--output", root / f"gbdt{seed}", "--model", "gbdt",
-                "--seed", seed)
-    return root
+def gbdt_dirs(gbdt_seed_models):
+    """This file's name for conftest's gbdt_seed_models: gbdt0/, gbdt1/ and the pool of 120 other rows."""
+    return gbdt_seed_models
 
 
 def _select(root, out, *args):
@@ -172,6 +162,7 @@ def test_select_entropy_writes_the_most_uncertain_battles(gbdt_dirs, tmp_path):
     assert "picked 10 of 120 battles" in proc.stdout
 
 
+@pytest.mark.slow
 def test_select_honours_exclude_and_seed(gbdt_dirs, tmp_path):
     _, first = _select(gbdt_dirs, tmp_path / "a.csv", "--count", 15, "--strategy", "random", "--seed", 5)
     _, again = _select(gbdt_dirs, tmp_path / "b.csv", "--count", 15, "--strategy", "random", "--seed", 5)
@@ -190,6 +181,7 @@ def test_select_honours_exclude_and_seed(gbdt_dirs, tmp_path):
     assert not (tmp_path / "f.csv").exists()
 
 
+@pytest.mark.slow
 def test_select_swap_disagreement_committee_and_diverse(gbdt_dirs, tmp_path):
     _, swap = _select(gbdt_dirs, tmp_path / "s.csv", "--count", 8, "--strategy", "swap-disagreement")
     assert (swap["score"] > 0).all() and swap["score"].is_monotonic_decreasing  # the gbdt's two readings differ
@@ -216,6 +208,7 @@ def test_both_orders_of_the_gbdt_are_its_two_one_sided_readings(gbdt_dirs):
     assert np.abs(direct - mirrored).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_select_errors_are_one_line(gbdt_dirs, tmp_path):
     base = ("select", "--model", gbdt_dirs / "gbdt0", "--data", gbdt_dirs / "pool.csv", "--output", tmp_path / "x.csv")
     assert_one_line_error(run_cli(*base, "--count", 5, "--strategy", "loudest", check=False), "--strategy", "entropy")
@@ -229,6 +222,7 @@ def test_select_errors_are_one_line(gbdt_dirs, tmp_path):
     assert not (tmp_path / "x.csv").exists()
 
 
+@pytest.mark.slow
 def test_auto_label_writes_confident_battles_as_labels(gbdt_dirs, tmp_path):
     out = tmp_path / "auto.csv"
     proc = run_cli("auto-label", "--model", gbdt_dirs / "gbdt0", "--data", gbdt_dirs / "pool.csv", "--output", out,

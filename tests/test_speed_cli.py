@@ -78,6 +78,7 @@ def tiny_model_dir(tmp_path_factory, small_csv, tiny_deberta):
     return out, first.stdout, second.stdout
 
 
+@pytest.mark.slow
 def test_second_training_run_reads_tokens_from_the_cache(tiny_model_dir):
     out, first, second = tiny_model_dir
     assert first.count("token cache hit") == 0 and first.count("tokenised") == 2  # train and validation rows

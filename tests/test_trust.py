@@ -15,13 +15,6 @@ from conftest import run_cli
 SPECIALS = ("[SEP]", "[PAD]", "[CLS]", "[MASK]", "<s>", "</s>", "<unk>", "<|endoftext|>")
 
 
-@pytest.fixture(scope="module")
-def gbdt_model(tmp_path_factory, small_csv):
-    out = tmp_path_factory.mktemp("trust") / "gbdt"
-    run_cli("train", "--data", small_csv, "--output", out, "--model", "gbdt", "--gbdt-rounds", 30)
-    return out
-
-
 def test_judge_decodes_raw_kaggle_cells(gbdt_model, small_csv):
     from arenapref import Judge
 
@@ -202,6 +195,7 @@ def test_validation_figures_are_cross_fitted_and_swap_tta_has_its_temperature(tm
     np.testing.assert_allclose(softmax(swapped), softmax(plain * 0.5), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_streams_in_chunks_with_the_same_result(tmp_path, gbdt_model, small_csv):
     whole, chunked = tmp_path / "whole.csv", tmp_path / "chunked.csv"
     run_cli("predict", "--model", gbdt_model, "--data", small_csv, "--output", whole)
@@ -228,6 +222,7 @@ def test_predict_streams_in_chunks_with_the_same_result(tmp_path, gbdt_model, sm
         assert not out.exists() and not list(tmp_path.glob(".bad_out.csv.*"))
 
 
+@pytest.mark.slow
 def test_model_card_and_report_to(tmp_path, gbdt_model, tiny_csv, tiny_deberta):
     card = (gbdt_model / "README.md").read_text()
     meta = json.loads((gbdt_model / "arenapref.json").read_text())
@@ -294,6 +289,7 @@ def test_joint_families_keep_the_latest_turns_by_default(tiny_deberta):
     assert "LATEST answer" in text.replace("▁", " ") and text.count("LATEST answer") == 2, text
 
 
+@pytest.mark.slow
 def test_mse_rank_checkpoints_are_chosen_by_a_metric_that_exists(tmp_path, small_csv, tiny_deberta):
     out = tmp_path / "mse"
     run_cli("train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,

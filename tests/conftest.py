@@ -34,9 +34,9 @@ def run_cli(*args, check: bool = True, timeout: float = 900, env: dict | None = 
     return proc
 
 
-# Session fixtures that train a neural model (tens of seconds on a 2-core CPU): the first test to ask for one pays for
-# the training, so every test that uses one is marked slow and `-m "not slow"` trains none of them. Tests that are slow
-# on their own (they train, or run many CLI commands) carry @pytest.mark.slow.
+# Session fixtures that train a neural model (10-20 s each on a quiet 2-core CPU, twice that on a busy one): the first
+# test to ask for one pays for the training, so every test that uses one is marked slow and `-m "not slow"` trains no
+# neural model. Tests slow on their own (they train one, or run a long CLI pipeline) carry @pytest.mark.slow.
 SLOW_FIXTURES = frozenset({"rank_model", "tiny_model", "dual_tower_model", "hybrid_model", "llm_ranker",
                            "dual_tower_ranker"})
 

@@ -16,6 +16,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # every test runs a benchmark script end to end
+
 
 def run_bench(script: str, *args, check: bool = True):
     """Run a benchmark script on this checkout's code; with `check`, its last stdout line parsed as JSON."""

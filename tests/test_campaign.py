@@ -148,6 +148,7 @@ def test_strip_labels_leaves_only_the_battle(arena_csv):
     assert list(stripped["id"]) == list(frame["id"])
 
 
+@pytest.mark.slow
 def test_bench_active_runs_end_to_end(tmp_path, arena_csv):
     out = tmp_path / "campaign"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "active.py"), "--data", str(arena_csv),

@@ -129,6 +129,7 @@ def test_prediction_files_are_validated(tmp_path):
     np.testing.assert_array_equal(arrays[0], arrays[1])
 
 
+@pytest.mark.slow
 def test_cv_json_of_a_neural_recipe_is_the_only_stdout(tmp_path, tiny_csv, tiny_deberta):
     """The Trainer prints its step logs to stdout; with --json they must go elsewhere so stdout parses."""
     proc = run_cli("cv", "--data", tiny_csv, "--folds", "2", "--output", tmp_path / "cv", "--model", "dual-tower",

@@ -81,7 +81,6 @@ def gbdt_run(gbdt_holdout_run):
     return gbdt_holdout_run
 
 
-@pytest.mark.slow
 def test_gbdt_train_evaluate_predict_cli(gbdt_run):
     root, proc = gbdt_run
     assert "calibration: temperature" in proc.stdout and "->" in proc.stdout
@@ -134,7 +133,6 @@ def test_corrupt_booster_is_a_one_line_error(gbdt_run, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
 def test_extra_rows_teach_only_the_direction(tmp_path, arena_csv):
     """With --extra the model is factored: the tie booster sees the --data rows only, so a tie-free extra file does
     not pull P(tie) down (as pooling every row into one 3-way model does), and the model stays symmetric."""

@@ -66,7 +66,6 @@ def test_direction_model_equals_sklearn_and_is_antisymmetric():
     assert np.allclose(mirrored, direction_offset(side_difference(features), w)[:, [1, 0, 2]])
 
 
-@pytest.mark.slow
 def test_probe_cv_refits_the_direction_model_without_held_out_rows():
     """Labels that are noise: a direction model fitted on every row (held-out rows too) memorises them, and the
     probe's CV under that fixed offset looks far better than a coin; refitted per split (direction_refits) on the

@@ -7,12 +7,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from arenapref.api import Judge
 from arenapref.data.tables import load_frame
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(small_csv, tiny_deberta, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",

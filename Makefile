@@ -40,6 +40,7 @@ browser:
 
 test: dev browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/mkdocs build --strict -q
 
 clean:
 	rm -rf $(VENV) runs

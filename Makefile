@@ -39,6 +39,8 @@ browser:
 	else echo "warning: install chromium and chromium-driver (Debian packages) for the report test" >&2; fi
 
 test: dev browser
+	$(BIN)/ruff check src tests bench docs
+	$(BIN)/lint-imports
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 	HF_HUB_OFFLINE=1 $(BIN)/mkdocs build --strict -q
 

@@ -68,7 +68,8 @@ def auto_label_check(learner, pool, labels, heldout, heldout_labels, seeds) -> l
             if len(idx):
                 expected.append(exp_err)
                 realised.append(float((p[idx].argmax(1) != heldout_labels[idx]).mean()))
-        rows.append({"max_error": max_error, "rows": float(np.mean(picked)), "share": float(np.mean(picked)) / len(heldout),
+        rows.append({"max_error": max_error, "rows": float(np.mean(picked)),
+                     "share": float(np.mean(picked)) / len(heldout),
                      "expected_error": float(np.mean(expected)) if expected else None,
                      "realised_error": float(np.mean(realised)) if realised else None})
     return rows
@@ -141,7 +142,8 @@ def main() -> None:
         "split_seed": opts.split_seed, "seed_size": opts.seed_size, "batch_size": opts.batch_size,
         "budget": opts.budget, "seeds": seeds, "committee": opts.committee, "calibration": opts.calibration,
         **summary,
-        "pool_tie_share": float((pool_part["label"] == 2).mean()), "prior_log_loss": prior_loss, "full_pool_log_loss": float(np.mean(full)), "auto_label": auto,
+        "pool_tie_share": float((pool_part["label"] == 2).mean()), "prior_log_loss": prior_loss,
+        "full_pool_log_loss": float(np.mean(full)), "auto_label": auto,
         "seconds_per_strategy": seconds, "seconds": round(time.time() - start, 1),
     }
 
@@ -184,9 +186,11 @@ def main() -> None:
         learning_curve_figure(campaign, opts.output / "learning_curves.png")
         print(f"wrote {opts.output / 'campaign.json'} and {opts.output / 'learning_curves.png'}")
     print(json.dumps({"labels_saved_vs_random": summary["labels_saved_vs_random"],
-                      "labels_needed": {k: None if v is None else round(v, 1) for k, v in summary["labels_needed"].items()},
+                      "labels_needed": {k: None if v is None else round(v, 1)
+                                        for k, v in summary["labels_needed"].items()},
                       "labels_saved_at": summary["labels_saved_at"],
-                      "target_log_loss": round(summary["target_log_loss"], 4), "target_labels": summary["target_labels"],
+                      "target_log_loss": round(summary["target_log_loss"], 4),
+                      "target_labels": summary["target_labels"],
                       "final_log_loss": {n: round(summary["strategies"][n]["final_log_loss"], 4) for n in names},
                       "final_vs_random": {n: [round(summary["strategies"][n]["vs_random"]["final_mean"], 4),
                                               None if summary["strategies"][n]["vs_random"]["final_se"] is None else

@@ -294,7 +294,8 @@ def compare_size(sim: dict, n: int, opts, memory: PeakMemory) -> dict:
         "max_abs_rating_diff": round(float(np.abs(diff).max()), 4),
         "ours_ci_width_median": round(float((booted.table["ci_high"] - booted.table["ci_low"]).median()), 2),
     }
-    print(f"{n:>9} battles ({result['pairs']} pairs): fit ours {fit_s:.3f}s vs reference ({result['reference_design']}) "
+    print(f"{n:>9} battles ({result['pairs']} pairs): fit ours {fit_s:.3f}s "
+          f"vs reference ({result['reference_design']}) "
           f"{ref_fit_s:.2f}s = {result['fit_speedup']}x; bootstrap round ours {per_round * 1000:.2f} ms vs "
           f"{ref_round:.2f}s = {result['round_speedup']}x ({opts.bootstrap} rounds {boot_s:.1f}s); peak memory ours "
           f"{result['ours_peak_mib']} MiB, reference {result['reference_peak_mib']} MiB; largest rating difference "

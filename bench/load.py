@@ -132,7 +132,8 @@ def plan(n_requests: int, malformed_share: float, items: list[dict], max_items: 
         else:
             base = rng.choice([it for it in items if len(it["prompt"]) == 1])
             others = [it["response_a"] for it in rng.sample(items, 3) if len(it["response_a"]) == 1]
-            payload, path = {"prompt": base["prompt"], "responses": [base["response_a"], base["response_b"], *others]}, "/v1/rank"
+            payload, path = ({"prompt": base["prompt"], "responses": [base["response_a"], base["response_b"], *others]},
+                             "/v1/rank")
         body = json.dumps(payload).encode()
         if len(body) > max_body:  # a valid request must fit the server's limit; use a single comparison instead
             shape, path, body = "one", "/v1/compare", json.dumps(items[k % len(items)]).encode()
@@ -149,7 +150,8 @@ def answer_ok(shape: str, body) -> bool:
         return probs_ok(body)
     if shape == "list":
         return isinstance(body, list) and all(probs_ok(p) for p in body)
-    return isinstance(body, dict) and sorted(r["rank"] for r in body["ranking"]) == list(range(1, len(body["ranking"]) + 1))
+    return (isinstance(body, dict)
+            and sorted(r["rank"] for r in body["ranking"]) == list(range(1, len(body["ranking"]) + 1)))
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -277,7 +279,8 @@ def main() -> None:
     second = [m for t, m in sampler.samples if t >= mid] or [rss_end]
     growth = float(np.median(second) - np.median(first))
     quarters = [round(float(np.median([m for t, m in sampler.samples
-                                       if started + q * elapsed / 4 <= t < started + (q + 1) * elapsed / 4] or [rss_end])), 1)
+                                       if started + q * elapsed / 4 <= t < started + (q + 1) * elapsed / 4]
+                                      or [rss_end])), 1)
                 for q in range(4)]
     statuses = {}
     for r in bad:

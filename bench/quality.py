@@ -66,11 +66,13 @@ def baselines(train_path: Path, eval_path: Path, extra: list[Path]) -> dict:
     prior = np.bincount(train["label"], minlength=3) / len(train)
     y = test["label"].to_numpy()
     lr = LogisticRegression(max_iter=1000).fit(lengths(train), train["label"])
-    return {"prior": log_loss(y, np.tile(prior, (len(y), 1))), "length_lr": log_loss(y, lr.predict_proba(lengths(test)))}
+    return {"prior": log_loss(y, np.tile(prior, (len(y), 1))),
+            "length_lr": log_loss(y, lr.predict_proba(lengths(test)))}
 
 
 def run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.run([sys.executable, "-m", "arenapref", *map(str, args)], capture_output=True, text=True,
                           timeout=max(timeout, 1), env=env, cwd=ROOT)
 

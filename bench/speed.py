@@ -143,7 +143,7 @@ def load_model(args):
     from arenapref.models.dual_tower import DualTowerModel
 
     if args.model:
-        from arenapref.api import read_meta
+        from arenapref.models.directory import read_meta
 
         meta = read_meta(args.model)
         if meta["model_type"] != "dual-tower":
@@ -264,7 +264,8 @@ def train_steps(args, model, side_a, side_b, labels, pad_id, device, memory: Pea
             seconds, _ = timed(device, lambda: memory.measure(f"train_{name}", lambda: step(name, batch_rows)))
             state[name]["seconds"] += seconds
             print(f"  train step {k + 1}/{args.train_steps} {name:9s} {seconds:6.2f}s", flush=True)
-    return {name: {"rows_per_s": rows / s["seconds"], "seconds": s["seconds"], "real_token_share": s["real"] / s["padded"],
+    return {name: {"rows_per_s": rows / s["seconds"], "seconds": s["seconds"],
+                   "real_token_share": s["real"] / s["padded"],
                    "mean_loss": float(np.mean(s["losses"]))} for name, s in state.items()}
 
 
@@ -407,7 +408,8 @@ def main() -> None:
     stats["reference"] = {"real_tokens": real, "padded_tokens": reference_padded}
     check = predict_pairs(model, side_a[:16], side_b[:16], pad_id, device=device,
                           features=None if features is None else features[:16])[0]
-    print(f"  benchmark's batch-by-batch run == predict_pairs: max |logit diff| {np.abs(check - logits['ours'][:16]).max():.1e}")
+    print(f"  benchmark's batch-by-batch run == predict_pairs: "
+          f"max |logit diff| {np.abs(check - logits['ours'][:16]).max():.1e}")
 
     probs = {name: softmax(v) for name, v in logits.items()}
     pairs_per_s = {name: n / s for name, s in seconds.items()}
@@ -443,7 +445,8 @@ def main() -> None:
         share = stats[name]["real_tokens"] / stats[name]["padded_tokens"]
         print(f"  {name:9s} {pairs_per_s[name]:7.2f} pairs/s  real-token share {share:.3f}  "
               f"peak extra memory {memory.peaks.get(name, float('nan')):7.1f} MiB  log loss {losses[name]:.4f}")
-    print(f"  speedup ours/reference {result['inference_speedup']:.2f}x (padding bound {result['padding_bound']:.2f}x), "
+    print(f"  speedup ours/reference {result['inference_speedup']:.2f}x "
+          f"(padding bound {result['padding_bound']:.2f}x), "
           f"{low_precision} {result[f'inference_speedup_{low_precision}']:.2f}x "
           f"({result[f'{low_precision}_over_fp32']:.2f}x over ours fp32)")
     print(f"  max |p_ours - p_reference| = {max_diff:.2e} ({'OK' if max_diff < 1e-4 else 'ABOVE'} 1e-4); "

@@ -21,7 +21,8 @@ os.environ.setdefault("ARENAPREF_CACHE", tempfile.mkdtemp(prefix="arenapref-test
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout; a clone elsewhere (e.g. CI in /tmp) finds it through ARENAPREF_DATA or /work.
 _CANDIDATES = [os.environ.get("ARENAPREF_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"]
-DATA_DIR = next((Path(c) for c in _CANDIDATES if c and (Path(c) / "arena_sample.csv").exists()), ROOT.parent / "shared" / "data")
+DATA_DIR = next((Path(c) for c in _CANDIDATES if c and (Path(c) / "arena_sample.csv").exists()),
+                ROOT.parent / "shared" / "data")
 ARENA = DATA_DIR / "arena_sample.csv"
 
 
@@ -151,7 +152,8 @@ def rank_model(tmp_path_factory, small_csv, tiny_deberta) -> Path:
 # A tiny but real training run: 2 epochs of 12 steps (48 rows, batch 4), a checkpoint every 4 steps (so the resume
 # test can kill it in the middle), random A/B swaps (so resume must replay them too). The reliability tests use it
 # for model-directory cases, resume and determinism.
-TINY_TRAIN_ARGS = ("--model", "dual-tower", "--max-length", "32", "--batch-size", "4", "--epochs", "2", "--eval-steps", "4", "--seed", "7",
+TINY_TRAIN_ARGS = ("--model", "dual-tower", "--max-length", "32", "--batch-size", "4", "--epochs", "2",
+                   "--eval-steps", "4", "--seed", "7",
                    "--valid-fraction", "0.25", "--lr", "1e-3", "--warmup-ratio", "0.1", "--swap-augment", "random")
 
 

@@ -20,7 +20,8 @@ from arenapref.training.distill import read_teacher_probs, soft_targets
 
 def test_swap_frame_exchanges_responses_and_maps_labels():
     frame = pd.DataFrame({"id": list("abcd"), "prompt": [["p"]] * 4, "response_a": [["A"]] * 4,
-                          "response_b": [["B"]] * 4, "label": [0, 1, 2, -1], "model_a": ["ma"] * 4, "model_b": ["mb"] * 4})
+                          "response_b": [["B"]] * 4, "label": [0, 1, 2, -1], "model_a": ["ma"] * 4,
+                          "model_b": ["mb"] * 4})
     swapped = swap_frame(frame)
     assert swapped["response_a"].tolist() == [["B"]] * 4 and swapped["response_b"].tolist() == [["A"]] * 4
     assert swapped["model_a"].tolist() == ["mb"] * 4 and swapped["label"].tolist() == [1, 0, 2, -1]
@@ -43,7 +44,8 @@ def test_random_swap_flips_about_half_the_draws_with_labels_mapped():
         ds.set_epoch(epoch)
         for i in range(len(ds)):
             row = ds[i]
-            assert ds[i]["labels"] == row["labels"]  # the coin depends on (seed, epoch, row) only: a resumed run flips the same ones
+            # the coin depends on (seed, epoch, row) only: a resumed run flips the same ones
+            assert ds[i]["labels"] == row["labels"]
             flipped = len(row["input_ids"][0]) == 3
             flips.append(flipped)
             expected = {0: 1, 1: 0, 2: 2}[int(ds.labels[i])] if flipped else int(ds.labels[i])
@@ -158,7 +160,8 @@ def test_teacher_file_is_read_in_training_order_with_one_line_errors(tmp_path):
                        [[0.25 / 3 + 0.75, 0.25 / 3, 0.25 / 3], [0.125, 0.075, 0.05 + 0.75]])
     cases = {
         "no teacher probabilities for training id 'zz' and 1 more": (["a", "b", "c"], None, ["a", "zz", "yy"]),
-        "row 2 column winner_tie: 'x' is not a probability": (["a", "b", "c"], {"winner_tie": ["0.2", "x", "0.4"]}, ["a"]),
+        "row 2 column winner_tie: 'x' is not a probability": (["a", "b", "c"], {"winner_tie": ["0.2", "x", "0.4"]},
+                                                              ["a"]),
         "row 1: probabilities sum to 1.8000": (["a", "b", "c"], {"winner_tie": [1.0, 0.8, 1 / 3]}, ["a"]),
         "duplicated id 'a'": (["a", "a", "c"], None, ["a"]),
     }

@@ -99,7 +99,8 @@ def test_ensemble_cli_weights_and_fit_on(tmp_path, arena_csv):
     _write_preds(tmp_path / "good.csv", raw["id"], good)
     _write_preds(tmp_path / "weak.csv", raw["id"][::-1], weak[::-1])  # another row order: matched by id
 
-    run_cli("ensemble", tmp_path / "good.csv", tmp_path / "weak.csv", "--weights", "3,1", "--output", tmp_path / "b.csv")
+    run_cli("ensemble", tmp_path / "good.csv", tmp_path / "weak.csv", "--weights", "3,1",
+            "--output", tmp_path / "b.csv")
     out = read_predictions(tmp_path / "b.csv")
     assert out["id"].tolist() == raw["id"].tolist()
     np.testing.assert_allclose(out[list(LABELS)].to_numpy(), 0.75 * good + 0.25 * weak, atol=2e-6)
@@ -111,7 +112,8 @@ def test_ensemble_cli_weights_and_fit_on(tmp_path, arena_csv):
     assert "blend (linear): log loss" in proc.stdout
 
     _write_preds(tmp_path / "short.csv", raw["id"][:10], good[:10])
-    bad = run_cli("ensemble", tmp_path / "good.csv", tmp_path / "short.csv", "--output", tmp_path / "x.csv", check=False)
+    bad = run_cli("ensemble", tmp_path / "good.csv", tmp_path / "short.csv", "--output", tmp_path / "x.csv",
+                  check=False)
     assert bad.returncode == 2 and "short.csv" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.csv").exists()
 

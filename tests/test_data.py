@@ -16,7 +16,8 @@ def test_real_sample_loads_every_row(arena_csv):
     assert (frame["prompt"].map(len) > 1).sum() == 131  # multi-turn rows
     assert (frame["response_a"] == frame["response_b"]).sum() == 7  # identical responses
     # null turns become empty strings, never None
-    assert all(isinstance(t, str) for col in ("prompt", "response_a", "response_b") for turns in frame[col] for t in turns)
+    assert all(isinstance(t, str) for col in ("prompt", "response_a", "response_b")
+               for turns in frame[col] for t in turns)
     raw = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
     null_rows = raw.index[raw["response_a"].str.contains(r"\bnull\b") | raw["response_b"].str.contains(r"\bnull\b")
                           | raw["prompt"].str.contains(r"\bnull\b")]

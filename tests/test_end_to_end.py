@@ -110,8 +110,8 @@ def test_yaml_config_with_flag_override(small_csv, tiny_deberta, tmp_path):
 def test_default_backbone_minilm_offline(small_csv, tmp_path):
     """The default backbone (all-MiniLM-L6-v2 from PyPI) trains and predicts with no Hub access."""
     out = tmp_path / "minilm"
-    run_cli("train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--max-length", "32", "--epochs", "1",
-            "--batch-size", "16", "--eval-steps", "100")
+    run_cli("train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--max-length", "32",
+            "--epochs", "1", "--batch-size", "16", "--eval-steps", "100")
     meta = json.loads((out / "arenapref.json").read_text())
     assert meta["backbone"] == "all-MiniLM-L6-v2"  # by name: no path of the training machine
     assert json.loads((out / "config.json").read_text())["encoder"]["hidden_size"] == 384

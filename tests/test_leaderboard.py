@@ -288,7 +288,8 @@ def test_fast_fit_reaches_the_optimum_the_old_fit_stopped_short_of(arena_csv):
     battles = load_battles(arena_csv)
     models = np.array(sorted(set(battles["model_a"].astype(str)) | set(battles["model_b"].astype(str))))
     index = {m: i for i, m in enumerate(models)}
-    votes = Votes(battles["model_a"].astype(str).map(index).to_numpy(), battles["model_b"].astype(str).map(index).to_numpy(),
+    votes = Votes(battles["model_a"].astype(str).map(index).to_numpy(),
+                  battles["model_b"].astype(str).map(index).to_numpy(),
                   len(models), battles["winner"].to_numpy().astype(np.int64), None)
     design = Design(votes.pairs, len(models))
     fast = newton(design, votes.weights[None], "half")
@@ -342,7 +343,8 @@ def test_multinomial_counts_over_vote_cells_resample_the_battles():
 def test_sandwich_and_bootstrap_intervals_agree_within_20_percent(sim, ties, source):
     battles, outcomes, probs, _, _ = sim
     # Soft outcomes: the judge is the truth blurred toward a tie-heavy guess, so battles' outcomes still differ.
-    values = outcomes if source == "votes" else 0.6 * probs + 0.4 * np.random.default_rng(1).dirichlet([1, 1, 1], len(probs))
+    values = (outcomes if source == "votes"
+              else 0.6 * probs + 0.4 * np.random.default_rng(1).dirichlet([1, 1, 1], len(probs)))
     boot = leaderboard(battles, values, bootstrap=1000, ties=ties, seed=2).set_index("model")
     sand = leaderboard(battles, values, ties=ties, ci="sandwich").set_index("model").loc[boot.index]
     assert np.allclose(sand["rating"], boot["rating"])

@@ -65,7 +65,7 @@ def test_lora_model_before_save_equals_loaded_directory(tiny_llama, tmp_path, sm
     model = LLM.build(cfg, tokenizer)
     # Stand in for training: non-zero adapters (B starts at zero) and a changed head.
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for _name, param in model.named_parameters():
             if param.requires_grad:
                 param.add_(0.05 * torch.randn_like(param))
     rows = Renderer(tokenizer, TextSettings(max_length=48)).cross_inputs(load_frame(small_csv).head(8))

@@ -122,7 +122,8 @@ def _probe_setup(model, tokenizer, frame, kind: str, direction: np.ndarray | Non
     labels = frame["label"].to_numpy()
     if kind == "pair":
         a, b = renderer.dual_tower_inputs(frame)
-        pooled = pooled_sequences(model, list(a) + list(b), 0, 4096).numpy().reshape(2, len(frame), -1).transpose(1, 0, 2)
+        pooled = (pooled_sequences(model, list(a) + list(b), 0, 4096).numpy()
+                  .reshape(2, len(frame), -1).transpose(1, 0, 2))
         return (ProbeData("pair", pooled, labels, std, rank=model.config.objective == "rank", direction=direction),
                 feats, (a, b))
     from arenapref.data.swap import swap_frame
@@ -165,7 +166,8 @@ def test_probe_folded_into_the_head_gives_the_probe_logits(family, frame, tokeni
     else:
         rank = family.endswith("rank")
         model = DualTowerModel.from_backbone(str(tiny_deberta), objective="rank" if rank else "classify",
-                                             side_features=SIDE_COUNT, shared_features=0 if rank else SHARED_COUNT).eval()
+                                             side_features=SIDE_COUNT,
+                                             shared_features=0 if rank else SHARED_COUNT).eval()
     joint = family.startswith("cross-encoder")
     data, feats, rows = _probe_setup(model, tokenizer, frame, "joint" if joint else "pair", direction)
     everything = np.arange(len(frame))
@@ -194,7 +196,8 @@ def test_side_features_reach_the_head_and_the_reference_head_is_unchanged(tiny_d
     from arenapref.models import DualTowerModel
 
     torch.manual_seed(0)
-    model = DualTowerModel.from_backbone(str(tiny_deberta), side_features=SIDE_COUNT, shared_features=SHARED_COUNT).eval()
+    model = DualTowerModel.from_backbone(str(tiny_deberta), side_features=SIDE_COUNT,
+                                         shared_features=SHARED_COUNT).eval()
     assert model.head.weight.shape == (3, 2 * 32 + 2 * SIDE_COUNT + SHARED_COUNT)
     ids = torch.randint(5, 700, (2, 2, 10))
     feats = torch.zeros(2, 2 * SIDE_COUNT + SHARED_COUNT)
@@ -219,8 +222,8 @@ def test_train_probe_head_equals_logistic_regression_on_the_same_features(tmp_pa
     from arenapref import Judge
 
     out = tmp_path / "probe"
-    run_cli("train", "--data", small_csv, "--valid", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,
-            "--max-length", 32, "--epochs", 0, "--probe-c", 0.05)
+    run_cli("train", "--data", small_csv, "--valid", small_csv, "--output", out, "--model", "dual-tower",
+            "--backbone", tiny_deberta, "--max-length", 32, "--epochs", 0, "--probe-c", 0.05)
     meta = json.loads((out / "arenapref.json").read_text())
     assert meta["probe"]["C"] == 0.05 and "fine_tune" not in meta and meta["head_features"]
     assert not (out / "checkpoints").exists()
@@ -252,9 +255,9 @@ def test_train_probe_head_equals_logistic_regression_on_the_same_features(tmp_pa
 def test_fine_tuning_that_does_not_help_keeps_the_probe(tmp_path, tiny_csv, tiny_deberta):
     out = tmp_path / "lpft"
     # An absurd learning rate wrecks whatever the probe found: the probe's model must be the one saved.
-    run_cli("train", "--data", tiny_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta, "--max-length", 32,
-            "--epochs", 1, "--batch-size", 8, "--eval-steps", 2, "--lr", 5.0, "--head-lr", 5.0, "--valid-fraction",
-            0.25, "--probe-c", 0.05)
+    run_cli("train", "--data", tiny_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,
+            "--max-length", 32, "--epochs", 1, "--batch-size", 8, "--eval-steps", 2, "--lr", 5.0, "--head-lr", 5.0,
+            "--valid-fraction", 0.25, "--probe-c", 0.05)
     meta = json.loads((out / "arenapref.json").read_text())
     tune = meta["fine_tune"]
     assert tune["kept"] == "probe" and tune["probe_valid"] <= tune["best_valid"]
@@ -266,8 +269,8 @@ def test_reference_recipe_is_reachable(tmp_path, tiny_csv, tiny_deberta):
     from safetensors.torch import load_file
 
     out = tmp_path / "reference"
-    run_cli("train", "--data", tiny_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta, "--max-length", 32,
-            "--epochs", 1, "--batch-size", 8, "--no-head-features", "--no-probe")
+    run_cli("train", "--data", tiny_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,
+            "--max-length", 32, "--epochs", 1, "--batch-size", 8, "--no-head-features", "--no-probe")
     meta = json.loads((out / "arenapref.json").read_text())
     assert not meta["head_features"] and "probe" not in meta and meta["fine_tune"]["kept"] == "fine-tuned"
     weights = load_file(out / "model.safetensors")

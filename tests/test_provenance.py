@@ -7,9 +7,8 @@ import hashlib
 import json
 import shutil
 
-from conftest import run_cli
-
 from arenapref.evaluation.report import describe
+from conftest import run_cli
 
 
 def strings(value):

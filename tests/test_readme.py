@@ -129,6 +129,7 @@ def after_make_demo(tmp_path_factory, arena_csv, tiny_deberta) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_readme_and_docs_commands_run_as_written_after_make_demo(after_make_demo, tmp_path):
     base = after_make_demo / "repo"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -344,7 +344,7 @@ def run_isolated(export_dir: Path, remote: bool, cases: dict, tmp_path: Path, tr
                            "trl" if trl else "-", str(tmp_path / "trl")], capture_output=True, text=True,
                           cwd=tmp_path, env=env, timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(text for text in proc.stdout.splitlines() if text.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 
 

@@ -111,7 +111,8 @@ def test_concurrent_requests_share_forward_passes(server, judge):
     async def fire():
         async with httpx.AsyncClient(timeout=120) as client:
             return await asyncio.gather(*(client.post(f"{server}/v1/compare", json={
-                "prompt": p, "response_a": str(2 * i), "response_b": f"It is {2 * i}."}) for i, p in enumerate(prompts)))
+                "prompt": p, "response_a": str(2 * i), "response_b": f"It is {2 * i}."})
+                for i, p in enumerate(prompts)))
 
     responses = asyncio.run(fire())
     assert all(r.status_code == 200 for r in responses)
@@ -131,7 +132,8 @@ def test_concurrent_requests_share_forward_passes(server, judge):
 @pytest.mark.parametrize("body, fragment", [
     ({"prompt": "a", "response_a": "b"}, "response_b: Field required"),
     ({"prompt": ["a", "b"], "response_a": "x", "response_b": ["y", "z"]}, "response_a has 1 turn(s) but prompt has 2"),
-    ({"prompt": "a", "response_a": 5, "response_b": "c"}, "response_a: Value error, expected a string or a non-empty list"),
+    ({"prompt": "a", "response_a": 5, "response_b": "c"},
+     "response_a: Value error, expected a string or a non-empty list"),
     ([{"prompt": "a", "response_a": "b", "response_b": "c"}, {"prompt": "a"}], "1.response_a: Field required"),
     ({"prompt": "a", "response_a": "b", "response_b": "c", "typo": 1}, "typo: Extra inputs are not permitted"),
     ("just a string", "Input should be a valid dictionary"),

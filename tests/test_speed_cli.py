@@ -70,8 +70,8 @@ def test_token_cache_hits_and_is_invalidated_by_settings_data_and_corruption(tmp
 def tiny_model_dir(tmp_path_factory, small_csv, tiny_deberta):
     """Trained twice into the same directory: the second run must reuse the first run's tokens."""
     out = tmp_path_factory.mktemp("speed") / "model"
-    args = ["train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta, "--max-length", 32,
-            "--epochs", 1, "--batch-size", 8, "--eval-steps", 20, "--head-lr", 0.05]
+    args = ["train", "--data", small_csv, "--output", out, "--model", "dual-tower", "--backbone", tiny_deberta,
+            "--max-length", 32, "--epochs", 1, "--batch-size", 8, "--eval-steps", 20, "--head-lr", 0.05]
     env = {**ONE_THREAD, "ARENAPREF_CACHE": str(out.parent / "cache")}  # a cache no other test has filled
     first = run_cli(*args, env=env)
     second = run_cli(*args, "--gradient-checkpointing", env=env)

@@ -18,9 +18,9 @@ from conftest import ROOT
 def test_torchrun_two_processes(small_csv, tiny_deberta, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "arenapref", "train", "--data", str(small_csv), "--output", str(out), "--model", "dual-tower", "--backbone",
-           str(tiny_deberta), "--max-length", "32", "--epochs", "2", "--batch-size", "4", "--eval-steps", "5",
-           "--swap-augment", "random"]
+           "-m", "arenapref", "train", "--data", str(small_csv), "--output", str(out), "--model", "dual-tower",
+           "--backbone", str(tiny_deberta), "--max-length", "32", "--epochs", "2", "--batch-size", "4",
+           "--eval-steps", "5", "--swap-augment", "random"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -283,7 +283,8 @@ def test_joint_families_keep_the_latest_turns_by_default(tiny_deberta):
     frame = normalize(pd.DataFrame({"id": ["0"], "prompt": [[long, "first follow-up", "the latest question"]],
                                     "response_a": [[long, "A's middle", "A's LATEST answer"]],
                                     "response_b": [[long, "B's middle", "B's LATEST answer"]]}))
-    renderer = Renderer(load_tokenizer(tiny_deberta), TextSettings(max_length=96, truncation_side=side_of("cross-encoder")))
+    renderer = Renderer(load_tokenizer(tiny_deberta),
+                        TextSettings(max_length=96, truncation_side=side_of("cross-encoder")))
     ids = renderer.cross_inputs(frame)[0]
     text = renderer.tokenizer.decode(ids)
     assert "LATEST answer" in text.replace("▁", " ") and text.count("LATEST answer") == 2, text

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Annotated, Callable, Union
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -77,7 +78,7 @@ class Comparison(BaseModel):
 # One comparison or a list of them; the discriminator picks the branch by the JSON type, so a bad body gets the
 # errors of the shape it was meant to have, not those of both.
 CompareBody = Annotated[
-    Union[Annotated[Comparison, Tag("one")], Annotated[list[Comparison], Tag("list")]],
+    Annotated[Comparison, Tag("one")] | Annotated[list[Comparison], Tag("list")],
     Discriminator(lambda value: "list" if isinstance(value, list) else "one"),
 ]
 
@@ -317,7 +318,7 @@ async def metrics(request: Request) -> str:
     return "".join(f"arenapref_{name}_total {stats[name]}\n" for name in ("requests", "forward_passes", "rows"))
 
 
-@routes.post("/v1/compare", response_model=Union[Probabilities, list[Probabilities]])
+@routes.post("/v1/compare", response_model=Probabilities | list[Probabilities])
 async def compare(body: Annotated[CompareBody, Body()], request: Request):
     """P(A wins), P(B wins), P(tie) for one comparison, or for each of a list of them."""
     service = request.app.state.service

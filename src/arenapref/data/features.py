@@ -147,7 +147,8 @@ def signed_log(x: np.ndarray) -> np.ndarray:
 def head_features(frame) -> np.ndarray:
     """(N, 2 * SIDE_COUNT + SHARED_COUNT) float32: [side A, side B, pair + prompt], signed-log scaled."""
     blocks = feature_blocks(frame)
-    return signed_log(np.hstack([blocks["side_a"], blocks["side_b"], blocks["pair"], blocks["prompt"]])).astype(np.float32)
+    return signed_log(np.hstack([blocks["side_a"], blocks["side_b"], blocks["pair"],
+                                 blocks["prompt"]])).astype(np.float32)
 
 
 def swap_features(features: np.ndarray) -> np.ndarray:

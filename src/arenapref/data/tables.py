@@ -287,7 +287,8 @@ def normalize(raw: pd.DataFrame, where: str = "input", require_labels: bool = Fa
         pair_kind = None
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
-        raise DataError(f"{where}: missing required column(s) {', '.join(missing)}; expected {', '.join(REQUIRED_COLUMNS)}")
+        raise DataError(f"{where}: missing required column(s) {', '.join(missing)}; "
+                        f"expected {', '.join(REQUIRED_COLUMNS)}")
     has_labels = all(c in raw.columns for c in LABELS)
     if require_labels and not has_labels:
         raise DataError(f"{where}: missing label column(s) {', '.join(c for c in LABELS if c not in raw.columns)}; "
@@ -348,7 +349,8 @@ def _check_writable(folder: Path, path: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise DataError(f"{path}: folder {folder} is not writable ({exc.strerror}); choose another output path") from None
+        raise DataError(f"{path}: folder {folder} is not writable ({exc.strerror}); "
+                        "choose another output path") from None
 
 
 def check_output_path(path: str | Path) -> Path:

@@ -29,7 +29,7 @@ class TextSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TextSettings":
+    def from_dict(cls, values: dict) -> TextSettings:
         known = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -179,7 +179,8 @@ class Renderer:
         first_markers = sum(len(m) for m in self.field_markers)
         budget = s.max_length - len(self.prefix) - len(self.suffix) - first_markers
         # Cost of a field beyond its first marker: its turns plus the markers of turns after the first.
-        costs = [sum(len(t) for t in turns) + len(m) * max(len(turns) - 1, 0) for turns, m in zip(fields, self.field_markers)]
+        costs = [sum(len(t) for t in turns) + len(m) * max(len(turns) - 1, 0)
+                 for turns, m in zip(fields, self.field_markers)]
         alloc = allocate(costs, list(s.field_weights), budget)
         ids = list(self.prefix)
         for turns, marker, extra in zip(fields, self.field_markers, alloc):

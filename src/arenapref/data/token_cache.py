@@ -22,7 +22,8 @@ def default_cache_dir() -> Path:
     """Where a run's token ids are kept: $ARENAPREF_CACHE, else $XDG_CACHE_HOME/arenapref (~/.cache/arenapref),
     under tokens/. Outside the model directory, so a trained model holds only what loading needs; entries are keyed
     by content, so any run on the same rows and settings reuses them, and the folder can be deleted at any time."""
-    root = os.environ.get("ARENAPREF_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "arenapref"
+    root = (os.environ.get("ARENAPREF_CACHE")
+            or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "arenapref")
     return Path(root) / "tokens"
 
 

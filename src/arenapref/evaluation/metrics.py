@@ -130,7 +130,8 @@ def pairwise_accuracy(labels: np.ndarray, probs: np.ndarray, scores: np.ndarray 
            **_pairwise_part(correct[decisive], longer[decisive])}
     if subsets is not None:
         subsets = np.asarray(subsets).astype(str)
-        out["subsets"] = {name: _pairwise_part(correct[decisive & (subsets == name)], longer[decisive & (subsets == name)])
+        out["subsets"] = {name: _pairwise_part(correct[decisive & (subsets == name)],
+                                               longer[decisive & (subsets == name)])
                           for name in sorted(set(subsets[decisive]))}
     return out
 

@@ -242,7 +242,7 @@ class NeuralBackend:
         self.workers = workers
 
     @classmethod
-    def load(cls, path, meta: dict, recipe, device: str | torch.device = "cpu", **options) -> "NeuralBackend":
+    def load(cls, path, meta: dict, recipe, device: str | torch.device = "cpu", **options) -> NeuralBackend:
         """`recipe`: the family's recipe (models/families.py), which checks and loads the weights.
         `options`: dtype ("fp32" | "bf16" | "fp16"), quantize (None | "int8"), max_tokens (in flight), workers."""
         path = Path(path)

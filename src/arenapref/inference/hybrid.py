@@ -35,7 +35,7 @@ class HybridBackend:
         self.parts, self.meta = parts, meta  # [(weight, Judge)]
 
     @classmethod
-    def load(cls, path, meta: dict, verify: bool = True, **options) -> "HybridBackend":
+    def load(cls, path, meta: dict, verify: bool = True, **options) -> HybridBackend:
         path = Path(path)
         parts = meta.get("parts")
         if not isinstance(parts, dict) or set(parts) != set(PARTS):

@@ -44,8 +44,8 @@ def as_turn_frame(frame: pd.DataFrame) -> pd.DataFrame:
 class Predictor:
     """A trained preference model: probabilities that A wins, B wins, or it is a tie.
 
-    `backend` is the model family's predictor (inference.backend.NeuralBackend, models.gbdt.GBDTBackend, ...): anything with
-    `predict_logits(frame, progress) -> (logits (N, 3), side scores (N, 2) or None)`. The Judge applies the
+    `backend` is the model family's predictor (inference.backend.NeuralBackend, models.gbdt.GBDTBackend, ...): anything
+    with `predict_logits(frame, progress) -> (logits (N, 3), side scores (N, 2) or None)`. The Judge applies the
     calibration temperature stored in arenapref.json, so every family is calibrated the same way.
 
     `tta="swap"` also scores every row with its responses exchanged and averages the two predictions (classes
@@ -69,7 +69,7 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, tta: str = "none", dtype: str = "fp32",
                         quantize: str | None = None, max_tokens: int | None = None,
-                        workers: int | None = None, verify: bool = True) -> "Predictor":
+                        workers: int | None = None, verify: bool = True) -> Predictor:
         """Load a model directory. Neural models: `dtype` fp32 | bf16 | fp16 (GPU), `quantize="int8"` (CPU dynamic
         quantization of the encoder's Linear layers), `max_tokens` encoder tokens in flight (default by device),
         `workers` encoder calls at once on a CPU (default `inference.default_workers`). `verify=False` loads files

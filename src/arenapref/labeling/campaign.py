@@ -85,7 +85,8 @@ class GBDTLearner:
             for j, i in enumerate(missing):
                 self._cache[frame["id"].iloc[i]] = {k: v[j] for k, v in blocks.items()}
         rows = [self._cache[key] for key in frame["id"]]
-        return {k: np.array([r[k] for r in rows]).reshape(len(rows), -1) for k in ("side_a", "side_b", "pair", "prompt")}
+        return {k: np.array([r[k] for r in rows]).reshape(len(rows), -1)
+                for k in ("side_a", "side_b", "pair", "prompt")}
 
     def fold_models(self, frame: pd.DataFrame, labels: np.ndarray, seed: int) -> tuple[list, np.ndarray]:
         """K boosters, each trained on K-1 prompt-grouped folds, and their out-of-fold probabilities (N, 3)."""
@@ -103,7 +104,7 @@ class GBDTLearner:
             oof[te] = boosters_proba(members[-1], _rows(blocks, te))
         return members, oof
 
-    def fit(self, frame: pd.DataFrame, labels: np.ndarray, seed: int = 0) -> "GBDTPredictor":
+    def fit(self, frame: pd.DataFrame, labels: np.ndarray, seed: int = 0) -> GBDTPredictor:
         cfg = dataclasses.replace(self.cfg, seed=seed)
         frame = frame.reset_index(drop=True)
         labels = np.asarray(labels)

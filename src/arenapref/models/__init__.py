@@ -55,7 +55,8 @@ MODELS = {
     "llm": Family("neural", NEURAL_TRAIN, NEURAL_LOAD, "arenapref.models.llm:LLM", "arenapref.models.llm:LLM_RANK"),
     "gbdt": Family("gbdt", "arenapref.models.gbdt:train_gbdt", "arenapref.models.gbdt:GBDTBackend.load"),
     # a neural part + the gbdt, probabilities averaged
-    "hybrid": Family("hybrid", "arenapref.training.hybrid:train_hybrid", "arenapref.inference.hybrid:HybridBackend.load"),
+    "hybrid": Family("hybrid", "arenapref.training.hybrid:train_hybrid",
+                     "arenapref.inference.hybrid:HybridBackend.load"),
 }
 
 

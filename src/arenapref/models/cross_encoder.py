@@ -97,7 +97,7 @@ class CrossEncoderModel(PreTrainedModel):
 
     @classmethod
     def from_backbone(cls, backbone: str, pooling: str = "mean", side_features: int = 0,
-                      shared_features: int = 0, field_marker_ids: list | None = None) -> "CrossEncoderModel":
+                      shared_features: int = 0, field_marker_ids: list | None = None) -> CrossEncoderModel:
         encoder = AutoModel.from_pretrained(backbone)
         config = CrossEncoderConfig(encoder=encoder.config.to_dict(), pooling=pooling, side_features=side_features,
                                     shared_features=shared_features, field_marker_ids=field_marker_ids)

@@ -137,7 +137,7 @@ class DualTowerModel(PreTrainedModel):
 
     @classmethod
     def from_backbone(cls, backbone: str, objective: str = "classify", rank_loss: str = "davidson",
-                      side_features: int = 0, shared_features: int = 0) -> "DualTowerModel":
+                      side_features: int = 0, shared_features: int = 0) -> DualTowerModel:
         encoder = AutoModel.from_pretrained(backbone)
         config = DualTowerConfig(encoder=encoder.config.to_dict(), objective=objective, rank_loss=rank_loss,
                                  side_features=side_features, shared_features=shared_features)

@@ -37,9 +37,11 @@ class EncoderFamily:
 
     def build(self, cfg, tokenizer):
         try:
-            return self._build(self.model_cls, dataclasses.replace(cfg, backbone=local_backbone(cfg.backbone)), tokenizer)
+            return self._build(self.model_cls, dataclasses.replace(cfg, backbone=local_backbone(cfg.backbone)),
+                               tokenizer)
         except OSError as exc:
-            raise DataError(f"backbone {cfg.backbone!r}: cannot load its weights ({str(exc).splitlines()[0][:160]})") from None
+            raise DataError(f"backbone {cfg.backbone!r}: cannot load its weights "
+                            f"({str(exc).splitlines()[0][:160]})") from None
 
     def load(self, path: Path):
         config = read_config(path)

@@ -207,7 +207,7 @@ class GBDTBackend:
         self.meta = meta
 
     @classmethod
-    def load(cls, path, meta: dict, **options) -> "GBDTBackend":
+    def load(cls, path, meta: dict, **options) -> GBDTBackend:
         """Inference options (device, dtype...) do not apply to trees: they are accepted and ignored."""
         boosters = {key: cls._load_booster(Path(path) / name, meta, classes=3 if key == "multiclass" else 1)
                     for key, name in meta.get("boosters", {"multiclass": BOOSTER_FILE}).items()}

@@ -40,7 +40,8 @@ def has_weights(path: Path) -> bool:
 def load_weights(loader, path: Path):
     """Call `loader(path)` (a from_pretrained), turning load failures into a DataError."""
     if not has_weights(path):
-        raise DataError(f"{path / 'model.safetensors'}: missing; the model directory is incomplete, retrain or restore it")
+        raise DataError(f"{path / 'model.safetensors'}: missing; "
+                        "the model directory is incomplete, retrain or restore it")
     try:
         return loader(path)
     except Exception as exc:  # safetensors / torch raise several types for a damaged file

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 
-def preference_loss(logits: torch.Tensor, labels: torch.Tensor | None, soft_labels: torch.Tensor | None) -> torch.Tensor:
+def preference_loss(logits: torch.Tensor, labels: torch.Tensor | None,
+                    soft_labels: torch.Tensor | None) -> torch.Tensor:
     """Cross-entropy against soft labels when given (distillation targets, already mixed with the hard labels),
     else against the hard labels. Soft CE differs from KL(teacher || model) only by the teacher's entropy, a
     constant, so the gradients are those of the KL."""

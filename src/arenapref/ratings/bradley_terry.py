@@ -52,7 +52,8 @@ class Design:
         n_pairs, m = len(self.pairs), self.n_models
         rows = np.arange(n_pairs)
         # incidence (P, M): +1 at a, -1 at b. d = theta @ incidence.T, gradient = per-pair slope @ incidence.
-        self.incidence = sparse.csr_matrix((np.r_[np.ones(n_pairs), -np.ones(n_pairs)], (np.r_[rows, rows], np.r_[a, b])),
+        self.incidence = sparse.csr_matrix((np.r_[np.ones(n_pairs), -np.ones(n_pairs)],
+                                            (np.r_[rows, rows], np.r_[a, b])),
                                            shape=(n_pairs, m))
         # laplacian (M*M, P): a pair's curvature h lands at (a,a) and (b,b) with +h, (a,b) and (b,a) with -h.
         flat = np.r_[a * m + a, b * m + b, a * m + b, b * m + a]
@@ -173,8 +174,8 @@ def assemble(design: Design, ties: str, first, second=None):
         hess[:, :m, m:m + k] = cross
         hess[:, m:m + k, :m] = cross.transpose(0, 2, 1)
         for j in range(k):
-            for l in range(j, k):
-                hess[:, m + j, m + l] = hess[:, m + l, m + j] = weighted[j] @ x[:, l]
+            for i in range(j, k):
+                hess[:, m + j, m + i] = hess[:, m + i, m + j] = weighted[j] @ x[:, i]
     if ties == "davidson":
         col = design.to_models(design.pair_sums(h_de))
         hess[:, :m, -1] = hess[:, -1, :m] = col

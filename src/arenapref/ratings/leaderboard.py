@@ -27,10 +27,10 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -404,7 +404,8 @@ class Votes:
         moments = np.empty((len(self.pairs), 3, 3))
         for k in range(3):
             for j in range(k, 3):
-                moments[:, k, j] = moments[:, j, k] = np.bincount(self.pair_of_battle, self.soft[:, k] * self.soft[:, j],
+                moments[:, k, j] = moments[:, j, k] = np.bincount(self.pair_of_battle,
+                                                                  self.soft[:, k] * self.soft[:, j],
                                                                   len(self.pairs))
         return moments
 
@@ -499,7 +500,8 @@ def _fit(design: Design, weights: np.ndarray, ties: str, anchor_index: int | Non
     (rounds, R, 3) fitted in batches, each warm-started from the point fit."""
     m, k = design.n_models, design.n_features
     point = newton(design, weights[None], ties, start=None if start is None else start[None])[0]
-    fit = _Fit(params=point, ratings=_anchored(point[:m], anchor_index), low=np.full(m, np.nan), high=np.full(m, np.nan),
+    fit = _Fit(params=point, ratings=_anchored(point[:m], anchor_index),
+               low=np.full(m, np.nan), high=np.full(m, np.nan),
                coef=point[m:m + k] if k else None, tie_weight=float(np.exp(point[-1])) if ties == "davidson" else None)
     if k:
         fit.coef_low, fit.coef_high = np.full(k, np.nan), np.full(k, np.nan)
@@ -585,7 +587,8 @@ def rate(battles: pd.DataFrame, outcomes, bootstrap: int = 100, ties: str = "hal
         table["rank"] = _ranks(plain.ratings)
         table["style_rating"], table["style_ci_low"], table["style_ci_high"] = styled.ratings, styled.low, styled.high
         table["style_rank"] = _ranks(styled.ratings)
-        names = list(STYLE_FEATURES) if len(styled.coef) == len(STYLE_FEATURES) else [f"x{j}" for j in range(len(styled.coef))]
+        names = (list(STYLE_FEATURES) if len(styled.coef) == len(STYLE_FEATURES)
+                 else [f"x{j}" for j in range(len(styled.coef))])
         # A covariate that never varies (say no response has a header) is all 0: nothing measured, no interval.
         constant = ~np.asarray(style, dtype=float).any(axis=0)
         board.style = pd.DataFrame({"feature": names, "coef": styled.coef,
@@ -707,7 +710,7 @@ def write_leaderboards(battles: pd.DataFrame, outcomes: dict[str, np.ndarray], o
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     files = []
-    for i, (name, table) in enumerate(tables.items()):
+    for i, (_name, table) in enumerate(tables.items()):
         filename = "leaderboard.csv" if i == 0 else "leaderboard_judge.csv"
         write_csv_atomic(table, output / filename, float_format="%.1f")
         files.append(filename)

@@ -81,7 +81,8 @@ def cross_validate(cfg: TrainConfig, folds: int, output: str | Path, keep_models
                                        extra_exclude=list(cfg.extra_exclude) + exclude)
         log(f"fold {k + 1}/{folds}: training on {len(train_idx)} rows, predicting {len(heldout_idx)}")
         train(fold_cfg, log)
-        probs = Predictor.from_pretrained(fold_dir / "model").predict_proba(frame.iloc[heldout_idx].reset_index(drop=True))
+        probs = Predictor.from_pretrained(fold_dir / "model").predict_proba(
+            frame.iloc[heldout_idx].reset_index(drop=True))
         oof[heldout_idx] = probs
         metrics = classification_metrics(labels[heldout_idx], probs)
         per_fold.append({"fold": k, "rows": int(len(heldout_idx)), **{m: metrics[m] for m in SUMMARY_METRICS}})

@@ -57,7 +57,8 @@ def compute_metrics(eval_pred) -> dict:
 
 
 def _optimizer(model, cfg: TrainConfig, is_head):
-    """AdamW with the backbone (or its LoRA adapters) at `lr` and the new head (and Davidson tie weight) at `head_lr`."""
+    """AdamW with the backbone (or its LoRA adapters) at `lr` and the new head (and Davidson tie weight) at
+    `head_lr`."""
     head, encoder = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
@@ -270,7 +271,8 @@ def calibrate_modes(logits: np.ndarray, swap_logits: np.ndarray, labels: np.ndar
 
 
 def uses_direction(cfg: TrainConfig) -> bool:
-    """Whether --extra rows teach only the head's direction (training/probe.py): a probed 3-way head with side features."""
+    """Whether --extra rows teach only the head's direction (training/probe.py): a probed 3-way head with side
+    features."""
     return (cfg.model in ("dual-tower", "cross-encoder") and cfg.objective == "classify" and cfg.probe
             and cfg.head_features)
 
@@ -353,7 +355,8 @@ def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id:
     fine-tuning beats it on the same validation rows."""
     trainer = PreferenceTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
                                 data_collator=FlattenCollator(collator_for(recipe.inputs, pad_id)),
-                                compute_metrics=compute_metrics, optimizers=(_optimizer(model, cfg, recipe.is_head), None),
+                                compute_metrics=compute_metrics,
+                                optimizers=(_optimizer(model, cfg, recipe.is_head), None),
                                 model_computes_loss=recipe.model_computes_loss, group_by_length=cfg.group_by_length,
                                 callbacks=[MarkCheckpointComplete()]
                                 + ([SwapEpochCallback(train_ds, log)] if cfg.swap_augment == "random" else []))

@@ -1,7 +1,7 @@
 """Length-aware batching for training on the Hugging Face Trainer.
 
-A training batch costs rows x its longest side (dynamic padding, inference/batching.py PairCollator), so rows of similar length
-should meet in the same batch. The Trainer's own `group_by_length` reads one length per item from
+A training batch costs rows x its longest side (dynamic padding, inference/batching.py PairCollator), so rows of similar
+length should meet in the same batch. The Trainer's own `group_by_length` reads one length per item from
 `item["input_ids"]`; our pair items hold two sides, so the lengths are passed explicitly to transformers'
 LengthGroupedSampler (random mega-batches, each sorted by length) through `LengthGroupedTrainer._get_train_sampler`.
 Works for any dataset with `inputs` (training/dataset.py PreferenceDataset: pairs of sides or joint sequences).

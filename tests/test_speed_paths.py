@@ -276,7 +276,8 @@ def test_training_trainer_uses_the_length_samplers(tmp_path):
 
 
 def test_int8_quantizes_every_encoder_linear_and_stays_close():
-    from arenapref.inference.backend import Int8Linear, is_int8, quantize_int8
+    from arenapref.inference.backend import Int8Linear, quantize_int8
+    from arenapref.inference.batching import is_int8
 
     model = tiny_model()
     side_a, side_b = random_sides(12, seed=9)

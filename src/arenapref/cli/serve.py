@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from arenapref import serve as service
 from arenapref.api import Judge
 from arenapref.cli.common import err_console, quiet_libraries, uses_transformers
 from arenapref.cli.options import with_options
@@ -26,6 +25,8 @@ def serve(
     inference: dict = None,
 ):
     """HTTP service: POST /v1/compare, POST /v1/rank, GET /v1/model, GET /healthz; docs at /docs."""
+    from arenapref import serve as service  # lazy: fastapi costs ~0.3 s, which every other command would pay
+
     options = InferenceOptions(**inference).validate()
     meta = check_model_dir(model)
     options.check_applies(meta["model_type"], model)

@@ -20,7 +20,7 @@ from arenapref.data.swap import swap_columns, swap_frame
 from arenapref.data.tables import write_text_atomic
 from arenapref.errors import DataError
 from arenapref.evaluation.calibration import fit_temperature
-from arenapref.evaluation.figures import plt, save_figure
+from arenapref.evaluation.figures import pyplot, save_figure
 from arenapref.evaluation.metrics import CLASS_NAMES, classification_metrics, softmax
 
 CLASS_TITLES = ("A wins", "B wins", "tie")
@@ -49,7 +49,7 @@ def row_log_loss(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
 # -- figures -----------------------------------------------------------------------------------------------------
 def reliability_figure(labels, curves: dict[str, np.ndarray], path, bins: int = 10) -> None:
     """Top-label reliability: accuracy against confidence, per equal-width confidence bin, for each curve."""
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6), height_ratios=(3, 1), sharex=True)
+    fig, (ax, hist) = pyplot().subplots(2, 1, figsize=(5.5, 6), height_ratios=(3, 1), sharex=True)
     edges = np.linspace(1 / 3, 1.0, bins + 1)  # a 3-way top label is never below 1/3 confident
     ax.plot([1 / 3, 1], [1 / 3, 1], ls="--", color="grey", lw=1, label="perfect calibration")
     for name, probs in curves.items():
@@ -75,7 +75,7 @@ def reliability_figure(labels, curves: dict[str, np.ndarray], path, bins: int = 
 
 
 def confusion_figure(matrix: np.ndarray, path) -> None:
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    fig, ax = pyplot().subplots(figsize=(4.8, 4.2))
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(3):
@@ -93,7 +93,7 @@ def confusion_figure(matrix: np.ndarray, path) -> None:
 
 def grouped_loss_figure(groups: pd.DataFrame, xlabel: str, title: str, prior: float, path) -> None:
     """Bars of mean log loss per group, with the row count on each bar and the constant-prior loss as a line."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = pyplot().subplots(figsize=(6, 3.6))
     bars = ax.bar(groups["group"].astype(str), groups["log_loss"], color="#4c72b0")
     for bar, n in zip(bars, groups["rows"]):
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"n={n}", ha="center", va="bottom", fontsize=8)
@@ -112,7 +112,7 @@ def grouped_loss_figure(groups: pd.DataFrame, xlabel: str, title: str, prior: fl
 
 
 def position_bias_figure(p_a: np.ndarray, p_a_swapped: np.ndarray, path) -> None:
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    fig, ax = pyplot().subplots(figsize=(4.6, 4.4))
     ax.scatter(p_a, p_a_swapped, s=8, alpha=0.5)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
     ax.set_xlabel("P(first response wins), shown as A")
@@ -130,7 +130,7 @@ def learning_curve_figure(campaign: dict, path) -> None:
     """Held-out log loss against labels used, one line per strategy (mean over seeds, band: +- one standard error
     of that mean), with
     the baseline's final log loss (the target every strategy is asked to reach) as a dashed line."""
-    fig, ax = plt.subplots(figsize=(7, 4.4))
+    fig, ax = pyplot().subplots(figsize=(7, 4.4))
     seeds = len(next(iter(campaign["strategies"].values()))["log_loss_per_seed"])
     for name, curve in campaign["strategies"].items():
         x = np.asarray(curve["labels"], dtype=float)

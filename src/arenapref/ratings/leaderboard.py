@@ -46,7 +46,7 @@ from arenapref.data.tables import (
     write_text_atomic,
 )
 from arenapref.errors import DataError
-from arenapref.evaluation.figures import plt, save_figure
+from arenapref.evaluation.figures import pyplot, save_figure
 from arenapref.ratings.bradley_terry import TIES, Design, newton, sandwich
 from arenapref.ratings.style import (
     STYLE_FEATURES,
@@ -647,7 +647,7 @@ def plot_leaderboard(tables: dict[str, pd.DataFrame], path, title: str = "Bradle
     """Ratings with 95% intervals, one row per model (ordered by the first table), one marker per table."""
     first = next(iter(tables.values()))
     order = first["model"].tolist()[::-1]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(order)))
+    fig, ax = pyplot().subplots(figsize=(8, 1.2 + 0.28 * len(order)))
     offsets = np.linspace(-0.2, 0.2, len(tables)) if len(tables) > 1 else [0.0]
     for offset, (label, table) in zip(offsets, tables.items()):
         table = table.set_index("model").reindex(order)

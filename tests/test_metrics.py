@@ -6,6 +6,7 @@ from arenapref.evaluation.metrics import (
     classification_metrics,
     expected_calibration_error,
     log_loss,
+    verdicts,
 )
 
 
@@ -51,3 +52,12 @@ def test_length_slices_by_hand():
     assert out["shorter_won"]["log_loss"] == pytest.approx(-(np.log(0.7) + np.log(0.4)) / 2)
     assert out["shorter_won"]["accuracy"] == 0.5  # row 1 predicts A
     assert out["longer_won"]["log_loss"] == pytest.approx(-np.log(0.2)) and out["longer_won"]["accuracy"] == 0.0
+
+
+def test_verdicts_name_the_likeliest_outcome_and_ambiguous_ties_between_a_and_b():
+    probs = np.array([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4], [0.4, 0.4, 0.2],
+                      [0.4, 0.4 - 5e-10, 0.2 + 5e-10], [0.4, 0.4 - 1e-6, 0.2 + 1e-6], [0.3, 0.3, 0.4 + 1e-12]])
+    probs /= probs.sum(1, keepdims=True)
+    assert verdicts(probs) == ["a_wins", "b_wins", "tie", "ambiguous", "ambiguous", "a_wins", "tie"]
+    # P(A) = P(B) = P(tie): no outcome is likelier, and "A wins" (the argmax's first) would be a guess.
+    assert verdicts(np.full((1, 3), 1 / 3)) == ["ambiguous"]

@@ -7,11 +7,22 @@ from scipy import special
 
 CLASS_NAMES = ("model_a", "model_b", "tie")
 EPS = 1e-15
+# What a prediction says, in words: the likeliest outcome, or "ambiguous" where A and B are equally likely (within
+# AMBIGUOUS_TOL) and no less likely than a tie, which every argmax would report as "A wins".
+VERDICTS = ("a_wins", "b_wins", "tie", "ambiguous")
+AMBIGUOUS_TOL = 1e-9
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of (N, 3) logits in float64."""
     return special.softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
+
+
+def verdicts(probs: np.ndarray, tol: float = AMBIGUOUS_TOL) -> list[str]:
+    """One of VERDICTS per row of (N, 3) probabilities in label order (A wins, B wins, tie)."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, 3)
+    ambiguous = (np.abs(probs[:, 0] - probs[:, 1]) <= tol) & (np.minimum(probs[:, 0], probs[:, 1]) >= probs[:, 2] - tol)
+    return ["ambiguous" if a else VERDICTS[int(k)] for a, k in zip(ambiguous, probs.argmax(axis=1))]
 
 
 def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:

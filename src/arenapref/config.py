@@ -76,7 +76,7 @@ class TrainConfig:
     extra_exclude: list = option(factory=list, path=True,
                                  help="File(s) whose prompts --extra rows must not share, besides the validation "
                                       "part (repeat); cv adds its held-out fold.")
-    model: str = option("hybrid", choices=tuple(MODELS), help="Model family (see the README's model table).")
+    model: str = option("hybrid", choices=tuple(MODELS), help="Model family (see docs/models.md).")
     objective: str = option("classify", families=RANK_FAMILIES, choices=("classify", "rank"),
                             help="classify (a 3-way head) or rank (a score per response).")
     rank_loss: str = option("davidson", families=("dual-tower",), choices=("davidson", "mse"),

@@ -3,7 +3,7 @@
 The two err differently: the gbdt reads hand-made features through trees, the neural model reads the text (with
 the same features in a linear head, training/probe.py). Averaging their calibrated probabilities with a fixed weight
 (`hybrid_weight` for the neural part, 0.5 by default; fixed, not fitted, so nothing is tuned to one split) gives
-a lower log loss than either on the arena sample's grouped CV (README, "Choosing the recipe").
+a lower log loss than either on the arena sample's grouped CV (docs/benchmarks.md, "Choosing the recipe").
 
 Both parts train on the same rows and are calibrated on the same validation part (same seed, same grouped
 split). `--extra` files teach both parts who wins without their tie rate: the gbdt part's factored model, and the

@@ -251,7 +251,7 @@ def calibrate_on_validation(model, cfg: TrainConfig, meta: dict, inputs: str, pa
     return probs
 
 
-# What the validation figures are (and are not) out of sample for: /v1/model and the README show it beside them.
+# What the validation figures are (and are not) out of sample for: /v1/model and the model card show it beside them.
 VALID_SCOPE = ("validation rows held out from training (grouped by prompt); temperature cross-fitted (each row "
                "calibrated by a temperature fitted on the other rows); in-sample for the checkpoint choice")
 

@@ -134,6 +134,11 @@ class TrainConfig:
                                       "in the head.")
     probe: bool = option(True, families=PROBED,
                          help="dual-tower / cross-encoder: fit the head on the frozen encoder before fine-tuning.")
+    backbone_weights: str = option("copy", families=PROBED, choices=("copy", "reference"),
+                                   help="copy: save the encoder's weights in the model directory; reference: save "
+                                        "the head alone and record the backbone (package, version, weights sha256), "
+                                        "loaded from where it is installed: a few MB instead of the encoder's "
+                                        "size, for a frozen encoder (--epochs 0)")
     probe_c: float | None = option(None, families=PROBED,
                                    help="Linear probe's inverse L2 strength; default: chosen by grouped CV.")
     hybrid_neural: str = option("dual-tower", families=HYBRID, choices=NEURAL,
@@ -204,6 +209,9 @@ class TrainConfig:
         if self.epochs == 0 and not (self.probe and neural in ("dual-tower", "cross-encoder")):
             raise DataError("--epochs 0 trains nothing: it is only for the linear probe of the dual-tower and "
                             "cross-encoder (drop --no-probe, or give epochs > 0)")
+        if self.backbone_weights == "reference" and self.epochs != 0:
+            raise DataError("--backbone-weights reference saves no encoder weights, so the encoder must stay as "
+                            "installed: add --epochs 0 (the linear probe alone)")
         if not 0.0 < self.hybrid_weight < 1.0:
             raise DataError(f"hybrid-weight {self.hybrid_weight}: the neural part's share must be between 0 and 1")
         if self.probe_c is not None and self.probe_c <= 0:

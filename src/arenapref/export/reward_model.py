@@ -109,7 +109,7 @@ def export_reward_model(model_dir: str | Path, output: str | Path) -> dict:
     if output.exists() and any(output.iterdir()):  # the model directory itself among them
         raise DataError(f"{output}: exists and is not empty; choose a new directory for the export")
     recipe = MODELS[meta["model_type"]].load_recipe("rank")
-    model = recipe.load(model_dir).eval()
+    model = recipe.load(model_dir, meta).eval()
     tokenizer = recipe.tokenizer(model_dir)
     temperature = float(meta.get("calibration", {}).get("temperature", 1.0))
     record = {"source": str(model_dir), "family": meta["model_type"], "backbone": meta.get("backbone"),

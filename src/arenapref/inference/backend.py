@@ -242,11 +242,12 @@ class NeuralBackend:
         self.workers = workers
 
     @classmethod
-    def load(cls, path, meta: dict, recipe, device: str | torch.device = "cpu", **options) -> NeuralBackend:
+    def load(cls, path, meta: dict, recipe, device: str | torch.device = "cpu", verify: bool = True,
+             **options) -> NeuralBackend:
         """`recipe`: the family's recipe (models/families.py), which checks and loads the weights.
         `options`: dtype ("fp32" | "bf16" | "fp16"), quantize (None | "int8"), max_tokens (in flight), workers."""
         path = Path(path)
-        model = recipe.load(path)
+        model = recipe.load(path, meta, verify)
         try:
             tokenizer = recipe.tokenizer(path)
         except DataError as exc:
@@ -288,5 +289,5 @@ def load_neural(path, meta: dict, device: str | None = None, dtype: str = "fp32"
     # Dynamic int8 quantization is a CPU feature: it picks the CPU unless a device is asked for.
     device = device or ("cuda" if torch.cuda.is_available() and quantize is None else "cpu")
     recipe = MODELS[meta["model_type"]].load_recipe(meta.get("objective"))
-    return NeuralBackend.load(path, meta, recipe, device, dtype=dtype, quantize=quantize, max_tokens=max_tokens,
-                              workers=workers)
+    return NeuralBackend.load(path, meta, recipe, device, verify, dtype=dtype, quantize=quantize,
+                              max_tokens=max_tokens, workers=workers)

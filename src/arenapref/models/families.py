@@ -21,7 +21,13 @@ from arenapref.data.text import Renderer, TextSettings
 from arenapref.errors import DataError
 from arenapref.models.cross_encoder import CrossEncoderModel
 from arenapref.models.dual_tower import DualTowerModel
-from arenapref.models.loading import load_tokenizer, load_weights, local_backbone, read_config
+from arenapref.models.loading import (
+    load_tokenizer,
+    load_weights,
+    local_backbone,
+    read_config,
+    referenced_encoder,
+)
 
 
 class EncoderFamily:
@@ -43,13 +49,29 @@ class EncoderFamily:
             raise DataError(f"backbone {cfg.backbone!r}: cannot load its weights "
                             f"({str(exc).splitlines()[0][:160]})") from None
 
-    def load(self, path: Path):
+    def load(self, path: Path, meta: dict | None = None, verify: bool = True):
         config = read_config(path)
         expected = self.model_cls.config_class.model_type
         if config.get("model_type") != expected:
             raise DataError(f"{path / 'config.json'}: model type {config.get('model_type')!r} does not match "
                             f"{self.name!r} in arenapref.json; the directory mixes two models")
+        reference = (meta or {}).get("backbone_reference")
+        if reference:  # saved with --backbone-weights reference: the head here, the encoder where it is installed
+            encoder = referenced_encoder(reference, path, verify)
+            return load_weights(lambda p: self.head_only(p, encoder), path)
         return load_weights(self.model_cls.from_pretrained, path)
+
+    def head_only(self, path: Path, encoder):
+        """The model of a directory that holds every weight but the encoder's, around the given encoder."""
+        from safetensors.torch import load_file
+
+        model = self.model_cls(self.model_cls.config_class.from_pretrained(path), encoder=encoder)
+        missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
+        if unexpected or any(not k.startswith("encoder.") for k in missing):
+            raise DataError(f"{path / 'model.safetensors'}: does not hold this model's head "
+                            f"({(unexpected or [k for k in missing if not k.startswith('encoder.')])[0]}); "
+                            "retrain or restore the directory")
+        return model.eval()
 
     @staticmethod
     def is_head(name: str) -> bool:

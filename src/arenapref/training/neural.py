@@ -30,6 +30,7 @@ from arenapref.inference.batching import call_budget, collator_for
 from arenapref.models import META_FILE, MODELS
 from arenapref.models.directory import TRAINING_LOG, training_meta, write_meta
 from arenapref.models.dual_tower import set_feature_stats
+from arenapref.models.loading import backbone_reference
 from arenapref.training.checkpoints import (
     checkpoint_root,
     mark_complete,
@@ -154,6 +155,7 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         objective=cfg.objective,
         rank_loss=cfg.rank_loss,
         backbone=cfg.backbone,
+        **({"backbone_reference": backbone_reference(cfg.backbone)} if cfg.backbone_weights == "reference" else {}),
         text=settings.to_dict(),
         head_features=reads_features(model),
         **meta_extra,
@@ -385,8 +387,13 @@ def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id:
 
 
 def save_model_dir(output: Path, model, tokenizer, meta: dict) -> None:
-    """Weights, config and tokenizer first, arenapref.json last: a directory with arenapref.json is complete."""
+    """Weights, config and tokenizer first, arenapref.json last: a directory with arenapref.json is complete. A
+    model saved with --backbone-weights reference keeps every weight but the encoder's (meta["backbone_reference"]
+    says where the encoder is)."""
     (output / META_FILE).unlink(missing_ok=True)
-    model.save_pretrained(output)
+    state = None
+    if meta.get("backbone_reference"):
+        state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    model.save_pretrained(output, state_dict=state)
     tokenizer.save_pretrained(output)
     write_meta(output, meta)

@@ -421,6 +421,8 @@ def turn_report(turns: list[list[int]], kept: list[int]) -> list[dict]:
 def encode_rows(renderer, inputs: str, frame, diagnostics: list | None = None) -> list:
     """Model inputs per row: (side A, side B) token ids for "pair" families, one joint sequence for "joint".
     `diagnostics` (a list) receives one dict per row saying what the renderer kept (module docstring)."""
+    # Without a list the calls are the ones renderers had before diagnostics (a subclass may override them).
+    extra = () if diagnostics is None else (diagnostics,)
     if inputs == "pair":
-        return list(zip(*renderer.dual_tower_inputs(frame, diagnostics)))
-    return renderer.cross_inputs(frame, diagnostics)
+        return list(zip(*renderer.dual_tower_inputs(frame, *extra)))
+    return renderer.cross_inputs(frame, *extra)

@@ -395,8 +395,9 @@ def test_service_tta_returns_the_api_numbers(rank_model, judge):
 
 
 def test_per_request_tta_changes_the_answer_and_the_verdict():
-    """The stub favours side A by one logit: on identical responses TTA swap cancels that exactly (ambiguous)."""
-    same = {"prompt": "p", "response_a": "same", "response_b": "same"}
+    """The stub favours side A by one logit: on two different responses of equal length TTA swap cancels that
+    exactly (ambiguous). (Not identical responses: the Predictor levels those itself, with or without TTA.)"""
+    same = {"prompt": "p", "response_a": "four", "response_b": "cinq"}
     longer_b = {"prompt": "p", "response_a": "short", "response_b": "a much, much longer answer than A's"}
     judge = stub_judge()
     with client_for(judge) as client:

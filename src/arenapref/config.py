@@ -119,6 +119,11 @@ class TrainConfig:
                                  "report_to names).")
     field_budget: str = option("0.2,0.4,0.4", families=JOINT_FAMILIES,
                                help="cross-encoder / llm: budget shares of prompt, response A, response B.")
+    # Saved in arenapref.json's "text" block; a model saved before the option existed reads as fields (text.py).
+    joint_packing: str = option("rounds", families=JOINT_FAMILIES, choices=("rounds", "fields"),
+                                help="cross-encoder / llm: rounds (keep the latest prompt turn + both answers "
+                                     "whole, cut the earliest kept round, mark cuts with …) or fields (each field "
+                                     "cut on its own, the packing of older models).")
     pooling: str = option("fields", families=("cross-encoder",), choices=("mean", "first", "fields"),
                           help="cross-encoder: mean, first token, or fields (mean over A's tokens, and over B's).")
     lora_r: int = option(16, families=("llm",), help="llm: LoRA rank.")

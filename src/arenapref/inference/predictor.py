@@ -81,16 +81,20 @@ class Predictor:
         return cls(backend, meta, tta)
 
     # -- prediction -------------------------------------------------------------------------------------------
-    def predict_logits(self, frame: pd.DataFrame, progress=None, tta: str | None = None):
+    def predict_logits(self, frame: pd.DataFrame, progress=None, tta: str | None = None,
+                       diagnostics: list | None = None):
         """Calibrated logits (N, 3) and side scores (N, 2) or None, for a frame (`load_frame`'s lists of turns, or
         raw Kaggle cells: JSON-encoded turn lists are decoded, never read character by character).
 
-        `tta` overrides the Judge's setting for this call ("none" or "swap")."""
+        `tta` overrides the Judge's setting for this call ("none" or "swap"). `diagnostics` (a list) receives the
+        per-row rendering report of the pass on the rows as given, from a backend that `reports_diagnostics`."""
         tta = self.tta if tta is None else check_tta(tta)
         frame = as_turn_frame(frame)
         inside = getattr(self.backend, "handles_tta", False)  # a hybrid applies TTA in each of its parts
-        logits, scores = (self.backend.predict_logits(frame, progress, tta=tta) if inside
-                          else self.backend.predict_logits(frame, progress))
+        extra = ({"diagnostics": diagnostics}
+                 if diagnostics is not None and getattr(self.backend, "reports_diagnostics", False) else {})
+        logits, scores = (self.backend.predict_logits(frame, progress, tta=tta, **extra) if inside
+                          else self.backend.predict_logits(frame, progress, **extra))
         if tta == "swap" and not inside:
             swapped_logits, swapped_scores = self.backend.predict_logits(swap_frame(frame), progress)
             logits = average_with_swapped(logits, swapped_logits)

@@ -1,6 +1,6 @@
 """Cross-encoder: prompt, response A and response B in one sequence, so attention compares the responses directly.
 
-The sequence comes from `Renderer.cross_inputs` (per-field budgets, field markers); the encoder's token states
+The sequence comes from `Renderer.cross_inputs` (round packing, field markers); the encoder's token states
 are pooled and a Linear(H -> 3) head with N(0, 0.02) weights gives the logits. Pooling: "mean" over the whole
 sequence, "first" token, or "fields": a masked mean over response A's tokens and one over response B's, side by
 side (2H; tokens that have read the other response through attention), so the head can compare the two (a mean

@@ -108,7 +108,8 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
 
     tokenizer = recipe.tokenizer(cfg.backbone, cfg)
     settings = TextSettings(max_length=cfg.max_length, response_weight=cfg.response_weight,
-                            truncation_side=cfg.truncation_side, field_weights=cfg.field_weights)
+                            truncation_side=cfg.truncation_side, field_weights=cfg.field_weights,
+                            joint_packing=cfg.joint_packing)
     renderer = Renderer(tokenizer, settings)
 
     def encode(frame):

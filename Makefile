@@ -4,14 +4,14 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 DATA    ?= ../shared/data/arena_sample.csv
 OUT     ?= runs/demo
-# The recipe with the best grouped-CV log loss on the sample (README "Choosing the recipe"); any `--model` name works.
+# The recipe with the best grouped-CV log loss on the sample (docs/benchmarks.md); any `--model` name works.
 MODEL   ?= hybrid
 # The pinned CPU wheel is installed first: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
 # Extra `arenapref train` flags can be passed as DEMO_FLAGS="...".
 DEMO_FLAGS ?=
 
-.PHONY: venv dev browser demo test clean
+.PHONY: venv dev browser demo judge test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: venv
 	HF_HUB_OFFLINE=1 $(BIN)/arenapref split --data $(DATA) --output $(OUT)/data --holdout-fraction 0.2
 	HF_HUB_OFFLINE=1 $(BIN)/arenapref train --data $(OUT)/data/train.csv --output $(OUT)/model --model $(MODEL) $(DEMO_FLAGS)
 	HF_HUB_OFFLINE=1 $(BIN)/arenapref evaluate --model $(OUT)/model --data $(OUT)/data/holdout.csv
+
+# Rebuild the judge shipped in the package (src/arenapref/judges/arena-minilm) from configs/judge-arena-minilm.yaml.
+judge: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/make_judge.py --data-dir $(dir $(DATA))
 
 # Headless Chromium + ChromeDriver (Debian packages) for the report test; a no-op when both are installed.
 browser:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from arenapref.cli import export, labeling, predict, ratings, report, serve, train
+from arenapref.cli import export, judges, labeling, predict, ratings, report, serve, train
 from arenapref.cli.common import err_console, round_rows
 from arenapref.cli.options import OneLineErrors
 from arenapref.errors import DataError
@@ -31,6 +31,7 @@ app.command()(ratings.leaderboard)
 app.command()(labeling.select)
 app.command("auto-label")(labeling.auto_label)
 app.command()(report.report)
+app.command()(judges.models)
 
 
 def main() -> None:

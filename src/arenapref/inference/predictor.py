@@ -24,6 +24,7 @@ from arenapref.models import MODELS
 from arenapref.models.directory import (
     check_model_dir as read_meta,  # every way a directory can be wrong
 )
+from arenapref.models.directory import resolve_model
 
 
 def check_tta(tta: str) -> str:
@@ -74,7 +75,7 @@ class Predictor:
         quantization of the encoder's Linear layers), `max_tokens` encoder tokens in flight (default by device),
         `workers` encoder calls at once on a CPU (default `inference.default_workers`). `verify=False` loads files
         whose content no longer matches the sha256 arenapref.json recorded (weights edited on purpose)."""
-        path = Path(path)
+        path = resolve_model(path)
         meta = read_meta(path, verify=verify)
         backend = MODELS[meta["model_type"]].loader()(path, meta, device=device, dtype=dtype, quantize=quantize,
                                                        max_tokens=max_tokens, workers=workers, verify=verify)

@@ -26,7 +26,8 @@ def read_meta(path: str | Path) -> dict:
     """arenapref.json of a model directory; a missing, unfinished or damaged directory raises DataError."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"model directory {path} not found; pass the --output directory of `arenapref train`")
+        raise DataError(f"model directory {path} not found; pass the --output directory of `arenapref train`, or the "
+                        "name of a shipped judge (`arenapref models` lists them)")
     if not path.is_dir():
         raise DataError(f"{path}: is a file, expected a model directory written by `arenapref train`")
     meta_path = path / META_FILE
@@ -69,10 +70,48 @@ def check_safetensors(path: Path) -> None:
         raise DataError(f"{path}: {state} ({size} bytes, its header says {expected}); {what}")
 
 
+# Judges shipped inside the package (`make judge` trains them), usable by name wherever a model directory is.
+JUDGES_DIR = Path(__file__).resolve().parents[1] / "judges"
+DEFAULT_JUDGE = "arena-minilm"
+
+
+def shipped_judges() -> dict[str, Path]:
+    """Name -> directory of every judge shipped inside the package."""
+    if not JUDGES_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(JUDGES_DIR.iterdir()) if (p / META_FILE).is_file()}
+
+
+def judge_catalog() -> list[dict]:
+    """Each shipped judge: name, size on disk, family and backbone, and what judges/catalog.json says of it (what it
+    is for, its measured figures and the command that measured them)."""
+    try:
+        catalog = json.loads((JUDGES_DIR / "catalog.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        catalog = {}
+    rows = []
+    for name, path in shipped_judges().items():
+        meta = read_meta(path)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        neural = meta.get("parts", {}).get("neural", {})
+        rows.append({"name": name, "path": str(path), "bytes": size, "model_type": meta["model_type"],
+                     "backbone": meta.get("backbone") or neural.get("backbone"), **catalog.get(name, {})})
+    return rows
+
+
+def resolve_model(path: str | Path) -> Path:
+    """A model directory as given, or, where no such path exists, the shipped judge of that name."""
+    path = Path(path)
+    if not path.exists() and len(path.parts) == 1:
+        return shipped_judges().get(path.name, path)
+    return path
+
+
 def check_model_dir(path: str | Path, verify: bool = True) -> dict:
     """read_meta plus the files every model needs: a readable config.json and intact weights, and (`verify`) every
-    file's content against the sha256 that arenapref.json recorded when the model was saved. Returns the meta."""
-    path = Path(path)
+    file's content against the sha256 that arenapref.json recorded when the model was saved. Returns the meta.
+    `path` may name a shipped judge (resolve_model)."""
+    path = resolve_model(path)
     meta = read_meta(path)
     config_path = path / "config.json"
     if config_path.exists():

@@ -61,6 +61,7 @@ def leaderboard_table(boards: dict, summary: dict) -> Table:
     first = tables[names[0]]
     styled = "style" in summary
     level = f"{100 * summary.get('ci_level', 0.95):g}%"
+    controlled = "style ctl" if summary.get("style_control") else "cov. ctl"
     where = f"{summary['category']}: " if "category" in summary else ""
     table = Table(title=f"{where}Bradley-Terry ratings, Elo scale ({summary['battles']} battles, ties: "
                         f"{summary['ties']}, {level} intervals: {summary['ci']})")
@@ -71,7 +72,7 @@ def leaderboard_table(boards: dict, summary: dict) -> Table:
         table.add_column(f"{level} CI", justify="right", no_wrap=True)
         table.add_column("Rank (UB)", justify="right")
         if styled:
-            table.add_column(f"{name} {'style-' if summary.get('style_control') else ''}controlled", justify="right")
+            table.add_column(f"{name} {controlled}", justify="right")
             table.add_column("SE", justify="right")
             table.add_column(f"{level} CI", justify="right", no_wrap=True)
             table.add_column("Rank (UB)", justify="right")
@@ -110,6 +111,11 @@ def leaderboard_table(boards: dict, summary: dict) -> Table:
                               for c in board.style.itertuples())
             captions.append(f"{'style' if summary.get('style_control') else 'covariate'} coefficients ({name}, "
                             f"log-odds per sd): {coefs}")
+    if styled:
+        what = "length and markdown" + (" and " if summary.get("covariates") else "") if summary.get(
+            "style_control") else ""
+        captions.append(f"{controlled}: the {'style-' if summary.get('style_control') else 'covariate-'}controlled "
+                        f"rating ({what}{', '.join(summary.get('covariates', []))} taken out)")
     captions.append("Rank (UB): 1 + the number of models whose interval lies wholly above this model's")
     table.caption = "\n".join(captions)
     return table

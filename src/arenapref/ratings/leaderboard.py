@@ -1056,7 +1056,7 @@ def write_leaderboards(battles: pd.DataFrame, outcomes: dict[str, np.ndarray], o
                 folder.mkdir(parents=True, exist_ok=True)
                 _write_files(category_boards[name], category_summary, folder, plots)
                 entry["dir"] = str(folder.relative_to(output))
-        ranks = _category_ranks(boards, category_boards, style)
+        ranks = _category_ranks(boards, category_boards, list(categories))
         summary["category_ranks"] = ranks
         if output is not None:
             frame = pd.DataFrame([{"model": model, **row} for model, row in ranks["models"].items()])
@@ -1120,13 +1120,14 @@ def _folder_name(name: str, used: set) -> str:
     return folder
 
 
-def _category_ranks(boards: dict, category_boards: dict, style: bool) -> dict:
-    """Each model's Rank (UB) on the first source's overall board and per category (None where it has no rating
-    there), style controlled when the boards are."""
+def _category_ranks(boards: dict, category_boards: dict, names: list[str]) -> dict:
+    """Each model's Rank (UB) on the first source's overall board and per category of `names` (None where it has
+    no rating there, or the category no board), style controlled when the boards are."""
     source = next(iter(boards))
     column = "style_rank_ub" if "style_rank_ub" in boards[source].table.columns else "rank_ub"
-    per_category = {name: by_source[source].table.set_index("model")[column]
-                    for name, by_source in category_boards.items()}
+    empty = pd.Series(dtype=float)
+    per_category = {name: category_boards[name][source].table.set_index("model")[column]
+                    if name in category_boards else empty for name in names}
     models = {}
     for row in boards[source].table.itertuples():
         ranks = {"overall": int(getattr(row, column))}

@@ -22,8 +22,10 @@ is faster than dense, so the reference figures at those sizes flatter it.
 Ours: arenapref.leaderboard.rate (pairs summed once, Newton on the pairs, the bootstrap as multinomial counts over
 the (pair, outcome) cells in warm-started batches). Peak memory: the process's resident set sampled every 5 ms above
 the phase's start. The command line: `arenapref leaderboard --data BIG.csv ...` in a subprocess, its wall time and
-peak resident memory (wait4), with --bootstrap 1000, with --ci sandwich, with --style-control (sandwich) and with
---style-control and `--style-rounds` bootstrap rounds. The last line printed is one JSON object with every figure.
+peak resident memory (wait4), with --bootstrap 1000, with --ci sandwich, with --style-control (sandwich), with
+--style-control and `--style-rounds` bootstrap rounds, and with --bootstrap 1000 --weights weight --category topic
+(LMArena's pair re-weighting, 1 / max(battles of the pair, 50), and three categories: four boards). The last line
+printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import pandas as pd  # noqa: E402
 from arenapref.ratings.leaderboard import ELO_PER_NATURAL, rate  # noqa: E402
 from arenapref.ratings.style import style_counts, style_covariates  # noqa: E402
 
+TOPICS = ("chat", "code", "math")
 WORDS = ("the of and to in is it that for on with as are this be by or from at an was can not which you use "
          "model data value time system answer example first result number case code point way step function "
          "important also more each other such these many however because between different through").split()
@@ -166,8 +169,15 @@ def simulate(n: int, n_models: int, length_effect: float, nu: float, rng: np.ran
     probs /= probs.sum(axis=1, keepdims=True)
     labels = (rng.random(n)[:, None] > np.cumsum(probs, axis=1)).sum(axis=1).clip(0, 2)
     names = np.array([f"model-{i:03d}" for i in range(n_models)], dtype=object)
+    # Per-battle weights as LMArena re-weights pairs (arena-rank's reweighted=True: 1 / max(battles of the pair,
+    # 50), scaled to mean 1), and a category column of three values.
+    pair = np.minimum(a, b) * n_models + np.maximum(a, b)
+    per_pair = np.bincount(pair, minlength=n_models * n_models)[pair]
+    weight = 1.0 / np.maximum(per_pair, 50)
+    weight /= weight.mean()
+    topic = rng.choice(len(TOPICS), n, p=[0.5, 0.3, 0.2])
     return {"a": a, "b": b, "labels": labels, "resp_a": resp_a, "resp_b": resp_b, "pool": pool, "counts": counts,
-            "true_elo": true_elo, "names": names}
+            "true_elo": true_elo, "names": names, "weight": weight, "topic": topic}
 
 
 def battles_frame(sim: dict, n: int) -> pd.DataFrame:
@@ -185,6 +195,7 @@ def write_kaggle_csv(sim: dict, n: int, path: Path, chunk: int = 200_000) -> Non
     pool = pa.array(sim["pool"])
     prompts = pa.array([json.dumps([f"Question {i}: explain {WORDS[i % len(WORDS)]}."]) for i in range(200)])
     names = pa.array(sim["names"].tolist())
+    topics = pa.array(list(TOPICS))
     onehot = np.eye(3, dtype=np.int8)
     writer = None
     try:
@@ -199,6 +210,8 @@ def write_kaggle_csv(sim: dict, n: int, path: Path, chunk: int = 200_000) -> Non
                 "response_a": pool.take(pa.array(sim["resp_a"][start:stop])),
                 "response_b": pool.take(pa.array(sim["resp_b"][start:stop])),
                 "winner_model_a": labels[:, 0], "winner_model_b": labels[:, 1], "winner_tie": labels[:, 2],
+                "weight": pa.array(sim["weight"][start:stop]),
+                "topic": topics.take(pa.array(sim["topic"][start:stop])),
             })
             if writer is None:
                 writer = pacsv.CSVWriter(path, table.schema)
@@ -315,6 +328,8 @@ def cli_runs(sim: dict, opts, workdir: Path) -> dict:
         "cli_no_intervals": ["--bootstrap", 0],
         "cli_sandwich": ["--ci", "sandwich"],
         "cli_style_sandwich": ["--style-control", "--ci", "sandwich"],
+        # weighted battles (bootstrap over (pair, outcome, weight) cells) and a board per category (3 more boards)
+        "cli_weights_category": ["--bootstrap", opts.bootstrap, "--weights", "weight", "--category", "topic"],
     }
     if opts.style_rounds > 0:
         runs["cli_style_bootstrap"] = ["--style-control", "--bootstrap", opts.style_rounds]

@@ -4,6 +4,7 @@ on a Kaggle-format file of the largest size.
 
     python bench/leaderboard.py [--sizes 100000,1000000,2000000] [--models 150] [--bootstrap 1000]
                                 [--reference-rounds 2] [--cli-rows 2000000] [--style-rounds 3] [--workdir DIR]
+                                [--runs weights_category]
 
 Simulation: `--models` models with true ratings N(1000, 120^2), battles between uniformly drawn pairs, outcomes
 from the Davidson model (about 25% ties) with a planted length effect: P(A beats B) also grows with
@@ -333,6 +334,9 @@ def cli_runs(sim: dict, opts, workdir: Path) -> dict:
     }
     if opts.style_rounds > 0:
         runs["cli_style_bootstrap"] = ["--style-control", "--bootstrap", opts.style_rounds]
+    if opts.runs:
+        wanted = {f"cli_{name}" for name in opts.runs.split(",")} | {"cli_bootstrap", "cli_no_intervals"}
+        runs = {name: flags for name, flags in runs.items() if name in wanted}
     results = {"cli_rows": n, "cli_file_mib": round(data.stat().st_size / 2**20, 1)}
     truth = pd.Series(sim["true_elo"], index=sim["names"])
     for name, flags in runs.items():
@@ -354,7 +358,7 @@ def cli_runs(sim: dict, opts, workdir: Path) -> dict:
     rounds = opts.bootstrap
     results["cli_round_s"] = round((results["cli_bootstrap"]["seconds"] - results["cli_no_intervals"]["seconds"])
                                    / rounds, 5)
-    if "cli_style_bootstrap" in results:
+    if "cli_style_bootstrap" in results and "cli_style_sandwich" in results:
         results["cli_style_round_s"] = round((results["cli_style_bootstrap"]["seconds"]
                                               - results["cli_style_sandwich"]["seconds"]) / opts.style_rounds, 3)
     return results
@@ -369,6 +373,8 @@ def main() -> None:
     parser.add_argument("--cli-rows", type=int, default=None, help="battles in the CLI's file (default: the largest "
                                                                     "size; 0: skip the CLI runs)")
     parser.add_argument("--style-rounds", type=int, default=3, help="bootstrap rounds of the style-controlled CLI run")
+    parser.add_argument("--runs", default="", help="only these CLI runs besides bootstrap and no_intervals (names "
+                                                   "without cli_, e.g. weights_category); default: all")
     parser.add_argument("--length-effect", type=float, default=0.4, help="planted log-odds per sd of length")
     parser.add_argument("--dense-limit-mb", type=float, default=1000.0, help="largest dense reference design matrix")
     parser.add_argument("--mean-tokens", type=float, default=40.0, help="typical response length of the pool")

@@ -101,8 +101,9 @@ class PeakMemory:
 # fork, so measured straight from this process (holding the simulation) it would read our size, not its own.
 _MEASURE = """import json, resource, subprocess, sys
 rc = subprocess.run(sys.argv[2:]).returncode
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-open(sys.argv[1], "w").write(json.dumps({"rc": rc, "maxrss_kib": peak}))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(json.dumps({"rc": rc, "maxrss_kib": usage.ru_maxrss,
+                                         "cpu_s": usage.ru_utime + usage.ru_stime}))
 """
 
 
@@ -115,9 +116,12 @@ def run_cli_measured(args: list[str]) -> dict:
         proc = subprocess.run([sys.executable, "-c", _MEASURE, usage, sys.executable, "-m", "arenapref",
                                "leaderboard", *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        measured = json.loads(usage.read_text()) if usage.exists() else {"rc": proc.returncode, "maxrss_kib": 0}
-    return {"seconds": round(seconds, 2), "peak_mib": round(measured["maxrss_kib"] / 1024, 1), "rc": measured["rc"],
-            "stdout": proc.stdout, "stderr": proc.stderr}
+        measured = (json.loads(usage.read_text()) if usage.exists()
+                    else {"rc": proc.returncode, "maxrss_kib": 0, "cpu_s": 0.0})
+    # CPU seconds beside the wall time: on a shared machine the wall time says as much about the neighbours.
+    return {"seconds": round(seconds, 2), "cpu_s": round(measured["cpu_s"], 1),
+            "peak_mib": round(measured["maxrss_kib"] / 1024, 1), "rc": measured["rc"], "stdout": proc.stdout,
+            "stderr": proc.stderr}
 
 
 # -- simulation --------------------------------------------------------------------------------------------------
@@ -344,14 +348,16 @@ def cli_runs(sim: dict, opts, workdir: Path) -> dict:
         run = run_cli_measured(["--data", data, "--output", out, *flags])
         if run["rc"] != 0:
             raise SystemExit(f"{name} failed ({run['rc']}): {run['stderr'][-2000:]}")
-        results[name] = {"flags": " ".join(map(str, flags)), "seconds": run["seconds"], "peak_mib": run["peak_mib"]}
+        results[name] = {"flags": " ".join(map(str, flags)), "seconds": run["seconds"], "cpu_s": run["cpu_s"],
+                         "peak_mib": run["peak_mib"]}
         table = pd.read_csv(out / "leaderboard.csv").set_index("model")
         results[name]["spearman_plain_vs_truth"] = round(spearman(table["rating"], truth[table.index]), 4)
         if "style_rating" in table.columns:
             results[name]["spearman_style_vs_truth"] = round(spearman(table["style_rating"], truth[table.index]), 4)
             summary = json.loads((out / "leaderboard.json").read_text())
             results[name]["length_coef"] = summary["style"]["coefficients"]["votes"]["tokens"]
-        print(f"arenapref leaderboard --data battles.csv {results[name]['flags']}: {run['seconds']:.1f}s wall, "
+        print(f"arenapref leaderboard --data battles.csv {results[name]['flags']}: {run['seconds']:.1f}s wall "
+              f"({run['cpu_s']:.0f} CPU s), "
               f"{run['peak_mib']:.0f} MiB peak; Spearman with the truth {results[name]['spearman_plain_vs_truth']}"
               + (f" plain, {results[name]['spearman_style_vs_truth']} style controlled"
                  if "spearman_style_vs_truth" in results[name] else ""), flush=True)

@@ -13,7 +13,8 @@
 #          timeout_s: 480
 #
 # and, if a fix needs it, within 30 s of the reply (the machine stays warm that long; a fresh start costs 1-2 min and
-# loses the trained models): command `ONLY="step step" bash bench/gpu_check.sh`, carry [".gpu"], timeout_s 200,
+# loses the trained models): command `ONLY="step step" BUDGET_S=180 bash bench/gpu_check.sh`, carry [".gpu"],
+# timeout_s 200,
 # after `bash bench/gpu_prepare.sh` again if the fix is in src/ (commit first: it archives HEAD).
 #
 # .gpu/ holds (46 MiB; the tool's limit is 64 MiB for the travelling tree, about 1.4 MB, and the carried paths):

@@ -33,10 +33,10 @@ from arenapref.models.directory import check_model_dir
 
 MODEL = typer.Option(..., help="Model directory written by `arenapref train`.")
 TTA = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped).")
-DIAGNOSTICS = typer.Option(False, "--diagnostics",
-                           help="Per-row diagnostics: tokens kept of each field and turn, rounds dropped, whether "
-                                "anything was cut, warnings for empty prompts and empty or identical responses, and "
-                                "with --tta swap how far the two orders disagree.")
+DIAGNOSTICS_HELP = ("Per-row diagnostics: tokens kept of each field and turn, rounds dropped, whether anything was "
+                    "cut, warnings for empty prompts and empty or identical responses, and with --tta swap how far "
+                    "the two orders disagree.")
+DIAGNOSTICS = typer.Option(False, "--diagnostics", help=DIAGNOSTICS_HELP)
 FORMATS = ("csv", "jsonl")
 
 
@@ -139,7 +139,7 @@ def predict(
         help="csv: the Kaggle submission; jsonl: one JSON object per row with the probabilities, the verdict "
              "(a_wins, b_wins, tie or ambiguous) and, with --diagnostics, the row's diagnostics. Default: jsonl "
              "when --output ends in .jsonl, else csv."),
-    diagnostics: bool = DIAGNOSTICS,
+    diagnostics: bool = typer.Option(False, "--diagnostics", help=DIAGNOSTICS_HELP + " Needs --format jsonl."),
     inference: dict = None,
     chunk_rows: int = typer.Option(20_000, help="Rows read and scored at a time (memory stays bounded on any file)."),
 ):

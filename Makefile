@@ -42,7 +42,7 @@ test: dev browser
 	$(BIN)/ruff check src tests bench docs
 	$(BIN)/lint-imports
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
-	HF_HUB_OFFLINE=1 $(BIN)/mkdocs build --strict -q
+	HF_HUB_OFFLINE=1 NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q
 
 clean:
 	rm -rf $(VENV) runs

@@ -4,6 +4,7 @@ on a Kaggle-format file of the largest size.
 
     python bench/leaderboard.py [--sizes 100000,1000000,2000000] [--models 150] [--bootstrap 1000]
                                 [--reference-rounds 2] [--cli-rows 2000000] [--style-rounds 3] [--workdir DIR]
+                                [--runs weights_category]
 
 Simulation: `--models` models with true ratings N(1000, 120^2), battles between uniformly drawn pairs, outcomes
 from the Davidson model (about 25% ties) with a planted length effect: P(A beats B) also grows with
@@ -22,8 +23,10 @@ is faster than dense, so the reference figures at those sizes flatter it.
 Ours: arenapref.leaderboard.rate (pairs summed once, Newton on the pairs, the bootstrap as multinomial counts over
 the (pair, outcome) cells in warm-started batches). Peak memory: the process's resident set sampled every 5 ms above
 the phase's start. The command line: `arenapref leaderboard --data BIG.csv ...` in a subprocess, its wall time and
-peak resident memory (wait4), with --bootstrap 1000, with --ci sandwich, with --style-control (sandwich) and with
---style-control and `--style-rounds` bootstrap rounds. The last line printed is one JSON object with every figure.
+peak resident memory (wait4), with --bootstrap 1000, with --ci sandwich, with --style-control (sandwich), with
+--style-control and `--style-rounds` bootstrap rounds, and with --bootstrap 1000 --weights weight --category topic
+(LMArena's pair re-weighting, 1 / max(battles of the pair, 50), and three categories: four boards). The last line
+printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import pandas as pd  # noqa: E402
 from arenapref.ratings.leaderboard import ELO_PER_NATURAL, rate  # noqa: E402
 from arenapref.ratings.style import style_counts, style_covariates  # noqa: E402
 
+TOPICS = ("chat", "code", "math")
 WORDS = ("the of and to in is it that for on with as are this be by or from at an was can not which you use "
          "model data value time system answer example first result number case code point way step function "
          "important also more each other such these many however because between different through").split()
@@ -97,8 +101,9 @@ class PeakMemory:
 # fork, so measured straight from this process (holding the simulation) it would read our size, not its own.
 _MEASURE = """import json, resource, subprocess, sys
 rc = subprocess.run(sys.argv[2:]).returncode
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-open(sys.argv[1], "w").write(json.dumps({"rc": rc, "maxrss_kib": peak}))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(json.dumps({"rc": rc, "maxrss_kib": usage.ru_maxrss,
+                                         "cpu_s": usage.ru_utime + usage.ru_stime}))
 """
 
 
@@ -111,9 +116,12 @@ def run_cli_measured(args: list[str]) -> dict:
         proc = subprocess.run([sys.executable, "-c", _MEASURE, usage, sys.executable, "-m", "arenapref",
                                "leaderboard", *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        measured = json.loads(usage.read_text()) if usage.exists() else {"rc": proc.returncode, "maxrss_kib": 0}
-    return {"seconds": round(seconds, 2), "peak_mib": round(measured["maxrss_kib"] / 1024, 1), "rc": measured["rc"],
-            "stdout": proc.stdout, "stderr": proc.stderr}
+        measured = (json.loads(usage.read_text()) if usage.exists()
+                    else {"rc": proc.returncode, "maxrss_kib": 0, "cpu_s": 0.0})
+    # CPU seconds beside the wall time: on a shared machine the wall time says as much about the neighbours.
+    return {"seconds": round(seconds, 2), "cpu_s": round(measured["cpu_s"], 1),
+            "peak_mib": round(measured["maxrss_kib"] / 1024, 1), "rc": measured["rc"], "stdout": proc.stdout,
+            "stderr": proc.stderr}
 
 
 # -- simulation --------------------------------------------------------------------------------------------------
@@ -166,8 +174,15 @@ def simulate(n: int, n_models: int, length_effect: float, nu: float, rng: np.ran
     probs /= probs.sum(axis=1, keepdims=True)
     labels = (rng.random(n)[:, None] > np.cumsum(probs, axis=1)).sum(axis=1).clip(0, 2)
     names = np.array([f"model-{i:03d}" for i in range(n_models)], dtype=object)
+    # Per-battle weights as LMArena re-weights pairs (arena-rank's reweighted=True: 1 / max(battles of the pair,
+    # 50), scaled to mean 1), and a category column of three values.
+    pair = np.minimum(a, b) * n_models + np.maximum(a, b)
+    per_pair = np.bincount(pair, minlength=n_models * n_models)[pair]
+    weight = 1.0 / np.maximum(per_pair, 50)
+    weight /= weight.mean()
+    topic = rng.choice(len(TOPICS), n, p=[0.5, 0.3, 0.2])
     return {"a": a, "b": b, "labels": labels, "resp_a": resp_a, "resp_b": resp_b, "pool": pool, "counts": counts,
-            "true_elo": true_elo, "names": names}
+            "true_elo": true_elo, "names": names, "weight": weight, "topic": topic}
 
 
 def battles_frame(sim: dict, n: int) -> pd.DataFrame:
@@ -185,6 +200,7 @@ def write_kaggle_csv(sim: dict, n: int, path: Path, chunk: int = 200_000) -> Non
     pool = pa.array(sim["pool"])
     prompts = pa.array([json.dumps([f"Question {i}: explain {WORDS[i % len(WORDS)]}."]) for i in range(200)])
     names = pa.array(sim["names"].tolist())
+    topics = pa.array(list(TOPICS))
     onehot = np.eye(3, dtype=np.int8)
     writer = None
     try:
@@ -199,6 +215,8 @@ def write_kaggle_csv(sim: dict, n: int, path: Path, chunk: int = 200_000) -> Non
                 "response_a": pool.take(pa.array(sim["resp_a"][start:stop])),
                 "response_b": pool.take(pa.array(sim["resp_b"][start:stop])),
                 "winner_model_a": labels[:, 0], "winner_model_b": labels[:, 1], "winner_tie": labels[:, 2],
+                "weight": pa.array(sim["weight"][start:stop]),
+                "topic": topics.take(pa.array(sim["topic"][start:stop])),
             })
             if writer is None:
                 writer = pacsv.CSVWriter(path, table.schema)
@@ -315,9 +333,14 @@ def cli_runs(sim: dict, opts, workdir: Path) -> dict:
         "cli_no_intervals": ["--bootstrap", 0],
         "cli_sandwich": ["--ci", "sandwich"],
         "cli_style_sandwich": ["--style-control", "--ci", "sandwich"],
+        # weighted battles (bootstrap over (pair, outcome, weight) cells) and a board per category (3 more boards)
+        "cli_weights_category": ["--bootstrap", opts.bootstrap, "--weights", "weight", "--category", "topic"],
     }
     if opts.style_rounds > 0:
         runs["cli_style_bootstrap"] = ["--style-control", "--bootstrap", opts.style_rounds]
+    if opts.runs:
+        wanted = {f"cli_{name}" for name in opts.runs.split(",")} | {"cli_bootstrap", "cli_no_intervals"}
+        runs = {name: flags for name, flags in runs.items() if name in wanted}
     results = {"cli_rows": n, "cli_file_mib": round(data.stat().st_size / 2**20, 1)}
     truth = pd.Series(sim["true_elo"], index=sim["names"])
     for name, flags in runs.items():
@@ -325,21 +348,23 @@ def cli_runs(sim: dict, opts, workdir: Path) -> dict:
         run = run_cli_measured(["--data", data, "--output", out, *flags])
         if run["rc"] != 0:
             raise SystemExit(f"{name} failed ({run['rc']}): {run['stderr'][-2000:]}")
-        results[name] = {"flags": " ".join(map(str, flags)), "seconds": run["seconds"], "peak_mib": run["peak_mib"]}
+        results[name] = {"flags": " ".join(map(str, flags)), "seconds": run["seconds"], "cpu_s": run["cpu_s"],
+                         "peak_mib": run["peak_mib"]}
         table = pd.read_csv(out / "leaderboard.csv").set_index("model")
         results[name]["spearman_plain_vs_truth"] = round(spearman(table["rating"], truth[table.index]), 4)
         if "style_rating" in table.columns:
             results[name]["spearman_style_vs_truth"] = round(spearman(table["style_rating"], truth[table.index]), 4)
             summary = json.loads((out / "leaderboard.json").read_text())
             results[name]["length_coef"] = summary["style"]["coefficients"]["votes"]["tokens"]
-        print(f"arenapref leaderboard --data battles.csv {results[name]['flags']}: {run['seconds']:.1f}s wall, "
+        print(f"arenapref leaderboard --data battles.csv {results[name]['flags']}: {run['seconds']:.1f}s wall "
+              f"({run['cpu_s']:.0f} CPU s), "
               f"{run['peak_mib']:.0f} MiB peak; Spearman with the truth {results[name]['spearman_plain_vs_truth']}"
               + (f" plain, {results[name]['spearman_style_vs_truth']} style controlled"
                  if "spearman_style_vs_truth" in results[name] else ""), flush=True)
     rounds = opts.bootstrap
     results["cli_round_s"] = round((results["cli_bootstrap"]["seconds"] - results["cli_no_intervals"]["seconds"])
                                    / rounds, 5)
-    if "cli_style_bootstrap" in results:
+    if "cli_style_bootstrap" in results and "cli_style_sandwich" in results:
         results["cli_style_round_s"] = round((results["cli_style_bootstrap"]["seconds"]
                                               - results["cli_style_sandwich"]["seconds"]) / opts.style_rounds, 3)
     return results
@@ -354,6 +379,8 @@ def main() -> None:
     parser.add_argument("--cli-rows", type=int, default=None, help="battles in the CLI's file (default: the largest "
                                                                     "size; 0: skip the CLI runs)")
     parser.add_argument("--style-rounds", type=int, default=3, help="bootstrap rounds of the style-controlled CLI run")
+    parser.add_argument("--runs", default="", help="only these CLI runs besides bootstrap and no_intervals (names "
+                                                   "without cli_, e.g. weights_category); default: all")
     parser.add_argument("--length-effect", type=float, default=0.4, help="planted log-odds per sd of length")
     parser.add_argument("--dense-limit-mb", type=float, default=1000.0, help="largest dense reference design matrix")
     parser.add_argument("--mean-tokens", type=float, default=40.0, help="typical response length of the pool")

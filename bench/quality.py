@@ -42,7 +42,7 @@ RECIPES = [
     # The same with the --extra files teaching its head's direction model (probe.py).
     ("dual_tower_extra", ["--model", "dual-tower"], True, 4),
     ("cross_encoder", ["--model", "cross-encoder", "--max-length", "256", "--truncation-side", "left"], False, 6),
-    # The seed's reference recipe: N(0, 0.02) head over the pooled vectors only, no probe, 1 epoch.
+    # The plain head: N(0, 0.02) linear layer over the pooled vectors only, no probe, 1 epoch.
     ("dual_tower_reference", ["--model", "dual-tower", "--no-head-features", "--no-probe", "--lr", "5e-5",
                               "--head-lr", "1e-3", "--epochs", "1"], False, 4),
     ("llm", ["--model", "llm", "--backbone", "smollm2", "--max-length", "256", "--epochs", "1", "--lr", "2e-4",

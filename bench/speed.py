@@ -295,6 +295,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"error: --device {args.device}: torch sees no CUDA device here; use --device cpu")
     data = Path(args.data) if args.data else next(
         (Path(c) / "arena_sample.csv" for c in DATA_CANDIDATES if c and (Path(c) / "arena_sample.csv").exists()), None)
     if data is None or not data.exists():

@@ -87,3 +87,11 @@ def test_extra_direction_benchmark_runs(tmp_path, arena_csv, tiny_deberta):
                           "--backbone", tiny_deberta, "--folds", 2)
     assert set(result) == {"features", "features+pooled"}
     assert all(0.5 < r["log_loss"] < 2.0 and r["shorter_won_log_loss"] > 0 for r in result.values())
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+def test_speed_benchmark_refuses_cuda_where_there_is_none():
+    # bench/gpu_check.sh's dry run on a CPU: the CUDA steps must end in one line, not a traceback
+    _, proc = run_bench("speed.py", "--device", "cuda", check=False)
+    assert proc.returncode != 0 and "torch sees no CUDA device" in proc.stderr
+    assert "Traceback" not in proc.stderr

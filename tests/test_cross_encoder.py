@@ -1,4 +1,5 @@
-"""Cross-encoder: joint rendering (per-field budgets, markers, whole turns) and the model end to end."""
+"""Cross-encoder: joint rendering (the "fields" packing of older models: per-field budgets, markers, whole turns;
+round packing is tested in test_text.py) and the model end to end."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ LONG = " ".join(["the model answered the question about python code"] * 40)
 
 
 def test_budgets_respected_and_every_field_present_when_all_is_long(tokenizer):
-    settings = TextSettings(max_length=64)
+    settings = TextSettings(max_length=64, joint_packing="fields")
     renderer = Renderer(tokenizer, settings)
     ids = renderer.cross_inputs(frame_of([LONG], [LONG], [LONG]))[0]
     assert len(ids) == 64
@@ -55,14 +56,15 @@ def test_budgets_respected_and_every_field_present_when_all_is_long(tokenizer):
     assert fields[1] == long_ids[:len(fields[1])]
 
     # Configurable shares, and left truncation keeps the end.
-    renderer = Renderer(tokenizer, TextSettings(max_length=64, field_weights=(0.5, 0.25, 0.25), truncation_side="left"))
+    renderer = Renderer(tokenizer, TextSettings(max_length=64, field_weights=(0.5, 0.25, 0.25), truncation_side="left",
+                                                 joint_packing="fields"))
     fields = split_fields(renderer, renderer.cross_inputs(frame_of([LONG], [LONG], [LONG]))[0])
     assert abs(len(fields[0]) - 0.5 * budget) <= 1
     assert fields[0] == long_ids[-len(fields[0]):]
 
 
 def test_short_field_kept_whole_and_its_share_goes_to_the_responses(tokenizer):
-    renderer = Renderer(tokenizer, TextSettings(max_length=64))
+    renderer = Renderer(tokenizer, TextSettings(max_length=64, joint_packing="fields"))
     ids = renderer.cross_inputs(frame_of(["hello there"], [LONG], [""]))[0]
     prompt, a, b = split_fields(renderer, ids)
     assert prompt == renderer.tokenize(["hello there"])[0]
@@ -73,7 +75,7 @@ def test_short_field_kept_whole_and_its_share_goes_to_the_responses(tokenizer):
 def test_multi_turn_keeps_turns_whole_where_possible(tokenizer):
     turns = [LONG, "a short second question", "and a short third one"]
     for side in ("left", "right"):
-        renderer = Renderer(tokenizer, TextSettings(max_length=128, truncation_side=side))
+        renderer = Renderer(tokenizer, TextSettings(max_length=128, truncation_side=side, joint_packing="fields"))
         ids = renderer.cross_inputs(frame_of(turns, ["x"] * 3, ["y"] * 3))[0]
         prompt_marker = renderer.field_markers[0]
         prompt = ids[find(ids, prompt_marker)[0]:find(ids, renderer.field_markers[1])[0]]
@@ -128,6 +130,7 @@ def test_cli_cross_encoder_end_to_end(tmp_path, small_csv, tiny_deberta):
     meta = json.loads((out / "arenapref.json").read_text())
     assert meta["model_type"] == "cross-encoder"
     assert meta["text"]["field_weights"] == [0.3, 0.35, 0.35] and meta["text"]["truncation_side"] == "left"
+    assert meta["text"]["joint_packing"] == "rounds"  # new models pack by rounds
     assert json.loads((out / "config.json").read_text())["model_type"] == "arenapref-cross-encoder"
     assert np.isfinite(meta["valid_metrics"]["log_loss"])
     pred = tmp_path / "pred.csv"

@@ -195,7 +195,7 @@ def test_diagnostics_with_swap_tta_give_the_two_orders_disagreement():
     assert result.diagnostics[1]["swap"]["top_label_flips"] and not result.diagnostics[0]["swap"]["top_label_flips"]
     summary = diagnostics_summary(result.diagnostics)
     # one flip: "abc" vs "abd", where only the position bias decides ("x" vs "y" is a tie either way round)
-    assert summary == {"rows": 6, "truncated": 4, "rounds_dropped": 1, "top_label_flips": 1,
+    assert summary == {"rows": 6, "truncated": 4, "dropped": 1, "top_label_flips": 1,
                        "warnings": {"identical_responses": 1, "empty_response_b": 1, "empty_prompt": 1}}
 
 
@@ -377,7 +377,15 @@ def test_identical_responses_cross_encoder(tiny_deberta, small_csv):
     frame = identical_rows(small_csv)
     raw = backend.predict_logits(frame)[0]
     assert np.abs(raw[:, 0] - raw[:, 1]).max() > 1e-6  # without the rule A and B would differ
-    assert_a_equals_b(Judge(backend, {"calibration": {"temperature": 1.3}}), frame)
+    judge = Judge(backend, {"calibration": {"temperature": 1.3}})
+    assert_a_equals_b(judge, frame)
+    # the real renderer's report arrives whole in the row diagnostics, beside the warnings and the swap figures
+    records = []
+    backend.predict_logits(frame, diagnostics=records)
+    result = judge.predict_all(frame, tta="swap", diagnostics=True)
+    assert [{k: v for k, v in r.items() if k not in ("warnings", "swap")} for r in result.diagnostics] == records
+    assert all(r["warnings"] == ["identical_responses"] and not r["swap"]["top_label_flips"]
+               for r in result.diagnostics)
 
 
 def test_identical_responses_dual_tower(dual_tower_model, small_csv):

@@ -176,7 +176,7 @@ def test_cli_writes_csvs_chart_and_correlation(tmp_path, sim):
                    "--bootstrap", 20, "--output", out, env={"COLUMNS": "160"})
     human = pd.read_csv(out / "leaderboard.csv")
     judge = pd.read_csv(out / "leaderboard_judge.csv")
-    assert human.columns.tolist() == ["model", "rating", "ci_low", "ci_high", "battles"]
+    assert human.columns.tolist() == ["model", "rating", "se", "ci_low", "ci_high", "rank_ub", "battles"]
     assert judge["model"].tolist() == list(TRUTH)  # the judge's votes are the true probabilities
     assert human["model"].tolist()[:2] == ["alpha", "bravo"] and human["battles"].sum() == 3000
 
@@ -515,8 +515,8 @@ def test_cli_style_control_for_votes_and_judge_with_sandwich_intervals(styled_ba
     out = tmp_path / "board"
     proc = run_cli("leaderboard", "--data", path, "--predictions", tmp_path / "pred.csv", "--style-control",
                    "--ci", "sandwich", "--output", out, env={"COLUMNS": "220"})
-    columns = ["model", "rating", "ci_low", "ci_high", "rank", "style_rating", "style_ci_low", "style_ci_high",
-               "style_rank", "battles"]
+    columns = ["model", "rating", "se", "ci_low", "ci_high", "rank_ub", "rank", "style_rating", "style_se",
+               "style_ci_low", "style_ci_high", "style_rank", "style_rank_ub", "battles"]
     human, judge = pd.read_csv(out / "leaderboard.csv"), pd.read_csv(out / "leaderboard_judge.csv")
     assert human.columns.tolist() == columns and judge.columns.tolist() == columns
     # The judge's votes are the true probabilities, length effect included: style control takes it out again.

@@ -1,4 +1,5 @@
-"""A real 2-process data-parallel training on CPU (gloo) through torchrun, no home-made distribution."""
+"""A real 2-process data-parallel training on CPU (gloo) through torchrun, no home-made distribution (with gradient
+checkpointing: DDP without find_unused_parameters, the strict mode)."""
 
 import json
 import os
@@ -20,7 +21,10 @@ def test_torchrun_two_processes(small_csv, tiny_deberta, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "arenapref", "train", "--data", str(small_csv), "--output", str(out), "--model", "dual-tower",
            "--backbone", str(tiny_deberta), "--max-length", "32", "--epochs", "2", "--batch-size", "4",
-           "--eval-steps", "5", "--swap-augment", "random"]
+           "--eval-steps", "5", "--swap-augment", "random",
+           # The Trainer turns DDP's find_unused_parameters off under gradient checkpointing: every trainable
+           # parameter must then reach the loss (tests/test_ddp_parameters.py), or the second step fails.
+           "--gradient-checkpointing"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]

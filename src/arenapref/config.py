@@ -76,7 +76,7 @@ class TrainConfig:
     extra_exclude: list = option(factory=list, path=True,
                                  help="File(s) whose prompts --extra rows must not share, besides the validation "
                                       "part (repeat); cv adds its held-out fold.")
-    model: str = option("hybrid", choices=tuple(MODELS), help="Model family (see the README's model table).")
+    model: str = option("hybrid", choices=tuple(MODELS), help="Model family (see docs/models.md).")
     objective: str = option("classify", families=RANK_FAMILIES, choices=("classify", "rank"),
                             help="classify (a 3-way head) or rank (a score per response).")
     rank_loss: str = option("davidson", families=("dual-tower",), choices=("davidson", "mse"),
@@ -119,6 +119,11 @@ class TrainConfig:
                                  "report_to names).")
     field_budget: str = option("0.2,0.4,0.4", families=JOINT_FAMILIES,
                                help="cross-encoder / llm: budget shares of prompt, response A, response B.")
+    # Saved in arenapref.json's "text" block; a model saved before the option existed reads as fields (text.py).
+    joint_packing: str = option("rounds", families=JOINT_FAMILIES, choices=("rounds", "fields"),
+                                help="cross-encoder / llm: rounds (keep the latest prompt turn + both answers "
+                                     "whole, cut the earliest kept round, mark cuts with …) or fields (each field "
+                                     "cut on its own, the packing of older models).")
     pooling: str = option("fields", families=("cross-encoder",), choices=("mean", "first", "fields"),
                           help="cross-encoder: mean, first token, or fields (mean over A's tokens, and over B's).")
     lora_r: int = option(16, families=("llm",), help="llm: LoRA rank.")

@@ -5,23 +5,32 @@ gathers whatever arrives within a few milliseconds (and everything that queued w
 and runs one forward pass for all of them in a thread, so the event loop keeps accepting requests meanwhile.
 /v1/rank runs Judge.rank's code (best_of_n.rank_responses) in a worker thread, its forward passes queued the same way.
 Requests are bounded in bytes and items (413 past the limits); malformed bodies get 422 with a readable message.
+
+With an API key (`create_app(..., api_key=KEY)`), every route but /healthz answers 401 without the header
+`Authorization: Bearer KEY`. /docs and /openapi.json stay open: they describe the API, not the model's answers, a
+browser opening /docs cannot send the header, and its Authorize button (the HTTPBearer scheme) sends the key for the
+calls made from the page. The key lives in one closure: nothing logs, reports or documents it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -34,8 +43,10 @@ from pydantic import (
 )
 
 from arenapref import __version__
+from arenapref.data.swap import TTA_MODES
 from arenapref.data.tables import LABELS, normalize
 from arenapref.errors import DataError
+from arenapref.evaluation.metrics import VERDICTS, verdicts
 from arenapref.ratings.best_of_n import rank_method, rank_responses
 
 log = logging.getLogger("arenapref.serve")
@@ -60,10 +71,14 @@ class Comparison(BaseModel):
     """One conversation: the prompt turns and two candidate responses (a string is a single turn)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"prompt": "What is 2+2?", "response_a": "4", "response_b": "2+2 is 4."}]})
+        {"prompt": "What is 2+2?", "response_a": "4", "response_b": "2+2 is 4."},
+        {"prompt": "What is 2+2?", "response_a": "4", "response_b": "2+2 is 4.", "tta": "swap", "diagnostics": True}]})
     prompt: Turns
     response_a: Turns
     response_b: Turns
+    tta: Literal[TTA_MODES] | None = Field(None, description="swap: also judge the pair with A and B exchanged and "
+                                                             "average both orders; default: the server's --tta")
+    diagnostics: bool = Field(False, description="add a diagnostics object: what the model saw of the pair")
 
     @model_validator(mode="after")
     def _same_turn_count(self):
@@ -87,6 +102,13 @@ class Probabilities(BaseModel):
     winner_model_a: float
     winner_model_b: float
     winner_tie: float
+
+
+class Prediction(Probabilities):
+    verdict: Literal[VERDICTS] = Field(description="the likeliest outcome; ambiguous where P(A wins) = P(B wins) "
+                                                   "within 1e-9 and a tie is no likelier")
+    diagnostics: dict[str, Any] | None = Field(None, description="only when the comparison asked for it: tokens "
+                                                                 "kept per field and turn, cuts, warnings")
 
 
 class RankRequest(BaseModel):
@@ -116,6 +138,16 @@ class RankResult(BaseModel):
 
 
 # -- micro-batching and limits ---------------------------------------------------------------------------------------
+class PairRow(NamedTuple):
+    """One comparison on the pairs queue, with the settings its request asked for (tta None: the judge's own)."""
+
+    prompt: list[str]
+    response_a: list[str]
+    response_b: list[str]
+    tta: str | None = None
+    diagnostics: bool = False
+
+
 class TooLarge(Exception):
     def __init__(self, detail: str):
         self.detail = detail
@@ -231,10 +263,27 @@ class Service:
         self.max_rank = max(2, int((1 + (1 + 4 * max_items) ** 0.5) / 2))  # n(n-1) ordered pairs within max_items
         self.requests = 0
 
-    def predict_rows(self, rows: list[tuple]) -> list:
-        raw = pd.DataFrame({"id": [str(i) for i in range(len(rows))], "prompt": [r[0] for r in rows],
-                            "response_a": [r[1] for r in rows], "response_b": [r[2] for r in rows]})
-        return list(self.judge.predict_proba(normalize(raw, "request")))
+    def predict_rows(self, rows: list[PairRow]) -> list[tuple[np.ndarray, dict | None]]:
+        """(probabilities, diagnostics or None) per row. One gathered batch can hold requests with different
+        settings: each TTA mode gets its own pass, so every row is answered as its request asked."""
+        out: list = [None] * len(rows)
+        by_tta: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_tta.setdefault(row.tta or self.judge.tta, []).append(i)
+        for tta, index in by_tta.items():
+            group = [rows[i] for i in index]
+            raw = pd.DataFrame({"id": [str(i) for i in range(len(group))], "prompt": [r.prompt for r in group],
+                                "response_a": [r.response_a for r in group],
+                                "response_b": [r.response_b for r in group]})
+            frame = normalize(raw, "request")
+            if any(r.diagnostics for r in group):  # diagnostics come from the same pass, no second tokenisation
+                result = self.judge.predict_frame(frame, tta=tta, diagnostics=True)
+                probs, notes = result[list(LABELS)].to_numpy(np.float64), list(result["diagnostics"])
+            else:
+                probs, notes = self.judge.predict_proba(frame, tta=tta), [None] * len(group)
+            for i, row, p, note in zip(index, group, probs, notes):
+                out[i] = (p, json_ready(note) if row.diagnostics else None)
+        return out
 
     def score_rows(self, rows: list[tuple]) -> list:
         return list(self.judge.score_responses([r[0] for r in rows], [r[1] for r in rows]))
@@ -256,7 +305,19 @@ class Service:
     def stats(self) -> dict:
         return {"forward_passes": self.pairs.forward_passes + self.sides.forward_passes,
                 "rows": self.pairs.items + self.sides.items, "requests": self.requests,
-                "batch_wait_ms": self.batch_wait_ms, "max_items": self.max_items, "max_body_bytes": self.max_body_bytes}
+                "batch_wait_ms": self.batch_wait_ms, "max_items": self.max_items, "max_body_bytes": self.max_body_bytes,
+                "tta": self.judge.tta}
+
+
+def json_ready(value):
+    """numpy numbers and arrays as Python numbers and lists, NaN and infinities as None: what JSON can carry."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class QueuedJudge:
@@ -268,8 +329,8 @@ class QueuedJudge:
         self.scores_sides = service.judge.scores_sides
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        rows = list(zip(frame["prompt"], frame["response_a"], frame["response_b"]))
-        return np.asarray(self._wait(self.service.pairs.submit(rows))).reshape(-1, 3)
+        rows = [PairRow(*row) for row in zip(frame["prompt"], frame["response_a"], frame["response_b"])]
+        return np.asarray([probs for probs, _ in self._wait(self.service.pairs.submit(rows))]).reshape(-1, 3)
 
     def score_responses(self, prompts: list, responses: list) -> np.ndarray:
         return np.asarray(self._wait(self.service.sides.submit(list(zip(prompts, responses)))))
@@ -278,7 +339,45 @@ class QueuedJudge:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
 
+# -- access ----------------------------------------------------------------------------------------------------------
+bearer = HTTPBearer(auto_error=False, description="The server's API key (ARENAPREF_API_KEY or --api-key-file).")
+
+
+def key_check(api_key: str):
+    """The dependency that guards every route but /healthz: 401 unless `Authorization: Bearer <api_key>`."""
+    expected = api_key.encode()
+
+    async def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> None:
+        if credentials is None:
+            raise HTTPException(401, "no API key: send the header 'Authorization: Bearer <key>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(credentials.credentials.encode(), expected):  # constant time
+            raise HTTPException(401, "wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+    return authorized
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: only this machine can connect."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def open_access_warning(host: str, api_key: str | None) -> str | None:
+    """The warning for a server that other machines can reach with no key, else None."""
+    if api_key or is_loopback(host):
+        return None
+    return (f"warning: listening on {host} without an API key: anyone who reaches this port can use the model; "
+            "set ARENAPREF_API_KEY or pass --api-key-file")
+
+
 # -- routes ----------------------------------------------------------------------------------------------------------
+public = APIRouter()  # never behind the key: load balancers and orchestrators probe it
 routes = APIRouter()
 
 
@@ -301,7 +400,7 @@ def model_card(judge) -> dict:
     }
 
 
-@routes.get("/healthz")
+@public.get("/healthz")
 async def healthz() -> dict:
     return {"status": "ok"}
 
@@ -318,9 +417,10 @@ async def metrics(request: Request) -> str:
     return "".join(f"arenapref_{name}_total {stats[name]}\n" for name in ("requests", "forward_passes", "rows"))
 
 
-@routes.post("/v1/compare", response_model=Probabilities | list[Probabilities])
+@routes.post("/v1/compare", response_model=Prediction | list[Prediction], response_model_exclude_none=True)
 async def compare(body: Annotated[CompareBody, Body()], request: Request):
-    """P(A wins), P(B wins), P(tie) for one comparison, or for each of a list of them."""
+    """P(A wins), P(B wins), P(tie) and the verdict for one comparison, or for each of a list of them; each
+    comparison may ask for swap TTA and for diagnostics."""
     service = request.app.state.service
     items = body if isinstance(body, list) else [body]
     if len(items) > service.max_items:
@@ -328,8 +428,13 @@ async def compare(body: Annotated[CompareBody, Body()], request: Request):
     service.requests += 1
     if not items:
         return []
-    probs = await service.pairs.submit([(c.prompt, c.response_a, c.response_b) for c in items])
-    out = [dict(zip(LABELS, map(float, p))) for p in probs]
+    results = await service.pairs.submit([PairRow(c.prompt, c.response_a, c.response_b, c.tta, c.diagnostics)
+                                          for c in items])
+    probs = np.array([p for p, _ in results]).reshape(-1, 3)
+    out = []
+    for p, verdict, (_, notes) in zip(probs, verdicts(probs), results):
+        out.append({**dict(zip(LABELS, map(float, p))), "verdict": verdict,
+                    **({"diagnostics": notes} if notes is not None else {})})
     return out if isinstance(body, list) else out[0]
 
 
@@ -362,8 +467,9 @@ async def bad_data(request: Request, exc: DataError):
 
 
 def create_app(judge, batch_wait_ms: float = 5.0, max_items: int = 256, max_body_bytes: int = 4_000_000,
-               max_batch_rows: int = 512) -> FastAPI:
-    """The FastAPI app over an already loaded Judge."""
+               max_batch_rows: int = 512, api_key: str | None = None) -> FastAPI:
+    """The FastAPI app over an already loaded Judge (its `tta` is the default of /v1/compare and /v1/rank's). With
+    `api_key`, every route but /healthz needs `Authorization: Bearer <api_key>`."""
     service = Service(judge, batch_wait_ms, max_items, max_body_bytes, max_batch_rows)
     app = FastAPI(title="arenapref judge", version=__version__, lifespan=service.lifespan,
                   description="Which of two chatbot responses would a human prefer? Probabilities for A wins, "
@@ -373,7 +479,8 @@ def create_app(judge, batch_wait_ms: float = 5.0, max_items: int = 256, max_body
     app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_exception_handler(TooLarge, too_large)
     app.add_exception_handler(DataError, bad_data)
-    app.include_router(routes)
+    app.include_router(public)
+    app.include_router(routes, dependencies=[Depends(key_check(api_key))] if api_key else None)
     return app
 
 
@@ -411,9 +518,10 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def run(judge, host: str, port: int, **limits) -> None:
+def run(judge, host: str, port: int, api_key: str | None = None, **limits) -> None:
     import uvicorn
 
     fix_mmap_threshold()
-    uvicorn.run(create_app(judge, **limits), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(create_app(judge, api_key=api_key, **limits), host=host, port=port, log_level="info",
+                access_log=False)
 

@@ -36,7 +36,8 @@ from arenapref.labeling.strategies import (
 )
 from arenapref.models.directory import check_model_dir
 
-STRATEGY_HELP = ("random (the default: no strategy beat it in bench/active.py on arena data, see the README), entropy "
+STRATEGY_HELP = ("random (the default: no strategy beat it in bench/active.py on arena data, see docs/labeling.md), "
+                 "entropy "
                  "(most uncertain), margin (top two outcomes closest), swap-disagreement (the A/B and B/A answers "
                  "differ most), committee (models disagree most).")
 MODEL = typer.Option(..., help="Model directory written by `arenapref train`.")

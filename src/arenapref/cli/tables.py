@@ -61,7 +61,7 @@ def diagnostics_summary_table(summary: dict) -> Table:
     table.add_column("rows with")
     table.add_column("count", justify="right")
     table.add_row("text cut to fit the model", str(summary["truncated"]))
-    table.add_row("earlier rounds dropped", str(summary["rounds_dropped"]))
+    table.add_row("earlier rounds or turns left out", str(summary["dropped"]))
     for name, count in summary["warnings"].items():
         table.add_row(name.replace("_", " "), str(count))
     if "top_label_flips" in summary:
@@ -87,9 +87,11 @@ def row_diagnostics_table(row: dict) -> Table:
     table.add_column("value")
     for field, turns in (row.get("fields") or {}).items():
         table.add_row(f"{field} tokens kept", ", ".join(f"{t.get('kept')}/{t.get('tokens')}" for t in turns))
-    for key in ("tokens", "max_length", "rounds_dropped", "truncated"):
+    for key in ("packing", "tokens", "max_length", "rounds", "rounds_dropped", "turns_dropped", "truncated"):
         if key in row:
-            table.add_row(key.replace("_", " "), str(row[key]))
+            value = row[key]
+            text = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+            table.add_row(key.replace("_", " "), text)
     table.add_row("warnings", ", ".join(row.get("warnings", ())) or "none")
     if "swap" in row:
         swap = row["swap"]
@@ -115,46 +117,67 @@ def cv_table(result: dict, title: str) -> Table:
 
 
 def leaderboard_table(boards: dict, summary: dict) -> Table:
+    """Rating, standard error, interval and Rank (UB) per source (and style controlled), best first."""
     names = list(boards)
     tables = {name: board.table for name, board in boards.items()}
     first = tables[names[0]]
-    styled = summary.get("style_control", False)
-    table = Table(title=f"Bradley-Terry ratings, Elo scale ({summary['battles']} battles, ties: {summary['ties']}, "
-                        f"95% intervals: {summary['ci']})")
-    table.add_column("#", justify="right")
+    styled = "style" in summary
+    level = f"{100 * summary.get('ci_level', 0.95):g}%"
+    controlled = "style ctl" if summary.get("style_control") else "cov. ctl"
+    where = f"{summary['category']}: " if "category" in summary else ""
+    table = Table(title=f"{where}Bradley-Terry ratings, Elo scale ({summary['battles']} battles, ties: "
+                        f"{summary['ties']}, {level} intervals: {summary['ci']})")
     table.add_column("model")
     for name in names:
         table.add_column(f"{name} rating", justify="right")
-        table.add_column("95% CI", justify="right", no_wrap=True)
+        table.add_column("SE", justify="right")
+        table.add_column(f"{level} CI", justify="right", no_wrap=True)
+        table.add_column("Rank (UB)", justify="right")
         if styled:
-            table.add_column(f"{name} style-controlled", justify="right")
-            table.add_column("95% CI", justify="right", no_wrap=True)
-            table.add_column("style rank (change)", justify="right")
+            table.add_column(f"{name} {controlled}", justify="right")
+            table.add_column("SE", justify="right")
+            table.add_column(f"{level} CI", justify="right", no_wrap=True)
+            table.add_column("Rank (UB)", justify="right")
+            table.add_column("rank (change)", justify="right")
     table.add_column("battles", justify="right")
     indexed = {name: board.set_index("model") for name, board in tables.items()}
 
     def interval(low, high):
         return "-" if math.isnan(low) else f"[{low:.0f}, {high:.0f}]"
 
-    for i, row in first.iterrows():
+    def error(se):
+        return "-" if math.isnan(se) else f"{se:.1f}"
+
+    for _, row in first.iterrows():
         cells = []
         for name in names:
             r = indexed[name].loc[row["model"]]
-            cells += [f"{r['rating']:.0f}", interval(r["ci_low"], r["ci_high"])]
+            cells += [f"{r['rating']:.0f}", error(r["se"]), interval(r["ci_low"], r["ci_high"]),
+                      str(int(r["rank_ub"]))]
             if styled:
-                cells += [f"{r['style_rating']:.0f}", interval(r["style_ci_low"], r["style_ci_high"]),
+                cells += [f"{r['style_rating']:.0f}", error(r["style_se"]),
+                          interval(r["style_ci_low"], r["style_ci_high"]), str(int(r["style_rank_ub"])),
                           f"{int(r['style_rank'])} ({int(r['rank'] - r['style_rank']):+d})"]
-        table.add_row(str(i + 1), row["model"], *cells, str(row["battles"]))
+        table.add_row(row["model"], *cells, str(row["battles"]))
     captions = []
     if "spearman" in summary:
         captions.append(f"rank correlation, votes vs judge: Spearman {summary['spearman']:.3f}, "
                         f"Kendall {summary['kendall']:.3f} ({summary['models']} models)")
+    if "both_bad" in summary:
+        captions.append(f"both-bad votes: {summary['both_bad']['battles']} "
+                        f"{'counted as ties' if summary['both_bad']['counted_as'] == 'tie' else 'left out'}")
     if styled:
         for name, board in boards.items():
             coefs = ", ".join(f"{c.feature} {c.coef:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
                               if not math.isnan(c.ci_low) else f"{c.feature} {c.coef:+.3f}"
                               for c in board.style.itertuples())
-            captions.append(f"style coefficients ({name}, log-odds per sd): {coefs}")
-    if captions:
-        table.caption = "\n".join(captions)
+            captions.append(f"{'style' if summary.get('style_control') else 'covariate'} coefficients ({name}, "
+                            f"log-odds per sd): {coefs}")
+    if styled:
+        what = "length and markdown" + (" and " if summary.get("covariates") else "") if summary.get(
+            "style_control") else ""
+        captions.append(f"{controlled}: the {'style-' if summary.get('style_control') else 'covariate-'}controlled "
+                        f"rating ({what}{', '.join(summary.get('covariates', []))} taken out)")
+    captions.append("Rank (UB): 1 + the number of models whose interval lies wholly above this model's")
+    table.caption = "\n".join(captions)
     return table

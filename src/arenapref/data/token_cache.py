@@ -50,7 +50,12 @@ def frame_fingerprint(frame) -> str:
 
 
 def cache_key(renderer, inputs: str, frame) -> str:
-    parts = {"format": FORMAT, "inputs": inputs, "text": renderer.settings.to_dict(),
+    text = renderer.settings.to_dict()
+    # joint_packing changes joint ids only. "fields" is the packing of the ids cached before the setting existed:
+    # left out of the key there (and for pair inputs), those entries are still found; "rounds" gets its own key.
+    if inputs == "pair" or text["joint_packing"] == "fields":
+        del text["joint_packing"]
+    parts = {"format": FORMAT, "inputs": inputs, "text": text,
              "tokenizer": tokenizer_fingerprint(renderer.tokenizer), "rows": frame_fingerprint(frame)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 

@@ -174,14 +174,16 @@ def position_consistency(direct: np.ndarray, mirrored: np.ndarray) -> dict:
 
 
 def diagnostics_summary(rows: list[dict]) -> dict:
-    """Counts over per-row diagnostics (`predict --diagnostics`): rows cut to fit the model, rows with earlier
-    rounds dropped, each warning, and (swap TTA) rows whose top label flips with the order."""
+    """Counts over per-row diagnostics (`predict --diagnostics`): rows cut to fit the model (`truncated`), rows
+    with earlier rounds (joint families) or turns (dual tower) left out (`dropped`), each warning, and (swap TTA)
+    rows whose top label flips with the order."""
     warnings: dict[str, int] = {}
     for row in rows:
         for name in row.get("warnings", ()):
             warnings[name] = warnings.get(name, 0) + 1
+    dropped = lambda r: bool(r.get("rounds_dropped")) or any((r.get("turns_dropped") or {}).values())
     out = {"rows": len(rows), "truncated": sum(bool(r.get("truncated")) for r in rows),
-           "rounds_dropped": sum(bool(r.get("rounds_dropped")) for r in rows), "warnings": warnings}
+           "dropped": sum(dropped(r) for r in rows), "warnings": warnings}
     if rows and all("swap" in r for r in rows):
         out["top_label_flips"] = sum(bool(r["swap"]["top_label_flips"]) for r in rows)
     return out

@@ -253,12 +253,16 @@ class NeuralBackend:
             raise DataError(f"{path}: tokenizer files missing or corrupt ({str(exc)[:160]})") from None
         return cls(model, tokenizer, meta, device, recipe.inputs, **options)
 
-    def predict_logits(self, frame, progress=None):
-        """Uncalibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame."""
+    # predict_logits(..., diagnostics=[]) reports what the renderer kept of each row (data/text.py).
+    reports_diagnostics = True
+
+    def predict_logits(self, frame, progress=None, diagnostics: list | None = None):
+        """Uncalibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame. `diagnostics` (a
+        list) receives one dict per row from the rendering that made the model's inputs (`encode_rows`)."""
         features = None
         if reads_features(self.model):
             features = head_features(frame)
-        return predict_rows(self.model, encode_rows(self.renderer, self.inputs, frame), self.inputs,
+        return predict_rows(self.model, encode_rows(self.renderer, self.inputs, frame, diagnostics), self.inputs,
                             self.tokenizer.pad_token_id or 0, self.max_tokens, self.device, progress,
                             workers=self.workers, features=features)
 

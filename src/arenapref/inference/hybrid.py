@@ -3,7 +3,7 @@
 The two err differently: the gbdt reads hand-made features through trees, the neural model reads the text (with
 the same features in a linear head, training/probe.py). Averaging their calibrated probabilities with a fixed weight
 (`hybrid_weight` for the neural part, 0.5 by default; fixed, not fitted, so nothing is tuned to one split) gives
-a lower log loss than either on the arena sample's grouped CV (README, "Choosing the recipe").
+a lower log loss than either on the arena sample's grouped CV (docs/benchmarks.md, "Choosing the recipe").
 
 Both parts train on the same rows and are calibrated on the same validation part (same seed, same grouped
 split). `--extra` files teach both parts who wins without their tie rate: the gbdt part's factored model, and the
@@ -53,9 +53,17 @@ class HybridBackend:
     # Swap TTA is applied inside each part, with that part's own swap-TTA temperature, before the blend.
     handles_tta = True
 
-    def predict_logits(self, frame, progress=None, tta: str = "none"):
-        probs = sum(weight * softmax(judge.predict_logits(frame, progress if i == 0 else None, tta=tta)[0])
-                    for i, (weight, judge) in enumerate(self.parts))
+    # The neural part reads rendered text and reports what it kept; the gbdt part reads whole texts.
+    reports_diagnostics = True
+
+    def predict_logits(self, frame, progress=None, tta: str = "none", diagnostics: list | None = None):
+        """`diagnostics` (a list) receives the neural part's per-row rendering report (data/text.py), from the
+        pass on the rows as given (with tta="swap" the swapped pass reads the same turns, A and B exchanged)."""
+        probs = 0.0
+        for i, (weight, judge) in enumerate(self.parts):
+            extra = {"diagnostics": diagnostics} if diagnostics is not None and PARTS[i] == "neural" else {}
+            logits = judge.predict_logits(frame, progress if i == 0 else None, tta=tta, **extra)[0]
+            probs = probs + weight * softmax(logits)
         return np.log(np.clip(probs, 1e-12, 1.0)), None
 
     def one_sided_logits(self, frame):

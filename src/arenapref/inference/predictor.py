@@ -150,12 +150,18 @@ class Predictor:
         return cls(backend, meta, tta)
 
     # -- prediction -------------------------------------------------------------------------------------------
-    def predict_logits(self, frame: pd.DataFrame, progress=None, tta: str | None = None):
+    def predict_logits(self, frame: pd.DataFrame, progress=None, tta: str | None = None,
+                       diagnostics: list | None = None):
         """Calibrated logits (N, 3) and side scores (N, 2) or None, for a frame (`load_frame`'s lists of turns, or
         raw Kaggle cells: JSON-encoded turn lists are decoded, never read character by character).
 
-        `tta` overrides the Judge's setting for this call ("none" or "swap")."""
-        result = self.predict_all(frame, progress, tta)
+        `tta` overrides the Judge's setting for this call ("none" or "swap"). `diagnostics` (a list) receives the
+        per-row rendering report of the pass on the rows as given, from a backend that `reports_diagnostics`
+        (`predict_all(..., diagnostics=True)` gives the whole per-row diagnostics)."""
+        tta = self.tta if tta is None else check_tta(tta)
+        result = self._score(as_turn_frame(frame), progress, tta, False, diagnostics is not None)
+        if diagnostics is not None and result.rendered is not None:
+            diagnostics.extend(result.rendered)
         return result.logits, result.scores
 
     def predict_proba(self, frame: pd.DataFrame, progress=None, tta: str | None = None) -> np.ndarray:

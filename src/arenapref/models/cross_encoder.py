@@ -1,6 +1,6 @@
 """Cross-encoder: prompt, response A and response B in one sequence, so attention compares the responses directly.
 
-The sequence comes from `Renderer.cross_inputs` (per-field budgets, field markers); the encoder's token states
+The sequence comes from `Renderer.cross_inputs` (round packing, field markers); the encoder's token states
 are pooled and a Linear(H -> 3) head with N(0, 0.02) weights gives the logits. Pooling: "mean" over the whole
 sequence, "first" token, or "fields": a masked mean over response A's tokens and one over response B's, side by
 side (2H; tokens that have read the other response through attention), so the head can compare the two (a mean
@@ -22,6 +22,7 @@ from transformers.modeling_outputs import ModelOutput
 from arenapref.models.dual_tower import (
     add_feature_buffers,
     encoder_from_dict,
+    freeze_pooler,
     standardized_features,
 )
 from arenapref.models.losses import preference_loss
@@ -84,6 +85,7 @@ class CrossEncoderModel(PreTrainedModel):
         if config.pooling == "fields" and not config.field_marker_ids:
             raise ValueError("pooling 'fields' needs field_marker_ids (the Renderer's field markers)")
         self.encoder = encoder if encoder is not None else encoder_from_dict(config.encoder)
+        freeze_pooler(self.encoder)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.head = nn.Linear(config.pooled_width + 2 * config.side_features + config.shared_features, 3)
         add_feature_buffers(self, config.side_features + config.shared_features)

@@ -101,6 +101,15 @@ def encoder_from_dict(values: dict):
     return AutoModel.from_config(AutoConfig.for_model(values.pop("model_type"), **values))
 
 
+def freeze_pooler(encoder: nn.Module) -> None:
+    """A backbone's own pooler (BERT's tanh layer over [CLS], in all-MiniLM-L6-v2 too) is computed but never read: we
+    pool the token states ourselves. Left trainable, it is a parameter that never reaches the loss, which stops
+    DistributedDataParallel without find_unused_parameters (what the Trainer runs under gradient checkpointing)."""
+    pooler = getattr(encoder, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        pooler.requires_grad_(False)
+
+
 class DualTowerModel(PreTrainedModel):
     config_class = DualTowerConfig
     base_model_prefix = "encoder"
@@ -112,6 +121,7 @@ class DualTowerModel(PreTrainedModel):
     def __init__(self, config: DualTowerConfig, encoder: nn.Module | None = None):
         super().__init__(config)
         self.encoder = encoder if encoder is not None else encoder_from_dict(config.encoder)
+        freeze_pooler(self.encoder)
         self.dropout = nn.Dropout(config.classifier_dropout)
         side, shared = config.side_features, config.shared_features
         if config.objective == "classify":
@@ -121,8 +131,10 @@ class DualTowerModel(PreTrainedModel):
         else:
             raise ValueError(f"objective {config.objective!r}: expected classify or rank")
         add_feature_buffers(self, side + shared)
-        # Davidson tie parameter (learned for rank/davidson, fitted afterwards for rank/mse) and score scale.
-        self.log_nu = nn.Parameter(torch.zeros(()), requires_grad=config.rank_loss == "davidson")
+        # Davidson tie parameter (learned for rank/davidson, fitted afterwards for rank/mse) and score scale. A 3-way
+        # head never reads it: trainable there, it would never reach the loss (see freeze_pooler).
+        self.log_nu = nn.Parameter(torch.zeros(()),
+                                   requires_grad=config.objective == "rank" and config.rank_loss == "davidson")
         self.register_buffer("link_scale", torch.ones(()))
         self.post_init()
 

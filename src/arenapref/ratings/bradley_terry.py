@@ -247,20 +247,20 @@ def newton(design: Design, weights: np.ndarray, ties: str, start: np.ndarray | N
     return params
 
 
-def sandwich(design: Design, weights: np.ndarray, moments: np.ndarray | None, params: np.ndarray,
+def sandwich(design: Design, weights: np.ndarray, spread: tuple | None, params: np.ndarray,
              ties: str) -> np.ndarray:
     """Robust covariance (n, n) of the fitted parameters: H^-1 M H^-1, M the sum over battles of s s^T.
 
-    weights (1, R, 3) as fitted; params (n,) the fit. A battle's score in (d, eta) is L (p - w) for its outcome w
-    (half: L = [1, 0, 1/2] and p = (sigmoid(d), 1 - sigmoid(d), 0); Davidson: L = [[1/2, -1/2, 0], [0, 0, 1]], p
-    the model's probabilities), so a row of n battles contributes n mu mu^T - mu (L m)^T - (L m) mu^T + L Q L^T,
-    mu = L p, m its summed weights, Q = `moments` (R, 3, 3) the sum of its battles' w w^T. moments=None: every row
-    is one battle (Q = w w^T).
+    weights (1, R, 3) as fitted; params (n,) the fit. A battle of weight c and outcome w has the score c L (p - w) in
+    (d, eta) (half: L = [1, 0, 1/2] and p = (sigmoid(d), 1 - sigmoid(d), 0); Davidson: L = [[1/2, -1/2, 0], [0, 0,
+    1]], p the model's probabilities), so a row contributes C mu mu^T - mu (L m)^T - (L m) mu^T + L Q L^T, mu = L p,
+    from its battles' `spread` = (C, m, Q): C (R,) the sum of c^2, m (R, 3) of c^2 w, Q (R, 3, 3) of c^2 w w^T.
+    spread=None: every row is one battle of weight 1 (C = w's sum, m = w, Q = w w^T). A weighted battle is one
+    sampled unit (its weight counts twice in M, as when the bootstrap resamples battles with their weights).
     """
     theta, beta, eta = _split(design, params[None], ties)
     d = design.logits(theta, beta)[0]
     rows = weights[0]
-    n = rows.sum(axis=1)
     if ties == "half":
         lmat = np.array([[1.0, 0.0, 0.5]])
         mu = expit(d)[:, None]
@@ -271,13 +271,16 @@ def sandwich(design: Design, weights: np.ndarray, moments: np.ndarray | None, pa
         probs = np.stack([np.exp(half - top), np.exp(-half - top), np.exp(e - top)], axis=1)
         probs /= probs.sum(axis=1, keepdims=True)
         mu = probs @ lmat.T
-    lm = rows @ lmat.T  # (R, q)
-    if moments is None:
-        spread = lm[:, :, None] * lm[:, None, :]
+    if spread is None:
+        count2, first2 = rows.sum(axis=1), rows
+        lm = first2 @ lmat.T  # (R, q)
+        spread_l = lm[:, :, None] * lm[:, None, :]
     else:
-        spread = np.einsum("ij,rjk,lk->ril", lmat, moments, lmat)
-    meat_rows = (n[:, None, None] * mu[:, :, None] * mu[:, None, :] - mu[:, :, None] * lm[:, None, :]
-                 - lm[:, :, None] * mu[:, None, :] + spread)
+        count2, first2, second2 = spread
+        lm = first2 @ lmat.T
+        spread_l = np.einsum("ij,rjk,lk->ril", lmat, second2, lmat)
+    meat_rows = (count2[:, None, None] * mu[:, :, None] * mu[:, None, :] - mu[:, :, None] * lm[:, None, :]
+                 - lm[:, :, None] * mu[:, None, :] + spread_l)
     zeros = np.zeros((1, len(d)))
     if ties == "half":
         second = (meat_rows[None, :, 0, 0], None, None)

@@ -107,7 +107,8 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
 
     tokenizer = recipe.tokenizer(cfg.backbone, cfg)
     settings = TextSettings(max_length=cfg.max_length, response_weight=cfg.response_weight,
-                            truncation_side=cfg.truncation_side, field_weights=cfg.field_weights)
+                            truncation_side=cfg.truncation_side, field_weights=cfg.field_weights,
+                            joint_packing=cfg.joint_packing)
     renderer = Renderer(tokenizer, settings)
 
     def encode(frame):
@@ -251,7 +252,7 @@ def calibrate_on_validation(model, cfg: TrainConfig, meta: dict, inputs: str, pa
     return probs
 
 
-# What the validation figures are (and are not) out of sample for: /v1/model and the README show it beside them.
+# What the validation figures are (and are not) out of sample for: /v1/model and the model card show it beside them.
 VALID_SCOPE = ("validation rows held out from training (grouped by prompt); temperature cross-fitted (each row "
                "calibrated by a temperature fitted on the other rows); in-sample for the checkpoint choice")
 

@@ -279,9 +279,11 @@ def test_both_orders_of_a_family_asked_twice():
     np.testing.assert_allclose(usual, direct)
     logits, _ = _PositionBiased().predict_logits(frame.assign(response_a=frame["response_b"],
                                                               response_b=frame["response_a"]))
-    np.testing.assert_allclose(mirrored, softmax(logits[:, [1, 0, 2]] / 2.0))
-    # identical responses: only the position bias separates the two answers, and swap-disagreement sees it
-    assert swap_disagreement(direct, mirrored)[1] > 0.01
+    np.testing.assert_allclose(mirrored[:1], softmax(logits[:1, [1, 0, 2]] / 2.0))  # row 2: identical responses
+    # the position bias separates the two answers, and swap-disagreement sees it; identical responses (row 2) get
+    # P(A) = P(B) by rule in every answer, so their two orders agree
+    assert swap_disagreement(direct, mirrored)[0] > 0.01
+    assert swap_disagreement(direct, mirrored)[1] == 0.0 and direct[1, 0] == direct[1, 1]
     swap_judge = Judge(_PositionBiased(), {"calibration": {"temperature": 2.0}}, tta="swap")
     np.testing.assert_allclose(swap_judge.predict_both_orders(frame)[2], swap_judge.predict_proba(frame), atol=1e-6)
 

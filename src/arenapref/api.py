@@ -3,20 +3,22 @@
     from arenapref import Judge
     judge = Judge.from_pretrained("runs/demo")
     judge.predict("What is 2+2?", "4", "It is 4, because 2+2=4.")   # {"winner_model_a": ..., ...}
+    judge.decide("What is 2+2?", "4", "5", tta="swap")                # ... and "verdict": "a_wins"
     judge.rank("What is 2+2?", ["4", "5", "It is 4."])                # best first, with scores
 """
 
 from __future__ import annotations
 
-from arenapref.inference.predictor import Predictor, as_turn_frame, check_tta
+from arenapref.evaluation.metrics import VERDICTS
+from arenapref.inference.predictor import Predictions, Predictor, as_turn_frame, check_tta
 from arenapref.ratings.best_of_n import rank_responses
 
-__all__ = ["Judge", "Predictor", "as_turn_frame", "check_tta"]
+__all__ = ["VERDICTS", "Judge", "Predictions", "Predictor", "as_turn_frame", "check_tta"]
 
 
 class Judge(Predictor):
-    """A trained preference model: probabilities that A wins, B wins, or it is a tie (see `Predictor`), and
-    best-of-n ranking of candidate responses."""
+    """A trained preference model: probabilities that A wins, B wins, or it is a tie, one comparison with its
+    verdict (`decide`), per-row diagnostics (see `Predictor`), and best-of-n ranking of candidate responses."""
 
     def rank(self, prompt, responses, method: str = "auto") -> list[dict]:
         """Order candidate responses to one prompt, best first: [{"rank", "index", "score", "response"}].

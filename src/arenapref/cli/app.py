@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from arenapref.cli import export, judges, labeling, predict, ratings, report, serve, train
+from arenapref.cli import compare, export, judges, labeling, predict, ratings, report, serve, train
 from arenapref.cli.common import err_console, round_rows
 from arenapref.cli.options import OneLineErrors
 from arenapref.errors import DataError
@@ -23,6 +23,7 @@ app.command(cls=OneLineErrors)(train.cv)
 app.command()(predict.ensemble)
 app.command()(predict.evaluate)
 app.command()(predict.predict)
+app.command()(compare.compare)
 app.command()(train.split)
 app.command()(labeling.label)
 app.command()(export.export)

@@ -1,5 +1,6 @@
 """evaluate, predict and ensemble: scoring files with a trained model, and blending prediction files. The inference
-flags (--dtype, --quantize, --batch-tokens, --workers) are generated from config.InferenceOptions."""
+flags (--dtype, --quantize, --batch-tokens, --workers) are generated from config.InferenceOptions; `compare`
+(cli/compare.py) shares them and MODEL / TTA / DIAGNOSTICS."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from arenapref.api import Judge, check_tta
 from arenapref.cli.common import console, err_console, quiet_libraries, round_rows, uses_transformers
 from arenapref.cli.options import with_options
-from arenapref.cli.tables import metrics_table, pairwise_table
+from arenapref.cli.tables import consistency_table, diagnostics_summary_table, metrics_table, pairwise_table
 from arenapref.config import InferenceOptions
 from arenapref.data.predictions import read_predictions
 from arenapref.data.tables import LABELS, atomic_path, check_output_path, iter_frames, load_frame, write_csv_atomic
@@ -23,15 +24,20 @@ from arenapref.errors import DataError
 from arenapref.evaluation.ensemble import METHODS, align, blend, fit_weights
 from arenapref.evaluation.metrics import (
     classification_metrics,
+    diagnostics_summary,
     frame_length_slices,
     frame_pairwise_accuracy,
     log_loss,
-    softmax,
 )
 from arenapref.models.directory import check_model_dir
 
 MODEL = typer.Option(..., help="Model directory written by `arenapref train`.")
 TTA = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped).")
+DIAGNOSTICS_HELP = ("Per-row diagnostics: tokens kept of each field and turn, rounds dropped, whether anything was "
+                    "cut, warnings for empty prompts and empty or identical responses, and with --tta swap how far "
+                    "the two orders disagree.")
+DIAGNOSTICS = typer.Option(False, "--diagnostics", help=DIAGNOSTICS_HELP)
+FORMATS = ("csv", "jsonl")
 
 
 def ensemble(
@@ -81,10 +87,14 @@ def evaluate(
     data: Path = typer.Option(..., help="Labelled file to score."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     tta: str = TTA,
+    diagnostics: bool = typer.Option(False, "--diagnostics",
+                                     help="Add counts of the per-row diagnostics: rows cut to fit the model, rows "
+                                          "with rounds dropped, each warning (see `predict --diagnostics`)."),
     inference: dict = None,
 ):
     """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file (Kaggle columns or
-    chosen/rejected pairs), plus RewardBench-style pairwise accuracy and the longer-answer baseline."""
+    chosen/rejected pairs), plus RewardBench-style pairwise accuracy, the longer-answer baseline and position
+    consistency (how often the top label flips when A and B are exchanged)."""
     options = InferenceOptions(**inference).validate()
     meta = check_model_dir(model)
     options.check_applies(meta["model_type"], model)
@@ -92,10 +102,14 @@ def evaluate(
     quiet_libraries(uses_transformers(meta["model_type"]))
     check_tta(tta)
     judge = Judge.from_pretrained(model, **options.load_kwargs())
-    logits, scores = judge.predict_logits(frame, tta=tta)
-    probs = softmax(logits)
+    # Both orders from the passes the answer needs anyway (a neural model: two, with or without --tta swap).
+    result = judge.predict_all(frame, tta=tta, both_orders=True, diagnostics=diagnostics)
+    probs = result.probs
     metrics = {**classification_metrics(frame["label"].to_numpy(), probs), **frame_length_slices(frame, probs),
-               "pairwise": frame_pairwise_accuracy(frame, probs, scores if judge.scores_sides else None)}
+               "pairwise": frame_pairwise_accuracy(frame, probs, result.scores if judge.scores_sides else None),
+               "position_consistency": result.position_consistency()}
+    if diagnostics:
+        metrics["diagnostics"] = diagnostics_summary(result.diagnostics)
     if as_json:
         print(json.dumps(metrics))
         return
@@ -107,21 +121,32 @@ def evaluate(
                           f"{part['log_loss']:.4f}, accuracy {part['accuracy']:.4f}")
     if metrics["pairwise"]["rows"]:
         console.print(pairwise_table(metrics["pairwise"]))
+    console.print(consistency_table(metrics["position_consistency"], tta))
+    if diagnostics:
+        console.print(diagnostics_summary_table(metrics["diagnostics"]))
 
 
 @with_options(InferenceOptions, into="inference")
 def predict(
     model: Path = MODEL,
     data: Path = typer.Option(..., help="File to score (labels not needed)."),
-    output: Path = typer.Option(..., help="CSV to write: id,winner_model_a,winner_model_b,winner_tie (+ chosen_side "
-                                          "for chosen/rejected input)."),
+    output: Path = typer.Option(..., help="File to write: id,winner_model_a,winner_model_b,winner_tie (+ chosen_side "
+                                          "for chosen/rejected input), as CSV or JSON lines (--format)."),
     scores: bool = typer.Option(False, "--scores", help="Add score_a, score_b (rank models)."),
     tta: str = TTA,
+    output_format: str | None = typer.Option(
+        None, "--format", metavar="[csv|jsonl]",
+        help="csv: the Kaggle submission; jsonl: one JSON object per row with the probabilities, the verdict "
+             "(a_wins, b_wins, tie or ambiguous) and, with --diagnostics, the row's diagnostics. Default: jsonl "
+             "when --output ends in .jsonl, else csv."),
+    diagnostics: bool = typer.Option(False, "--diagnostics", help=DIAGNOSTICS_HELP + " Needs --format jsonl."),
     inference: dict = None,
     chunk_rows: int = typer.Option(20_000, help="Rows read and scored at a time (memory stays bounded on any file)."),
 ):
-    """Write a Kaggle submission: one row of probabilities per input row, same order."""
+    """Write a Kaggle submission (or JSON lines with verdicts and diagnostics): one row of probabilities per input
+    row, same order."""
     options = InferenceOptions(**inference).validate()
+    output_format = check_format(output_format, output, diagnostics)
     check_output_path(output)
     meta = check_model_dir(model)
     options.check_applies(meta["model_type"], model)
@@ -132,13 +157,28 @@ def predict(
     quiet_libraries(uses_transformers(meta["model_type"]))
     check_tta(tta)
     judge = Judge.from_pretrained(model, **options.load_kwargs())
-    rows = stream_predictions(judge, itertools.chain([first], chunks), output, scores, tta)
+    rows = stream_predictions(judge, itertools.chain([first], chunks), output, scores, tta, output_format,
+                              diagnostics)
     console.print(f"wrote {rows} rows to {output}")
 
 
-def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str) -> int:
+def check_format(output_format: str | None, output: Path, diagnostics: bool) -> str:
+    """The output format asked for (or read from OUTPUT's extension), checked against --diagnostics."""
+    if output_format is None:
+        output_format = "jsonl" if output.suffix.lower() == ".jsonl" else "csv"
+    if output_format not in FORMATS:
+        raise DataError(f"--format {output_format!r}: expected csv or jsonl")
+    if diagnostics and output_format == "csv":
+        raise DataError("--diagnostics writes one object per row: add --format jsonl (the Kaggle CSV has no room "
+                        "for it)")
+    return output_format
+
+
+def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str, output_format: str = "csv",
+                       diagnostics: bool = False) -> int:
     """Score chunk after chunk into a temporary file beside OUTPUT, renamed over it at the end (atomic)."""
     written = 0
+    jsonl = output_format == "jsonl"
     with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh, Progress(
             TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
             transient=True, disable=not err_console.is_terminal) as bar:
@@ -146,10 +186,27 @@ def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str) -> i
         for frame, total in chunks:
             if task is None:
                 task = bar.add_task("rows", total=total)
-            out = judge.predict_frame(frame, scores=scores, tta=tta, progress=lambda k: bar.advance(task, k))
+            out = judge.predict_frame(frame, scores=scores, tta=tta, progress=lambda k: bar.advance(task, k),
+                                      verdict=jsonl, diagnostics=diagnostics)
             out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
             if frame.attrs.get("pairwise"):  # chosen/rejected input: where its seeded sides put the chosen one
                 out["chosen_side"] = ["a" if label == 0 else "b" for label in frame["label"]]
-            out.to_csv(fh, index=False, header=written == 0, float_format="%.6f")
+            if jsonl:
+                fh.writelines(json_lines(out))
+            else:
+                out.to_csv(fh, index=False, header=written == 0, float_format="%.6f")
             written += len(out)
     return written
+
+
+# The order of a JSON line's keys: the Kaggle columns, the verdict, then what the flags add.
+JSONL_KEYS = ("id", *LABELS, "verdict", "score_a", "score_b", "chosen_side", "diagnostics")
+
+
+def json_lines(out: pd.DataFrame):
+    """One JSON object per row of `predict_frame`'s output (probabilities already rounded), keys in JSONL_KEYS
+    order."""
+    keys = [k for k in JSONL_KEYS if k in out.columns]
+    columns = [out[k].tolist() for k in keys]  # tolist: Python numbers, not numpy ones
+    for values in zip(*columns):
+        yield json.dumps(dict(zip(keys, values)), ensure_ascii=False) + "\n"

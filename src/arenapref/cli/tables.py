@@ -1,4 +1,5 @@
-"""The rich tables the commands print: metrics, pairwise accuracy, cross-validation folds, leaderboards."""
+"""The rich tables the commands print: metrics, pairwise accuracy, position consistency, one comparison and its
+diagnostics, cross-validation folds, leaderboards."""
 
 from __future__ import annotations
 
@@ -37,6 +38,67 @@ def pairwise_table(pairwise: dict) -> Table:
         table.add_column(col, justify=justify)
     for name, part in [*pairwise.get("subsets", {}).items(), ("all", pairwise)]:
         table.add_row(name, str(part["rows"]), f"{part['accuracy']:.4f}", f"{part['longer_wins']:.4f}")
+    return table
+
+
+def consistency_table(consistency: dict, tta: str) -> Table:
+    """evaluation.metrics.position_consistency: top-label flip rate and mean |difference| when A and B trade places."""
+    what = "averaged answer vs the averaged answer of the swapped rows" if tta == "swap" else "each order alone"
+    table = Table(title=f"position consistency ({consistency['rows']} rows; {what})",
+                  caption="A and B exchanged, the answer mapped back: 0 means the order never matters")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("top label flips", f"{consistency['flip_rate']:.4f}")
+    table.add_row("mean |P(A) - P(A, swapped)|", f"{consistency['mean_abs_diff']:.4f}")
+    for name, value in consistency["per_class"].items():
+        table.add_row(f"mean |difference|, {name}", f"{value:.4f}")
+    return table
+
+
+def diagnostics_summary_table(summary: dict) -> Table:
+    """evaluation.metrics.diagnostics_summary: how many rows were cut, lost rounds, or carry each warning."""
+    table = Table(title=f"diagnostics ({summary['rows']} rows)")
+    table.add_column("rows with")
+    table.add_column("count", justify="right")
+    table.add_row("text cut to fit the model", str(summary["truncated"]))
+    table.add_row("earlier rounds or turns left out", str(summary["dropped"]))
+    for name, count in summary["warnings"].items():
+        table.add_row(name.replace("_", " "), str(count))
+    if "top_label_flips" in summary:
+        table.add_row("top label flipping with the order", str(summary["top_label_flips"]))
+    return table
+
+
+def decision_table(decision: dict, title: str) -> Table:
+    """One comparison (`Judge.decide`): the three probabilities, the verdict as the caption."""
+    table = Table(title=title, caption=f"verdict: {decision['verdict']}")
+    table.add_column("outcome")
+    table.add_column("probability", justify="right")
+    for key, name in (("winner_model_a", "A wins"), ("winner_model_b", "B wins"), ("winner_tie", "tie")):
+        table.add_row(name, f"{decision[key]:.4f}")
+    return table
+
+
+def row_diagnostics_table(row: dict) -> Table:
+    """One row's diagnostics (`predict_all(..., diagnostics=True)`): tokens kept / original per field and turn when
+    the model reports them, what was dropped or cut, warnings, and the two orders' disagreement under swap TTA."""
+    table = Table(title="diagnostics")
+    table.add_column("item")
+    table.add_column("value")
+    for field, turns in (row.get("fields") or {}).items():
+        table.add_row(f"{field} tokens kept", ", ".join(f"{t.get('kept')}/{t.get('tokens')}" for t in turns))
+    for key in ("packing", "tokens", "max_length", "rounds", "rounds_dropped", "turns_dropped", "truncated"):
+        if key in row:
+            value = row[key]
+            text = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+            table.add_row(key.replace("_", " "), text)
+    table.add_row("warnings", ", ".join(row.get("warnings", ())) or "none")
+    if "swap" in row:
+        swap = row["swap"]
+        diffs = ", ".join(f"{key.removeprefix('winner_')} {value:.4f}" for key, value in swap.items()
+                          if key.startswith("winner_"))
+        table.add_row("|given - swapped| per class", diffs)
+        table.add_row("top label flips with the order", "yes" if swap["top_label_flips"] else "no")
     return table
 
 

@@ -152,3 +152,38 @@ def frame_pairwise_accuracy(frame, probs: np.ndarray, scores: np.ndarray | None 
     length_a, length_b = response_lengths(frame)
     subsets = frame["subset"].to_numpy() if "subset" in frame.columns else None
     return pairwise_accuracy(frame["label"].to_numpy(), probs, scores, length_a, length_b, subsets)
+
+
+def order_disagreement(direct: np.ndarray, mirrored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of two (N, 3) answers, the one for the rows as given and the one with A and B exchanged mapped back
+    to A/B order: |difference| per class (N, 3), and whether the top label differs (N,) bool."""
+    direct, mirrored = np.asarray(direct, np.float64), np.asarray(mirrored, np.float64)
+    return np.abs(direct - mirrored), direct.argmax(axis=1) != mirrored.argmax(axis=1)
+
+
+def position_consistency(direct: np.ndarray, mirrored: np.ndarray) -> dict:
+    """How much an answer depends on which response is shown first: `flip_rate`, the share of rows whose top label
+    changes when A and B are exchanged; `mean_abs_diff`, the mean |P(A wins) - P(B wins, swapped)| (the same
+    response's chance of winning from either position); `per_class`, the mean |difference| of each class.
+    0 everywhere for a symmetric model (e.g. one averaging both orders)."""
+    diff, flips = order_disagreement(direct, mirrored)
+    n = int(len(diff))
+    return {"rows": n, "flip_rate": float(flips.mean()) if n else None,
+            "mean_abs_diff": float(diff[:, 0].mean()) if n else None,
+            "per_class": {name: float(diff[:, j].mean()) if n else None for j, name in enumerate(CLASS_NAMES)}}
+
+
+def diagnostics_summary(rows: list[dict]) -> dict:
+    """Counts over per-row diagnostics (`predict --diagnostics`): rows cut to fit the model (`truncated`), rows
+    with earlier rounds (joint families) or turns (dual tower) left out (`dropped`), each warning, and (swap TTA)
+    rows whose top label flips with the order."""
+    warnings: dict[str, int] = {}
+    for row in rows:
+        for name in row.get("warnings", ()):
+            warnings[name] = warnings.get(name, 0) + 1
+    dropped = lambda r: bool(r.get("rounds_dropped")) or any((r.get("turns_dropped") or {}).values())
+    out = {"rows": len(rows), "truncated": sum(bool(r.get("truncated")) for r in rows),
+           "dropped": sum(dropped(r) for r in rows), "warnings": warnings}
+    if rows and all("swap" in r for r in rows):
+        out["top_label_flips"] = sum(bool(r["swap"]["top_label_flips"]) for r in rows)
+    return out

@@ -6,11 +6,13 @@ user-facing helpers (one comparison, best-of-n ranking) on top.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from arenapref.data.degenerate import identical_responses, row_warnings
 from arenapref.data.swap import (
     TTA_MODES,
     average_with_swapped,
@@ -19,7 +21,7 @@ from arenapref.data.swap import (
 )
 from arenapref.data.tables import LABELS, TEXT_COLUMNS, normalize
 from arenapref.errors import DataError
-from arenapref.evaluation.metrics import softmax
+from arenapref.evaluation.metrics import order_disagreement, position_consistency, softmax, verdicts
 from arenapref.models import MODELS
 from arenapref.models.directory import (
     check_model_dir as read_meta,  # every way a directory can be wrong
@@ -42,6 +44,70 @@ def as_turn_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return normalize(frame, "frame")
 
 
+def one_row(prompt, response_a, response_b) -> pd.DataFrame:
+    """A one-row normalised frame (id "0"); each argument is a string (one turn) or a list of turns."""
+    turns = [[x] if isinstance(x, str) else list(x) for x in (prompt, response_a, response_b)]
+    return normalize(pd.DataFrame({"id": ["0"], "prompt": [turns[0]], "response_a": [turns[1]],
+                                   "response_b": [turns[2]]}), "predict()")
+
+
+def level_identical(logits: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """Rows whose two responses are the same text (`same`, data.degenerate.identical_responses): their A and B
+    logits replaced by the mean of the two, so P(A wins) == P(B wins) exactly; the tie logit is the model's.
+
+    Nothing in such a row can favour a side but its position, and a single-order model learns position bias
+    (arena votes have one) as readily as anything else; swap TTA gives the same equality by averaging."""
+    if same.any():
+        logits = np.array(logits, dtype=np.float64)
+        logits[same, :2] = logits[same, :2].mean(axis=1, keepdims=True)
+    return logits
+
+
+@dataclass
+class Predictions:
+    """What one scoring of a frame gives (`Predictor.predict_all`). Probabilities are (N, 3) in label order."""
+
+    logits: np.ndarray  # calibrated logits of the answer under `tta`: what predict_logits returns
+    scores: np.ndarray | None  # calibrated side scores (N, 2) of rank models, else None
+    tta: str
+    direct: np.ndarray | None = None  # both_orders: each order alone, rows as given (gbdt: its one-sided reading)
+    mirrored: np.ndarray | None = None  # ... rows with A and B exchanged, mapped back to A/B order
+    swapped_back: np.ndarray | None = None  # both_orders, tta "swap": the averaged answer of the exchanged rows
+    diagnostics: list | None = None  # diagnostics=True: one dict per row
+    rendered: list | None = None  # the renderer's rows, from a backend that reports them
+
+    @property
+    def probs(self) -> np.ndarray:
+        return softmax(self.logits)
+
+    def position_consistency(self) -> dict:
+        """evaluation.metrics.position_consistency of the answers the two orders give: each order alone (tta
+        none), or the averaged answer against the averaged answer of the exchanged rows (tta swap: they agree,
+        the average being symmetric). Needs `both_orders`."""
+        if self.direct is None:
+            raise ValueError("position consistency needs predict_all(..., both_orders=True)")
+        if self.tta == "swap":
+            return position_consistency(self.probs, self.swapped_back)
+        return position_consistency(self.direct, self.mirrored)
+
+
+def row_diagnostics(frame: pd.DataFrame, result: Predictions) -> list[dict]:
+    """One JSON-serialisable dict per row: the renderer's row (or `truncated: False` for a model without one),
+    `warnings`, and with swap TTA `swap`: |P given - P swapped back| per class and `top_label_flips`."""
+    warnings = row_warnings(frame)
+    if result.tta == "swap":
+        diff, flips = order_disagreement(result.direct, result.mirrored)
+    rows = []
+    for i in range(len(frame)):
+        row = dict(result.rendered[i]) if result.rendered is not None else {"truncated": False}
+        row["warnings"] = warnings[i]
+        if result.tta == "swap":
+            row["swap"] = {**{name: float(diff[i, j]) for j, name in enumerate(LABELS)},
+                           "top_label_flips": bool(flips[i])}
+        rows.append(row)
+    return rows
+
+
 class Predictor:
     """A trained preference model: probabilities that A wins, B wins, or it is a tie.
 
@@ -51,6 +117,9 @@ class Predictor:
 
     `tta="swap"` also scores every row with its responses exchanged and averages the two predictions (classes
     mapped back), which cancels a position bias the model may have learned; it costs a second pass.
+
+    Every family's answers pass through one rule here: a row whose two responses are the same text gets P(A wins)
+    == P(B wins) exactly (`level_identical`), so its verdict is "ambiguous" or "tie", never a side.
     """
 
     def __init__(self, backend, meta: dict, tta: str = "none"):
@@ -88,69 +157,142 @@ class Predictor:
         raw Kaggle cells: JSON-encoded turn lists are decoded, never read character by character).
 
         `tta` overrides the Judge's setting for this call ("none" or "swap"). `diagnostics` (a list) receives the
-        per-row rendering report of the pass on the rows as given, from a backend that `reports_diagnostics`."""
+        per-row rendering report of the pass on the rows as given, from a backend that `reports_diagnostics`
+        (`predict_all(..., diagnostics=True)` gives the whole per-row diagnostics)."""
         tta = self.tta if tta is None else check_tta(tta)
-        frame = as_turn_frame(frame)
-        inside = getattr(self.backend, "handles_tta", False)  # a hybrid applies TTA in each of its parts
-        extra = ({"diagnostics": diagnostics}
-                 if diagnostics is not None and getattr(self.backend, "reports_diagnostics", False) else {})
-        logits, scores = (self.backend.predict_logits(frame, progress, tta=tta, **extra) if inside
-                          else self.backend.predict_logits(frame, progress, **extra))
-        if tta == "swap" and not inside:
-            swapped_logits, swapped_scores = self.backend.predict_logits(swap_frame(frame), progress)
-            logits = average_with_swapped(logits, swapped_logits)
-            if scores is not None and swapped_scores is not None:
-                scores = 0.5 * (scores + swapped_scores[:, ::-1])
-        if scores is not None:  # one definition of a response's score everywhere: see `score_responses`
-            scores = np.asarray(scores, dtype=np.float64) / self.temperature
-        return np.asarray(logits, dtype=np.float64) / self.temperatures[tta], scores
+        result = self._score(as_turn_frame(frame), progress, tta, False, diagnostics is not None)
+        if diagnostics is not None and result.rendered is not None:
+            diagnostics.extend(result.rendered)
+        return result.logits, result.scores
 
     def predict_proba(self, frame: pd.DataFrame, progress=None, tta: str | None = None) -> np.ndarray:
         """(N, 3) probabilities in label order (A wins, B wins, tie) for a frame (lists of turns or Kaggle cells)."""
         return softmax(self.predict_logits(frame, progress, tta)[0])
 
-    def predict_both_orders(self, frame: pd.DataFrame, progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(answer for each row as given, answer with A and B exchanged mapped back to A/B order, the usual answer),
-        each (N, 3) and calibrated. Families that average both orders inside (gbdt) give their two one-sided
-        answers before that average; the others are simply asked twice. Where the two disagree the model is unsure
-        (`arenapref select --strategy swap-disagreement`)."""
-        one_sided = getattr(self.backend, "one_sided_logits", None)
-        if one_sided is not None:
-            direct, mirrored = one_sided(frame)
-            usual = self.predict_proba(frame, progress)
-        else:
-            direct = np.asarray(self.backend.predict_logits(frame, progress)[0], np.float64)
-            swapped = np.asarray(self.backend.predict_logits(swap_frame(frame), progress)[0], np.float64)
-            mirrored = swap_columns(swapped)
-            # The usual answer from the same two passes: as given, or (tta swap) averaged as predict_logits does.
-            usual = direct if self.tta == "none" else np.asarray(average_with_swapped(direct, swapped), np.float64)
-            usual = softmax(usual / self.temperatures[self.tta])
-        tempered = lambda logits: softmax(np.asarray(logits, np.float64) / self.temperature)
-        return tempered(direct), tempered(mirrored), usual
+    def predict_both_orders(self, frame: pd.DataFrame, progress=None,
+                            tta: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(answer for each row as given, answer with A and B exchanged mapped back to A/B order, the usual answer
+        under `tta`), each (N, 3) and calibrated. Families that average both orders inside (gbdt) give their two
+        one-sided answers before that average; the others are simply asked twice, and the usual answer comes from
+        the same two passes. Where the two disagree the model is unsure (`arenapref select --strategy
+        swap-disagreement`)."""
+        result = self.predict_all(frame, progress, tta, both_orders=True)
+        return result.direct, result.mirrored, result.probs
 
-    def predict_frame(self, df: pd.DataFrame, scores: bool = False, progress=None,
-                      tta: str | None = None) -> pd.DataFrame:
+    def predict_all(self, frame: pd.DataFrame, progress=None, tta: str | None = None, both_orders: bool = False,
+                    diagnostics: bool = False) -> Predictions:
+        """Everything one scoring of a frame gives, in as few passes as possible (see `Predictions`).
+
+        `both_orders` adds the answers of each order alone (`direct`, `mirrored`) and, with `tta="swap"`, the
+        averaged answer of the rows with A and B exchanged (`swapped_back`): what `position_consistency` compares.
+        A neural model is asked twice (rows as given and swapped) either way, so with `tta="swap"` it costs
+        nothing more. `diagnostics` adds one dict per row: what the model's renderer kept (backends with
+        `reports_diagnostics`; others report `truncated: False` and no token counts), `warnings`
+        (data.degenerate.WARNINGS), and with `tta="swap"` the two orders' disagreement (`swap`: |P given - P
+        swapped back| per class and whether the top label flips)."""
+        tta = self.tta if tta is None else check_tta(tta)
+        frame = as_turn_frame(frame)
+        both_orders = both_orders or (diagnostics and tta == "swap")
+        result = self._score(frame, progress, tta, both_orders, diagnostics)
+        if diagnostics:
+            result.diagnostics = row_diagnostics(frame, result)
+        return result
+
+    def _score(self, frame: pd.DataFrame, progress, tta: str, both_orders: bool, render: bool) -> Predictions:
+        """`predict_all` on a normalised frame, without the per-row diagnostics (only the renderer's rows)."""
+        inside = getattr(self.backend, "handles_tta", False)  # a hybrid applies TTA in each of its parts
+        if inside and (both_orders or render):
+            return self._score_blend(frame, progress, tta, both_orders, render)
+        rendered = [] if render and getattr(self.backend, "reports_diagnostics", False) else None
+        options = {"tta": tta} if inside else {}
+        if rendered is not None:
+            options["diagnostics"] = rendered
+        raw, scores = self.backend.predict_logits(frame, progress, **options)
+        raw = np.asarray(raw, np.float64)
+        if rendered is not None and len(rendered) != len(frame):
+            raise RuntimeError(f"{type(self.backend).__name__} reported diagnostics for {len(rendered)} of "
+                               f"{len(frame)} rows")
+        average = tta == "swap" and not inside
+        one_sided = getattr(self.backend, "one_sided_logits", None) if both_orders else None
+        swapped = swapped_scores = None
+        if average or (both_orders and one_sided is None):
+            swapped, swapped_scores = self.backend.predict_logits(swap_frame(frame), progress)
+            swapped = np.asarray(swapped, np.float64)
+        logits = average_with_swapped(raw, swapped) if average else raw
+        if average and scores is not None and swapped_scores is not None:
+            scores = 0.5 * (scores + swapped_scores[:, ::-1])
+        if scores is not None:  # one definition of a response's score everywhere: see `score_responses`
+            scores = np.asarray(scores, dtype=np.float64) / self.temperature
+        same = identical_responses(frame)
+        result = Predictions(level_identical(np.asarray(logits, np.float64) / self.temperatures[tta], same), scores,
+                             tta, rendered=rendered)
+        if both_orders:
+            direct, mirrored = one_sided(frame) if one_sided is not None else (raw, swap_columns(swapped))
+            tempered = lambda logits: softmax(level_identical(np.asarray(logits, np.float64) / self.temperature, same))
+            result.direct, result.mirrored = tempered(direct), tempered(mirrored)
+            if tta == "swap":  # the averaged answer of the swapped rows, mapped back: from the same two passes
+                back = np.asarray(swap_columns(average_with_swapped(swapped, raw)), np.float64)
+                result.swapped_back = softmax(level_identical(back / self.temperatures[tta], same))
+        return result
+
+    def _score_blend(self, frame: pd.DataFrame, progress, tta: str, both_orders: bool, render: bool) -> Predictions:
+        """A backend that applies TTA inside is a blend of Predictors (the hybrid: `parts`, [(weight, Predictor)],
+        answer = log of the weighted mean of the parts' calibrated probabilities). Asked for both orders or
+        diagnostics, each part is asked once for everything and the blend is taken view by view, so a neural part
+        makes two passes, not four; the renderer's rows are the first part's that has them."""
+        parts = [(weight, part._score(frame, progress if i == 0 else None, tta, both_orders, render))
+                 for i, (weight, part) in enumerate(self.backend.parts)]
+        same = identical_responses(frame)
+
+        def blend(view, temperature):
+            probs = sum(weight * (softmax(part.logits) if view == "logits" else getattr(part, view))
+                        for weight, part in parts)
+            return level_identical(np.log(np.clip(probs, 1e-12, 1.0)) / temperature, same)
+
+        result = Predictions(blend("logits", self.temperatures[tta]), None, tta,
+                             rendered=next((p.rendered for _, p in parts if p.rendered is not None), None))
+        if both_orders:
+            result.direct = softmax(blend("direct", self.temperature))
+            result.mirrored = softmax(blend("mirrored", self.temperature))
+            if tta == "swap":
+                result.swapped_back = softmax(blend("swapped_back", self.temperatures[tta]))
+        return result
+
+    def predict_frame(self, df: pd.DataFrame, scores: bool = False, progress=None, tta: str | None = None,
+                      verdict: bool = False, diagnostics: bool = False) -> pd.DataFrame:
         """Kaggle-format DataFrame (or a normalised one) in -> id, winner_model_a, winner_model_b, winner_tie
-        (+ score_a, score_b)."""
+        (+ score_a, score_b; + `verdict`, one of evaluation.metrics.VERDICTS; + `diagnostics`, one dict per row,
+        see `predict_all`)."""
         frame = as_turn_frame(df)
         if "id" not in frame.columns:
             frame = normalize(df, "frame")  # one clear line: the output needs the ids
-        logits, side_scores = self.predict_logits(frame, progress, tta)
-        probs = softmax(logits)
+        result = self.predict_all(frame, progress, tta, diagnostics=diagnostics)
+        probs = result.probs
         out = pd.DataFrame({"id": frame["id"]})
         for j, name in enumerate(LABELS):
             out[name] = probs[:, j]
-        if scores and side_scores is not None:
-            out["score_a"], out["score_b"] = side_scores[:, 0], side_scores[:, 1]
+        if scores and result.scores is not None:
+            out["score_a"], out["score_b"] = result.scores[:, 0], result.scores[:, 1]
+        if verdict:
+            out["verdict"] = verdicts(probs)
+        if diagnostics:
+            out["diagnostics"] = result.diagnostics
         return out
 
-    def predict(self, prompt, response_a, response_b) -> dict:
-        """One comparison; each argument is a string (one turn) or a list of turns."""
-        turns = [[x] if isinstance(x, str) else list(x) for x in (prompt, response_a, response_b)]
-        frame = normalize(pd.DataFrame({"id": ["0"], "prompt": [turns[0]], "response_a": [turns[1]],
-                                        "response_b": [turns[2]]}), "predict()")
-        probs = self.predict_proba(frame)[0]
+    def predict(self, prompt, response_a, response_b, tta: str | None = None) -> dict:
+        """One comparison; each argument is a string (one turn) or a list of turns (`None` turns read as "")."""
+        probs = self.predict_all(one_row(prompt, response_a, response_b), tta=tta).probs[0]
         return {name: float(p) for name, p in zip(LABELS, probs)}
+
+    def decide(self, prompt, response_a, response_b, tta: str | None = None, diagnostics: bool = False) -> dict:
+        """`predict` plus the verdict (a_wins, b_wins, tie, or ambiguous where A and B are equally likely and no
+        less likely than a tie) and, with `diagnostics=True`, the row's diagnostics (see `predict_all`)."""
+        result = self.predict_all(one_row(prompt, response_a, response_b), tta=tta, diagnostics=diagnostics)
+        out = {name: float(p) for name, p in zip(LABELS, result.probs[0])}
+        out["verdict"] = verdicts(result.probs)[0]
+        if diagnostics:
+            out["diagnostics"] = result.diagnostics[0]
+        return out
 
     # -- ranking ----------------------------------------------------------------------------------------------
     @property

@@ -8,9 +8,23 @@ import numpy as np
 from rich.console import Console
 
 from arenapref.models import MODELS
+from arenapref.models.directory import DEFAULT_JUDGE
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+JUDGE_HELP = ("Model directory written by `arenapref train`, or the name of a shipped judge (`arenapref models`); "
+              f"default: the shipped {DEFAULT_JUDGE}.")
+
+
+def model_or_default(model):
+    """--model as given, or the shipped default judge when none is (said on stderr: stdout may be JSON)."""
+    if model is not None:
+        return model
+    err_console.print(f"no --model given: using the shipped judge {DEFAULT_JUDGE} (see `arenapref models`)",
+                      markup=False, highlight=False)
+    return DEFAULT_JUDGE
 
 
 def quiet_libraries(uses_transformers: bool = True) -> None:

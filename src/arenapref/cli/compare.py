@@ -14,9 +14,9 @@ from pathlib import Path
 import typer
 
 from arenapref.api import Judge, check_tta
-from arenapref.cli.common import console, quiet_libraries, uses_transformers
+from arenapref.cli.common import JUDGE_HELP, console, model_or_default, quiet_libraries, uses_transformers
 from arenapref.cli.options import with_options
-from arenapref.cli.predict import DIAGNOSTICS, MODEL, TTA
+from arenapref.cli.predict import DIAGNOSTICS, TTA
 from arenapref.cli.tables import decision_table, row_diagnostics_table
 from arenapref.config import InferenceOptions
 from arenapref.errors import DataError
@@ -53,7 +53,7 @@ def conversation(prompt: list[str], a: list[str], b: list[str]) -> tuple[list[st
 
 @with_options(InferenceOptions, into="inference")
 def compare(
-    model: Path = MODEL,
+    model: Path | None = typer.Option(None, help=JUDGE_HELP),
     prompt: list[str] = typer.Option(..., "--prompt", help=f"What the user said: {TURNS}."),
     a: list[str] = typer.Option(..., "--a", help=f"Response A: {TURNS}."),
     b: list[str] = typer.Option(..., "--b", help=f"Response B: {TURNS}."),
@@ -68,6 +68,7 @@ def compare(
     options = InferenceOptions(**inference).validate()
     turns = conversation(prompt, a, b)
     check_tta(tta)
+    model = model_or_default(model)
     meta = check_model_dir(model)
     options.check_applies(meta["model_type"], model)
     quiet_libraries(uses_transformers(meta["model_type"]))

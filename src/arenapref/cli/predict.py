@@ -14,7 +14,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from arenapref.api import Judge, check_tta
-from arenapref.cli.common import console, err_console, quiet_libraries, round_rows, uses_transformers
+from arenapref.cli.common import (
+    JUDGE_HELP,
+    console,
+    err_console,
+    model_or_default,
+    quiet_libraries,
+    round_rows,
+    uses_transformers,
+)
 from arenapref.cli.options import with_options
 from arenapref.cli.tables import consistency_table, diagnostics_summary_table, metrics_table, pairwise_table
 from arenapref.config import InferenceOptions
@@ -128,7 +136,7 @@ def evaluate(
 
 @with_options(InferenceOptions, into="inference")
 def predict(
-    model: Path = MODEL,
+    model: Path | None = typer.Option(None, help=JUDGE_HELP),
     data: Path = typer.Option(..., help="File to score (labels not needed)."),
     output: Path = typer.Option(..., help="File to write: id,winner_model_a,winner_model_b,winner_tie (+ chosen_side "
                                           "for chosen/rejected input), as CSV or JSON lines (--format)."),
@@ -148,6 +156,7 @@ def predict(
     options = InferenceOptions(**inference).validate()
     output_format = check_format(output_format, output, diagnostics)
     check_output_path(output)
+    model = model_or_default(model)
     meta = check_model_dir(model)
     options.check_applies(meta["model_type"], model)
     if chunk_rows < 1:

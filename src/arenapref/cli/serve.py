@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from arenapref.api import Judge, check_tta
-from arenapref.cli.common import err_console, quiet_libraries, uses_transformers
+from arenapref.cli.common import JUDGE_HELP, err_console, model_or_default, quiet_libraries, uses_transformers
 from arenapref.cli.options import with_options
 from arenapref.cli.predict import TTA
 from arenapref.config import InferenceOptions
@@ -45,7 +45,7 @@ def read_api_key(file: Path | None, environ=os.environ) -> str | None:
 
 @with_options(InferenceOptions, into="inference")
 def serve(
-    model: Path = typer.Option(..., help="Model directory written by `arenapref train`."),
+    model: Path | None = typer.Option(None, help=JUDGE_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, help="TCP port."),
     api_key_file: Path | None = typer.Option(
@@ -63,6 +63,7 @@ def serve(
     options = InferenceOptions(**inference).validate()
     check_tta(tta)
     api_key = read_api_key(api_key_file)
+    model = model_or_default(model)
     meta = check_model_dir(model)
     options.check_applies(meta["model_type"], model)
     if not service.port_free(host, port):

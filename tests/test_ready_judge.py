@@ -46,6 +46,10 @@ def test_every_shipped_judge_is_listed_pinned_and_intact():
         on_disk = {f.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file()}
         unlisted = {f for f in on_disk - listed if f.split("/")[-1] not in NOT_HASHED}
         assert not unlisted, f"{name}: files no arenapref.json lists: {sorted(unlisted)}"
+        for file in path.rglob("*"):  # no path of the machine that built it
+            if file.is_file() and file.suffix in (".json", ".md", ".txt"):
+                text = file.read_text(encoding="utf-8")
+                assert not any(p in text for p in ("site-packages", "/tmp/", "/work/", "/home/")), file
         meta = json.loads(meta_bytes)
         assert meta["parts"]["neural"]["backbone"] == "all-MiniLM-L6-v2"
         neural = json.loads((path / "neural" / "arenapref.json").read_text())

@@ -21,6 +21,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from arenapref.models.dual_tower import (
     add_feature_buffers,
+    encoder_config,
     encoder_from_dict,
     freeze_pooler,
     standardized_features,
@@ -101,7 +102,7 @@ class CrossEncoderModel(PreTrainedModel):
     def from_backbone(cls, backbone: str, pooling: str = "mean", side_features: int = 0,
                       shared_features: int = 0, field_marker_ids: list | None = None) -> CrossEncoderModel:
         encoder = AutoModel.from_pretrained(backbone)
-        config = CrossEncoderConfig(encoder=encoder.config.to_dict(), pooling=pooling, side_features=side_features,
+        config = CrossEncoderConfig(encoder=encoder_config(encoder), pooling=pooling, side_features=side_features,
                                     shared_features=shared_features, field_marker_ids=field_marker_ids)
         return cls(config, encoder=encoder)
 

@@ -96,6 +96,14 @@ def standardize_columns(model: nn.Module, block: torch.Tensor, columns: slice | 
     return ((block - mean) / std).clamp(-FEATURE_CLIP, FEATURE_CLIP)
 
 
+def encoder_config(encoder) -> dict:
+    """The encoder's config as config.json keeps it: without `_name_or_path`, where the backbone was loaded from on
+    the training machine (arenapref.json records the backbone by the name the user gave)."""
+    values = encoder.config.to_dict()
+    values.pop("_name_or_path", None)
+    return values
+
+
 def encoder_from_dict(values: dict):
     values = dict(values)
     return AutoModel.from_config(AutoConfig.for_model(values.pop("model_type"), **values))
@@ -151,7 +159,7 @@ class DualTowerModel(PreTrainedModel):
     def from_backbone(cls, backbone: str, objective: str = "classify", rank_loss: str = "davidson",
                       side_features: int = 0, shared_features: int = 0) -> DualTowerModel:
         encoder = AutoModel.from_pretrained(backbone)
-        config = DualTowerConfig(encoder=encoder.config.to_dict(), objective=objective, rank_loss=rank_loss,
+        config = DualTowerConfig(encoder=encoder_config(encoder), objective=objective, rank_loss=rank_loss,
                                  side_features=side_features, shared_features=shared_features)
         return cls(config, encoder=encoder)
 

@@ -108,8 +108,11 @@ def test_swap_tta_gives_equal_a_and_b_on_a_symmetric_input(judges, family):
     frame = pd.DataFrame({"id": ["s", "t"], "prompt": [["what is python?"], ["hi"]],
                           "response_a": [["a programming language"], ["hello, how are you?"]],
                           "response_b": [["a programming language"], ["hey"]], "label": [-1, -1]})
+    raw = judge.backend.predict_logits(frame)[0]
+    assert abs(raw[0, 0] - raw[0, 1]) > 1e-4  # the model itself reads the position of a response
     plain = judge.predict_proba(frame)
-    assert abs(plain[0, 0] - plain[0, 1]) > 1e-4  # without TTA the position of a response matters
+    assert plain[0, 0] == plain[0, 1]  # identical responses: the Predictor levels A and B, TTA or not
+    assert abs(plain[1, 0] - plain[1, 1]) > 1e-4
     tta = judge.predict_proba(frame, tta="swap")
     assert abs(tta[0, 0] - tta[0, 1]) < 1e-6
     assert np.allclose(tta.sum(1), 1.0)

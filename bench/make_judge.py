@@ -22,6 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def add_card(directory: Path) -> None:
+    """The judge's card beside it: the directory's README.md (written by train), then docs/judge.md (what it was
+    trained on, how good it is, what it is bad at, the licence questions). README.md is not hashed
+    (models.directory.NOT_HASHED), so rewording the card needs no rebuild."""
+    card = directory / "README.md"
+    page = (ROOT / "docs" / "judge.md").read_text(encoding="utf-8")
+    card.write_text(card.read_text(encoding="utf-8").rstrip() + "\n\n---\n\n" + page, encoding="utf-8")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="arena-minilm")
@@ -38,6 +47,7 @@ def main(argv=None) -> int:
         subprocess.run([sys.executable, "-m", "arenapref", "train", "--config", str(config),
                         "--data", str(data / "arena_sample.csv"), "--extra", str(data / "arena_extra.csv"),
                         "--output", str(scratch / args.name)], check=True, env=env)
+        add_card(scratch / args.name)
         old = target.with_name(f".{args.name}-old")
         if target.exists():
             target.rename(old)

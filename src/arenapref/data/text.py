@@ -29,7 +29,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from arenapref.errors import DataError
+# No arenapref import here: `export` copies this file into reward-model folders (render.py) that load without
+# arenapref. Its callers turn a ValueError about saved settings into their one-line DataError.
 
 JOINT_PACKINGS = ("rounds", "fields")
 # A round cut to fit (not the latest) is shown only with at least this many text tokens: a few tokens of an old
@@ -59,7 +60,7 @@ class TextSettings:
 
     def __post_init__(self):
         if self.joint_packing not in JOINT_PACKINGS:
-            raise DataError(f"joint_packing {self.joint_packing!r}: expected one of {', '.join(JOINT_PACKINGS)}")
+            raise ValueError(f"joint_packing {self.joint_packing!r}: expected one of {', '.join(JOINT_PACKINGS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

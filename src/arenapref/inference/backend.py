@@ -236,7 +236,10 @@ class NeuralBackend:
         self.meta = meta
         self.device = torch.device(device)
         self.inputs = inputs  # "pair" (dual tower) or "joint" (cross-encoder, llm)
-        self.settings = TextSettings.from_dict(meta.get("text", {}))
+        try:
+            self.settings = TextSettings.from_dict(meta.get("text", {}))
+        except ValueError as exc:
+            raise DataError(f"arenapref.json text settings: {exc}; retrain or restore the model directory") from None
         self.renderer = Renderer(tokenizer, self.settings)
         self.max_tokens = max_tokens
         self.workers = workers

@@ -8,7 +8,7 @@ import numpy as np
 from rich.console import Console
 
 from arenapref.models import MODELS
-from arenapref.models.directory import DEFAULT_JUDGE
+from arenapref.models.directory import DEFAULT_JUDGE, check_model_dir
 
 console = Console()
 err_console = Console(stderr=True)
@@ -18,13 +18,16 @@ JUDGE_HELP = ("Model directory written by `arenapref train`, or the name of a sh
               f"default: the shipped {DEFAULT_JUDGE}.")
 
 
-def model_or_default(model):
-    """--model as given, or the shipped default judge when none is (said on stderr: stdout may be JSON)."""
-    if model is not None:
-        return model
-    err_console.print(f"no --model given: using the shipped judge {DEFAULT_JUDGE} (see `arenapref models`)",
-                      markup=False, highlight=False)
-    return DEFAULT_JUDGE
+def checked_model(model, options) -> tuple:
+    """(model, its arenapref.json) for a scoring command: --model as given, or the shipped default judge when none
+    is (said on stderr: stdout may be JSON); the directory checked, and the inference options against its family."""
+    if model is None:
+        err_console.print(f"no --model given: using the shipped judge {DEFAULT_JUDGE} (see `arenapref models`)",
+                          markup=False, highlight=False)
+        model = DEFAULT_JUDGE
+    meta = check_model_dir(model)
+    options.check_applies(meta["model_type"], model)
+    return model, meta
 
 
 def quiet_libraries(uses_transformers: bool = True) -> None:

@@ -14,13 +14,12 @@ from pathlib import Path
 import typer
 
 from arenapref.api import Judge, check_tta
-from arenapref.cli.common import JUDGE_HELP, console, model_or_default, quiet_libraries, uses_transformers
+from arenapref.cli.common import JUDGE_HELP, checked_model, console, quiet_libraries, uses_transformers
 from arenapref.cli.options import with_options
 from arenapref.cli.predict import DIAGNOSTICS, TTA
 from arenapref.cli.tables import decision_table, row_diagnostics_table
 from arenapref.config import InferenceOptions
 from arenapref.errors import DataError
-from arenapref.models.directory import check_model_dir
 
 TURNS = ("a turn; repeat the flag once per turn, or pass a JSON list of strings (one per turn)")
 
@@ -68,9 +67,7 @@ def compare(
     options = InferenceOptions(**inference).validate()
     turns = conversation(prompt, a, b)
     check_tta(tta)
-    model = model_or_default(model)
-    meta = check_model_dir(model)
-    options.check_applies(meta["model_type"], model)
+    model, meta = checked_model(model, options)
     quiet_libraries(uses_transformers(meta["model_type"]))
     judge = Judge.from_pretrained(model, **options.load_kwargs())
     decision = judge.decide(*turns, tta=tta, diagnostics=diagnostics)

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from arenapref.api import Judge
-from arenapref.cli.common import console, err_console, quiet_libraries, round_rows, uses_transformers
+from arenapref.cli.common import checked_model, console, err_console, quiet_libraries, round_rows, uses_transformers
 from arenapref.cli.options import with_options
 from arenapref.config import InferenceOptions
 from arenapref.data.formats import judged_pairs
@@ -191,8 +191,7 @@ def label(
     if not 0.0 <= min_confidence <= 1.0:
         raise DataError(f"--min-confidence {min_confidence}: must be between 0 and 1")
     check_table_output(output)
-    meta = check_model_dir(model)
-    options.check_applies(meta["model_type"], model)
+    model, meta = checked_model(model, options)
     frame = load_frame(data)
     conversational = frame.attrs.get("pairwise") == "conversational" or any(len(p) > 1 for p in frame["prompt"])
     if conversational and output.suffix.lower() == ".csv":

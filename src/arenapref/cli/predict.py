@@ -16,9 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from arenapref.api import Judge, check_tta
 from arenapref.cli.common import (
     JUDGE_HELP,
+    checked_model,
     console,
     err_console,
-    model_or_default,
     quiet_libraries,
     round_rows,
     uses_transformers,
@@ -37,7 +37,6 @@ from arenapref.evaluation.metrics import (
     frame_pairwise_accuracy,
     log_loss,
 )
-from arenapref.models.directory import check_model_dir
 
 MODEL = typer.Option(..., help="Model directory written by `arenapref train`.")
 TTA = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped).")
@@ -104,8 +103,7 @@ def evaluate(
     chosen/rejected pairs), plus RewardBench-style pairwise accuracy, the longer-answer baseline and position
     consistency (how often the top label flips when A and B are exchanged)."""
     options = InferenceOptions(**inference).validate()
-    meta = check_model_dir(model)
-    options.check_applies(meta["model_type"], model)
+    model, meta = checked_model(model, options)
     frame = load_frame(data, require_labels=True)
     quiet_libraries(uses_transformers(meta["model_type"]))
     check_tta(tta)
@@ -156,9 +154,7 @@ def predict(
     options = InferenceOptions(**inference).validate()
     output_format = check_format(output_format, output, diagnostics)
     check_output_path(output)
-    model = model_or_default(model)
-    meta = check_model_dir(model)
-    options.check_applies(meta["model_type"], model)
+    model, meta = checked_model(model, options)
     if chunk_rows < 1:
         raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     chunks = iter_frames(data, chunk_rows)

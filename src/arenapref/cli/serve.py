@@ -8,12 +8,11 @@ from pathlib import Path
 import typer
 
 from arenapref.api import Judge, check_tta
-from arenapref.cli.common import JUDGE_HELP, err_console, model_or_default, quiet_libraries, uses_transformers
+from arenapref.cli.common import JUDGE_HELP, checked_model, err_console, quiet_libraries, uses_transformers
 from arenapref.cli.options import with_options
 from arenapref.cli.predict import TTA
 from arenapref.config import InferenceOptions
 from arenapref.errors import DataError
-from arenapref.models.directory import check_model_dir
 
 KEY_VARIABLE = "ARENAPREF_API_KEY"
 
@@ -63,9 +62,7 @@ def serve(
     options = InferenceOptions(**inference).validate()
     check_tta(tta)
     api_key = read_api_key(api_key_file)
-    model = model_or_default(model)
-    meta = check_model_dir(model)
-    options.check_applies(meta["model_type"], model)
+    model, meta = checked_model(model, options)
     if not service.port_free(host, port):
         raise DataError(f"{host}:{port} is in use or not an address of this machine; pass another --port or --host")
     warning = service.open_access_warning(host, api_key)

@@ -17,6 +17,7 @@
 # Env: OUT; G (default .gpu: the package at one commit, data, tokenizer, wheels, from gpu_prepare.sh); SMALL=1; PY
 # (default python3); STEP_S (one step's limit, default 150); BUDGET_S (the whole run, default 420 s); ONLY="step
 # step" (rerun those steps on a machine still warm, reusing the models trained in $W); W (default /tmp/arenapref-gpu).
+# ROWS / HROWS / DDP_ROWS (training, holdout and torchrun rows: 999 / 300 / 400); ROUNDS (speed.py's, 3).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 G=${G:-$ROOT/.gpu}
@@ -48,12 +49,13 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PAR
 export ARENAPREF_CACHE=$W/cache
 
 if [ "$SMALL" = 1 ]; then
-  ML=64 LL=128 BS=8 ES=10 ROWS=240 HROWS=100 DDP_ROWS=120 STEP_S=${STEP_S:-600} BUDGET_S=${BUDGET_S:-3000}
+  ROUNDS=2 ML=64 LL=128 BS=8 ES=10 ROWS=240 HROWS=100 DDP_ROWS=120 STEP_S=${STEP_S:-600} BUDGET_S=${BUDGET_S:-3000}
   export PYTHONPATH=$PKG/src
 else
   # 999 rows: 849 train (107 steps of 8), 150 validation, evaluated and checkpointed once, at the end (a DeBERTa-v3-base
   # checkpoint with its optimizer state is 2.2 GB: each one costs seconds; the dry run checkpoints mid-epoch too)
-  ML=512 LL=1024 BS=8 ES=200 ROWS=999 HROWS=300 DDP_ROWS=400 STEP_S=${STEP_S:-150} BUDGET_S=${BUDGET_S:-420}
+  ROUNDS=${ROUNDS:-3} ML=512 LL=1024 BS=8 ES=200 ROWS=${ROWS:-999} HROWS=${HROWS:-300} DDP_ROWS=${DDP_ROWS:-400} STEP_S=${STEP_S:-150}
+  BUDGET_S=${BUDGET_S:-420}
   # Carried wheels of what the image lacks or has older (gpu_results.py wheels picks them), in a folder of their own.
   if [ -d "$G/whl" ] && [ -z "${ONLY:-}" ]; then
     mapfile -t PICK < <("$PY" "$BENCH/gpu_results.py" wheels "$G/whl")
@@ -126,16 +128,18 @@ grep '^{' "$W/logs/env.txt" 2>/dev/null | tail -1 > "$OUT/env.json"
 # overflow) and in bf16
 PLAIN="train --config $CONF/dual_tower.yaml --backbone $DEB --max-length $ML --eval-steps $ES"
 step ref_fp16 "$W/ref16" $AP $PLAIN --data "$D" --output "$W/ref16" --fp16
-step ref_bf16 "$W/refbf" $AP $PLAIN --data "$D" --output "$W/refbf" --bf16
 REF=$W/ref16
-[ -f "$REF/arenapref.json" ] || REF=$W/refbf  # a CPU dry run (no fp16 there), or fp16 broken on the card
+if [ ! -f "$REF/arenapref.json" ]; then  # a CPU dry run (no fp16 there), or fp16 broken on the card: bf16 now
+  step ref_bf16 "$W/refbf" $AP $PLAIN --data "$D" --output "$W/refbf" --bf16
+  REF=$W/refbf
+fi
 step eval_ref_fp32 "" $AP evaluate --model "$REF" --data "$H" --json
 step eval_ref_fp16 "" $AP evaluate --model "$REF" --data "$H" --json --dtype fp16
 # The speed table: fixed padding to 512 vs ours in fp32 and in bf16 / fp16, training steps, real-token share, memory
 step speed_bf16 "" "$PY" "$BENCH/speed.py" --device cuda --model "$REF" --data "$D" --rows "$ROWS" \
-  --max-length "$ML" --low-precision bf16
+  --max-length "$ML" --rounds "$ROUNDS" --low-precision bf16
 step speed_fp16 "" "$PY" "$BENCH/speed.py" --device cuda --model "$REF" --data "$D" --rows "$ROWS" \
-  --max-length "$ML" --low-precision fp16
+  --max-length "$ML" --rounds "$ROUNDS" --low-precision fp16
 # Today's default dual tower: side features in the head (their device and dtype) and the probe's encoding pass on
 # the GPU (--probe-c skips the probe's grid search of C, CPU work that is not what this checks)
 step dt_bf16 "$W/dt" $AP train --data "$D" --output "$W/dt" --model dual-tower --backbone "$DEB" --max-length "$ML" \
@@ -144,6 +148,10 @@ step eval_dt_fp16 "" $AP evaluate --model "$W/dt" --data "$H" --json --dtype fp1
 step cross_bf16 "$W/ce" $AP train --data "$D" --output "$W/ce" --model cross-encoder --backbone "$DEB" \
   --max-length "$LL" --eval-steps "$ES" --batch-size "$BS" --probe-c 0.03 --bf16
 step eval_ce_bf16 "" $AP evaluate --model "$W/ce" --data "$H" --json --dtype bf16
+# the default model: a probe-headed dual tower + the gbdt
+step hybrid_bf16 "$W/hy" $AP train --data "$D" --output "$W/hy" --backbone "$DEB" --max-length "$ML" \
+  --eval-steps "$ES" --probe-c 0.03 --bf16
+step eval_hy_bf16 "" $AP evaluate --model "$W/hy" --data "$H" --json --dtype bf16
 step llm_bf16 "$W/llm" $AP train --data "$D" --output "$W/llm" --model llm --backbone "$LLA" --max-length "$LL" \
   --eval-steps "$ES" --batch-size "$BS" --bf16
 step eval_llm_bf16 "" $AP evaluate --model "$W/llm" --data "$H" --json --dtype bf16
@@ -155,13 +163,12 @@ step llm_export "" $AP export --model "$W/llmrank" --output "$W/llmrank-export"
 step rank_bf16 "$W/rank" $AP train --data "$D" --output "$W/rank" --model dual-tower --objective rank \
   --no-head-features --backbone "$DEB" --max-length "$ML" --eval-steps "$ES" --probe-c 0.03 --bf16
 step eval_rank_bf16 "" $AP evaluate --model "$W/rank" --data "$H" --json --dtype bf16
-step hybrid_bf16 "$W/hy" $AP train --data "$D" --output "$W/hy" --backbone "$DEB" --max-length "$ML" \
-  --eval-steps "$ES" --probe-c 0.03 --bf16
-step eval_hy_bf16 "" $AP evaluate --model "$W/hy" --data "$H" --json --dtype bf16
 # One process under torchrun: the nccl process group and the Trainer's distributed set-up (gloo on a CPU). One
 # process is not wrapped in DistributedDataParallel (accelerate does that from 2 processes: a machine of 2+ GPUs).
 step ddp_1proc "$W/ddp" "$PY" -m torch.distributed.run --nproc_per_node 1 --master_port 29561 -m arenapref \
   $PLAIN --data "$W/ddp.csv" --output "$W/ddp" --bf16
+# the reference recipe again, in bf16 (last: fp16 above is the design's, and the steps between train in bf16)
+[ -d "$W/refbf" ] || step ref_bf16 "$W/refbf" $AP $PLAIN --data "$D" --output "$W/refbf" --bf16
 # 999 rows in fp16 through predict's token-budget batches (65,536 tokens in flight on a GPU)
 step predict_ref_fp16 "$W/ref16.csv" $AP predict --model "$REF" --data "$D" --output "$W/ref16.csv" --dtype fp16
 

@@ -49,6 +49,7 @@ from arenapref.inference.batching import (
     pad_batch,
     token_budget_batches,
 )
+from arenapref.models.loading import pretrained  # noqa: E402
 from arenapref.models.pooling import masked_mean  # noqa: E402
 from arenapref.training.samplers import PairLengthSampler, pair_length_keys  # noqa: E402
 
@@ -148,7 +149,7 @@ def load_model(args):
         meta = read_meta(args.model)
         if meta["model_type"] != "dual-tower":
             sys.exit(f"error: {args.model} is a {meta['model_type']} model; this benchmark measures the dual tower")
-        model = DualTowerModel.from_pretrained(args.model)
+        model = pretrained(DualTowerModel, args.model)
         tokenizer = AutoTokenizer.from_pretrained(args.model)
         settings = TextSettings.from_dict(meta.get("text", {}))
         settings.max_length = args.max_length

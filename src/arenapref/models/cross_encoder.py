@@ -26,6 +26,7 @@ from arenapref.models.dual_tower import (
     freeze_pooler,
     standardized_features,
 )
+from arenapref.models.loading import pretrained
 from arenapref.models.losses import preference_loss
 from arenapref.models.pooling import masked_mean
 
@@ -101,7 +102,7 @@ class CrossEncoderModel(PreTrainedModel):
     @classmethod
     def from_backbone(cls, backbone: str, pooling: str = "mean", side_features: int = 0,
                       shared_features: int = 0, field_marker_ids: list | None = None) -> CrossEncoderModel:
-        encoder = AutoModel.from_pretrained(backbone)
+        encoder = pretrained(AutoModel, backbone)
         config = CrossEncoderConfig(encoder=encoder_config(encoder), pooling=pooling, side_features=side_features,
                                     shared_features=shared_features, field_marker_ids=field_marker_ids)
         return cls(config, encoder=encoder)

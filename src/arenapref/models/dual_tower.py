@@ -26,6 +26,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.modeling_outputs import ModelOutput
 
 from arenapref.data.features import FEATURE_CLIP
+from arenapref.models.loading import pretrained
 from arenapref.models.packing import plan_chunks
 from arenapref.models.pooling import masked_mean
 
@@ -158,7 +159,7 @@ class DualTowerModel(PreTrainedModel):
     @classmethod
     def from_backbone(cls, backbone: str, objective: str = "classify", rank_loss: str = "davidson",
                       side_features: int = 0, shared_features: int = 0) -> DualTowerModel:
-        encoder = AutoModel.from_pretrained(backbone)
+        encoder = pretrained(AutoModel, backbone)
         config = DualTowerConfig(encoder=encoder_config(encoder), objective=objective, rank_loss=rank_loss,
                                  side_features=side_features, shared_features=shared_features)
         return cls(config, encoder=encoder)

@@ -25,6 +25,7 @@ from arenapref.models.loading import (
     load_tokenizer,
     load_weights,
     local_backbone,
+    pretrained,
     read_config,
     referenced_encoder,
 )
@@ -59,7 +60,7 @@ class EncoderFamily:
         if reference:  # saved with --backbone-weights reference: the head here, the encoder where it is installed
             encoder = referenced_encoder(reference, path, verify)
             return load_weights(lambda p: self.head_only(p, encoder), path)
-        return load_weights(self.model_cls.from_pretrained, path)
+        return load_weights(lambda p: pretrained(self.model_cls, p), path)
 
     def head_only(self, path: Path, encoder):
         """The model of a directory that holds every weight but the encoder's, around the given encoder."""

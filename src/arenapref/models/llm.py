@@ -29,7 +29,7 @@ import torch
 from arenapref.data.tables import LABELS
 from arenapref.errors import DataError
 from arenapref.models.dual_tower import DualTowerOutput
-from arenapref.models.loading import load_tokenizer, load_weights, read_config
+from arenapref.models.loading import load_tokenizer, load_weights, pretrained, read_config
 from arenapref.models.losses import preference_loss
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -97,8 +97,8 @@ class LlmFamily:
         source, kwargs = resolve_backbone(cfg.backbone, cfg.gguf_file)
         labels = LABELS if self.num_labels == 3 else ("reward",)
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=self.num_labels, id2label=dict(enumerate(labels)),
+            model = pretrained(
+                AutoModelForSequenceClassification, source, num_labels=self.num_labels, id2label=dict(enumerate(labels)),
                 label2id={n: i for i, n in enumerate(labels)}, dtype=torch.float32, **kwargs)
         except (OSError, ValueError) as exc:
             raise DataError(f"backbone {cfg.backbone!r}: cannot load it as a sequence classifier "
@@ -135,7 +135,7 @@ class LlmFamily:
             raise DataError(f"{path / 'config.json'}: a classifier with {outputs} output(s), but arenapref.json "
                             f"says {'rank' if self.num_labels == 1 else 'classify'}; the directory mixes two "
                             "models, retrain it")
-        return load_weights(AutoModelForSequenceClassification.from_pretrained, path)
+        return load_weights(lambda p: pretrained(AutoModelForSequenceClassification, p), path)
 
     @staticmethod
     def is_head(name: str) -> bool:

@@ -40,6 +40,14 @@ def has_weights(path: Path) -> bool:
     return (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()
 
 
+def pretrained(cls, source, **kwargs):
+    """`cls.from_pretrained(source)` on torch's own layers. transformers 5.25 (with the `kernels` package it depends
+    on) swaps layers for kernels downloaded from the Hub, at load and at every train() / eval() switch on a GPU; with
+    the Hub unreachable or offline that fails at the first evaluation of a training run, and online it runs code
+    that no model directory pins."""
+    return cls.from_pretrained(source, use_kernels=False, **kwargs)
+
+
 def load_weights(loader, path: Path):
     """Call `loader(path)` (a from_pretrained), turning load failures into a DataError."""
     if not has_weights(path):
@@ -110,4 +118,4 @@ def referenced_encoder(reference: dict, where: Path, verify: bool = True):
     if verify and file_digest(weights) != reference.get("weights_sha256"):
         raise DataError(f"{where}: the backbone {name!r} at {weights.parent} is not the one this model was trained "
                         "on (its weights' sha256 differs); install the recorded one, or retrain")
-    return AutoModel.from_pretrained(weights.parent)
+    return pretrained(AutoModel, weights.parent)

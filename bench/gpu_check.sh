@@ -16,7 +16,8 @@
 #
 # Env: OUT; G (default .gpu: the package at one commit, data, tokenizer, wheels, from gpu_prepare.sh); SMALL=1; PY
 # (default python3); STEP_S (one step's limit, default 150); BUDGET_S (the whole run, default 420 s); ONLY="step
-# step" (rerun those steps on a machine still warm, reusing the models trained in $W); W (default /tmp/arenapref-gpu).
+# step" (those steps only: on a machine still warm they reuse the models trained in $W, on a fresh one the data and
+# backbones are made first); W (default /tmp/arenapref-gpu).
 # ROWS / HROWS / DDP_ROWS (training, holdout and torchrun rows: 999 / 300 / 400); ROUNDS (speed.py's, 3).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,10 +29,11 @@ PY=${PY:-python3}
 T0=$(date +%s)
 mkdir -p "$OUT"
 if [ -n "${ONLY:-}" ] && [ ! -f "$W/train.csv" ]; then
-  echo "ONLY=$ONLY: nothing from an earlier run in $W (a fresh machine): running every step" >&2
-  ONLY=""
+  # a fresh machine: the data, the wheels and the backbones first, then the steps asked for (an evaluate step needs
+  # its training step named too)
+  FRESH=1 ONLY="env backbones $ONLY"
 fi
-[ -n "${ONLY:-}" ] || rm -rf "$W"
+[ -n "${ONLY:-}" ] && [ -z "${FRESH:-}" ] || rm -rf "$W"
 mkdir -p "$W/logs"
 LOG=$OUT/log.txt RES=$OUT/results.tsv JSONL=$OUT/json_lines.txt
 if [ -z "${ONLY:-}" ] || [ ! -f "$RES" ]; then
@@ -57,7 +59,7 @@ else
   ROUNDS=${ROUNDS:-3} ML=512 LL=1024 BS=8 ES=200 ROWS=${ROWS:-999} HROWS=${HROWS:-300} DDP_ROWS=${DDP_ROWS:-400} STEP_S=${STEP_S:-150}
   BUDGET_S=${BUDGET_S:-420}
   # Carried wheels of what the image lacks or has older (gpu_results.py wheels picks them), in a folder of their own.
-  if [ -d "$G/whl" ] && [ -z "${ONLY:-}" ]; then
+  if [ -d "$G/whl" ] && [ ! -d /tmp/site ]; then
     mapfile -t PICK < <("$PY" "$BENCH/gpu_results.py" wheels "$G/whl")
     echo "=== wheels: installing ${#PICK[@]} of $(ls "$G"/whl/*.whl | wc -l): ${PICK[*]##*/}" >> "$LOG"
     if [ ${#PICK[@]} -gt 0 ]; then
@@ -111,7 +113,7 @@ encoding='utf-8'))); csv.writer(open(sys.argv[3], 'w', newline='', encoding='utf
     "$1" "$2" "$3"
 }
 
-if [ -z "${ONLY:-}" ]; then
+if [ ! -f "$W/train.csv" ]; then
   { subset "$D" "$ROWS" "$W/train.csv" && subset "$D" "$DDP_ROWS" "$W/ddp.csv" \
     && subset "$H" "$HROWS" "$W/holdout.csv"; } || echo "=== data missing: $D $H" >> "$LOG"
 fi

@@ -12,9 +12,9 @@
 #          carry:     [".gpu"]
 #          timeout_s: 480
 #
-# and, if a fix needs it, within 30 s of the reply (the machine stays warm that long; a fresh start costs 1-2 min and
-# loses the trained models): command `ONLY="step step" BUDGET_S=180 bash bench/gpu_check.sh`, carry [".gpu"],
-# timeout_s 200,
+# and, if a fix needs it, within 30 s of the reply (the machine stays warm that long and keeps the trained models):
+# command `ONLY="step step" BUDGET_S=180 bash bench/gpu_check.sh`, carry [".gpu"], timeout_s 200; on a fresh machine
+# the same command makes the data and backbones first (name a step's training step with its evaluate step);
 # after `bash bench/gpu_prepare.sh` again if the fix is in src/ (commit first: it archives HEAD).
 #
 # .gpu/ holds (46 MiB; the tool's limit is 64 MiB for the travelling tree, about 1.4 MB, and the carried paths):

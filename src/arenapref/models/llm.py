@@ -97,9 +97,9 @@ class LlmFamily:
         source, kwargs = resolve_backbone(cfg.backbone, cfg.gguf_file)
         labels = LABELS if self.num_labels == 3 else ("reward",)
         try:
-            model = pretrained(
-                AutoModelForSequenceClassification, source, num_labels=self.num_labels, id2label=dict(enumerate(labels)),
-                label2id={n: i for i, n in enumerate(labels)}, dtype=torch.float32, **kwargs)
+            model = pretrained(AutoModelForSequenceClassification, source, num_labels=self.num_labels,
+                               id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+                               dtype=torch.float32, **kwargs)
         except (OSError, ValueError) as exc:
             raise DataError(f"backbone {cfg.backbone!r}: cannot load it as a sequence classifier "
                             f"({str(exc).splitlines()[0][:160]}); pass a decoder LM directory or .gguf file") from None

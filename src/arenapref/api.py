@@ -5,6 +5,10 @@
     judge.predict("What is 2+2?", "4", "It is 4, because 2+2=4.")   # {"winner_model_a": ..., ...}
     judge.decide("What is 2+2?", "4", "5", tta="swap")                # ... and "verdict": "a_wins"
     judge.rank("What is 2+2?", ["4", "5", "It is 4."])                # best first, with scores
+
+    board = PromptBoard.load("runs/boards")          # `arenapref leaderboard --per-prompt TEXT --output runs/boards`
+    board.route("Write a haiku about rain")          # the best-rated model for this prompt
+    board.board("Write a haiku about rain")          # that prompt's leaderboard
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 from arenapref.evaluation.metrics import VERDICTS
 from arenapref.inference.predictor import Predictions, Predictor, as_turn_frame, check_tta
 from arenapref.ratings.best_of_n import rank_responses
+from arenapref.ratings.per_prompt import PromptBoard
 
-__all__ = ["VERDICTS", "Judge", "Predictions", "Predictor", "as_turn_frame", "check_tta"]
+__all__ = ["VERDICTS", "Judge", "Predictions", "Predictor", "PromptBoard", "as_turn_frame", "check_tta"]
 
 
 class Judge(Predictor):

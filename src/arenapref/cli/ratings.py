@@ -10,19 +10,21 @@ from rich.table import Table
 
 from arenapref.cli.common import console, err_console
 from arenapref.cli.tables import leaderboard_table
-from arenapref.data.tables import check_output_dir
+from arenapref.data.tables import check_output_dir, write_csv_atomic
 from arenapref.errors import DataError
 from arenapref.ratings.categories import CATEGORIES
 from arenapref.ratings.leaderboard import (
     BOTH_BAD,
     CI_METHODS,
     INITIAL,
+    _level_name,
     category_masks,
     drop_rare_models,
     load_battles,
     load_predictions,
     write_leaderboards,
 )
+from arenapref.ratings.per_prompt import COMPONENTS
 
 
 def leaderboard(
@@ -57,9 +59,29 @@ def leaderboard(
     min_battles: int = typer.Option(1, help="Leave out models with fewer battles (and their battles); per category "
                                             "too."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    per_prompt: str | None = typer.Option(None, help="A prompt: the board for it from the per-prompt model (ratings "
+                                                        "that depend on the prompt's categories and embedding, "
+                                                        "fitted on the battles' prompts); --output also writes the "
+                                                        "model (per_prompt.json, for PromptBoard.load / route)."),
+    prompt_components: int = typer.Option(COMPONENTS, help="--per-prompt: embedding components among the prompt "
+                                                           "features (0: the built-in categories alone)."),
+    prompt_ridge: float | None = typer.Option(None, help="--per-prompt: the ridge on the prompt weights; default: "
+                                                           "chosen by 5-fold cross-validation grouped by prompt."),
 ):
     """Bradley-Terry ratings on the Elo scale with intervals and Rank (UB), from votes and/or a judge's
-    predictions, optionally style controlled, weighted, anchored, and per category."""
+    predictions, optionally style controlled, weighted, anchored, per category, or for one prompt."""
+    if per_prompt is not None:
+        given = [flag for flag, value in (("--predictions", predictions), ("--style-control", style_control),
+                                          ("--covariates", covariates), ("--weights", weights),
+                                          ("--category", category), ("--categories", categories), ("--plots", plots),
+                                          ("--anchor", anchor), ("--anchor-model", anchor_model),
+                                          ("--bootstrap", bootstrap)) if value]
+        if given:
+            raise DataError(f"--per-prompt rates from the votes alone, with sandwich intervals; drop "
+                            f"{', '.join(given)}")
+        _per_prompt_board(data, per_prompt, prompt_components, prompt_ridge, output, ties, both_bad, min_battles,
+                          ci_level)
+        return
     if ties not in ("half", "davidson"):
         raise DataError(f"--ties {ties}: expected half or davidson")
     if ci not in CI_METHODS:
@@ -109,6 +131,49 @@ def leaderboard(
     if output is not None:
         console.print(f"wrote {', '.join(summary['files'])} to {output}"
                       + (" and a board per category under categories/" if masks else ""))
+
+
+def _per_prompt_board(data: Path, prompt: str, components: int, ridge: float | None, output: Path | None, ties: str,
+                      both_bad: str, min_battles: int, ci_level: float) -> None:
+    from arenapref.ratings.per_prompt import fit_prompt_board
+
+    if ties not in ("half", "davidson"):
+        raise DataError(f"--ties {ties}: expected half or davidson")
+    if components < 0:
+        raise DataError(f"--prompt-components {components}: must be 0 or more")
+    if ridge is not None and not ridge > 0:
+        raise DataError(f"--prompt-ridge {ridge}: must be a number above 0")
+    if not prompt.strip():
+        raise DataError("--per-prompt: the prompt is empty")
+    if output is not None:
+        check_output_dir(output)
+    battles = drop_rare_models(load_battles(data, both_bad=both_bad, prompt_categories=True,
+                                            prompt_text=True), min_battles)
+    if "winner" not in battles.columns:
+        raise DataError(f"{data}: has no votes (winner_model_a/_b/_tie or winner columns); per-prompt ratings are "
+                        "fitted on votes")
+    board = fit_prompt_board(battles, components=components, ridge=ridge, ties=ties)
+    table = board.board(prompt, level=ci_level)
+    console.print(per_prompt_table(table, board, prompt, ci_level))
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        board.save(output / "per_prompt.json")
+        write_csv_atomic(table, output / "per_prompt_board.csv")
+        console.print(f"wrote per_prompt.json, per_prompt_board.csv to {output}")
+
+
+def per_prompt_table(table, board, prompt: str, level: float) -> Table:
+    shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+    chosen = "chosen by 5-fold CV grouped by prompt" if board.cv else "given"
+    out = Table(title=f"board for the prompt {shown!r}",
+                caption=f"{len(board.features.names)} prompt features ({board.features.components} embedding "
+                        f"components); ridge {board.ridge:g} ({chosen}); {_level_name(level)} sandwich intervals")
+    for column in ("model", "rating", f"{_level_name(level)} interval", "Rank (UB)", "battles"):
+        out.add_column(column, justify="left" if column == "model" else "right")
+    for row in table.itertuples():
+        out.add_row(str(row.model), f"{row.rating:.1f}", f"{row.ci_low:.1f} - {row.ci_high:.1f}", str(row.rank_ub),
+                    str(row.battles))
+    return out
 
 
 def _anchor(anchor: str | None, anchor_model: str | None) -> tuple[str | None, float]:

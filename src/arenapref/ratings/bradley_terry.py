@@ -40,7 +40,8 @@ TIES = ("half", "davidson")
 @dataclass
 class Design:
     """The rows of a fit: `pairs` (P, 2) model indices, and for battle rows (style control) the pair of each row
-    and the (R, K) covariates. Without `pair_of_row` the rows are the pairs themselves."""
+    and the (R, K) covariates, dense or a scipy sparse matrix (the per-prompt model's model-by-feature columns).
+    Without `pair_of_row` the rows are the pairs themselves."""
 
     pairs: np.ndarray
     n_models: int
@@ -60,7 +61,9 @@ class Design:
         values = np.r_[np.ones(2 * n_pairs), -np.ones(2 * n_pairs)]
         self.laplacian = sparse.csr_matrix((values, (flat, np.tile(rows, 4))), shape=(m * m, n_pairs))
         self.involvement = abs(self.incidence)
-        if self.features is not None:  # column by column below: keep each column contiguous
+        if self.features is not None and sparse.issparse(self.features):
+            self.features = sparse.csr_matrix(self.features, dtype=float)
+        elif self.features is not None:  # column by column below: keep each column contiguous
             self.features = np.asfortranarray(self.features, dtype=float)
         self.n_features = 0 if self.features is None else self.features.shape[1]
 
@@ -93,8 +96,19 @@ class Design:
         if self.pair_of_row is not None:
             diff = diff[:, self.pair_of_row]
         if self.n_features:
-            diff = diff + beta @ self.features.T
+            diff = diff + self.times_features(beta, transpose=True)
         return diff
+
+    def times_features(self, values: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """(B, R) per-row values -> (B, K) sums of value * covariate; with `transpose`, (B, K) -> (B, R)."""
+        x = self.features
+        if sparse.issparse(x):
+            return np.asarray((x @ values.T) if transpose else (x.T @ values.T)).T
+        return values @ x.T if transpose else values @ x
+
+    def row_incidence(self):
+        """(R, M) sparse: +1 at each row's model a, -1 at its b."""
+        return self.incidence if self.pair_of_row is None else self.incidence[self.pair_of_row]
 
 
 def n_params(design: Design, ties: str) -> int:
@@ -159,7 +173,7 @@ def assemble(design: Design, ties: str, first, second=None):
     grad = np.zeros((batch, size))
     grad[:, :m] = design.to_models(design.pair_sums(g_d))
     if k:
-        grad[:, m:m + k] = g_d @ design.features
+        grad[:, m:m + k] = design.times_features(g_d)
     if ties == "davidson":
         grad[:, -1] = g_e.sum(axis=1)
     if second is None:
@@ -167,7 +181,14 @@ def assemble(design: Design, ties: str, first, second=None):
     h_dd, h_de, h_ee = second
     hess = np.zeros((batch, size, size))
     hess[:, :m, :m] = design.rating_block(design.pair_sums(h_dd))
-    if k:
+    if k and sparse.issparse(design.features):  # many covariates, few per row: sparse products per batch member
+        x, rows = design.features, design.row_incidence()
+        for i in range(batch):
+            hx = x.multiply(h_dd[i][:, None]).tocsc()
+            cross = (rows.T @ hx).toarray()
+            hess[i, :m, m:m + k], hess[i, m:m + k, :m] = cross, cross.T
+            hess[i, m:m + k, m:m + k] = (x.T @ hx).toarray()
+    elif k:
         x = design.features
         weighted = [h_dd * x[:, j] for j in range(k)]  # (B, R) each: h x_j, shared by both blocks
         cross = np.stack([design.to_models(design.pair_sums(v)) for v in weighted], axis=2)
@@ -180,22 +201,23 @@ def assemble(design: Design, ties: str, first, second=None):
         col = design.to_models(design.pair_sums(h_de))
         hess[:, :m, -1] = hess[:, -1, :m] = col
         if k:
-            hess[:, m:m + k, -1] = hess[:, -1, m:m + k] = h_de @ design.features
+            hess[:, m:m + k, -1] = hess[:, -1, m:m + k] = design.times_features(h_de)
         hess[:, -1, -1] = h_ee.sum(axis=1)
     return grad, hess
 
 
-def objective(design: Design, weights: np.ndarray, params: np.ndarray, ties: str, hessian: bool = True):
+def objective(design: Design, weights: np.ndarray, params: np.ndarray, ties: str, hessian: bool = True,
+              ridge: float | np.ndarray = RIDGE):
     """Penalised negative log-likelihood (B,), its gradient (B, n) and Hessian (B, n, n) at a batch of params,
     for (B, R, 3) outcome weights."""
-    return _objective(design, outcome_summary(weights, ties), params, ties, hessian)
+    return _objective(design, outcome_summary(weights, ties), params, ties, hessian, ridge)
 
 
 def _objective(design: Design, summary: tuple, params: np.ndarray, ties: str, hessian: bool = True,
-               ridge: float = RIDGE):
+               ridge: float | np.ndarray = RIDGE):
     theta, beta, eta = _split(design, params, ties)
     nll, first, second = row_terms(design.logits(theta, beta), eta, summary, ties)
-    nll = nll + ridge * (params ** 2).sum(axis=1)
+    nll = nll + (ridge * params ** 2).sum(axis=1)
     if not hessian:
         return nll, assemble(design, ties, first) + 2 * ridge * params
     grad, hess = assemble(design, ties, first, second)
@@ -205,9 +227,10 @@ def _objective(design: Design, summary: tuple, params: np.ndarray, ties: str, he
 
 
 def newton(design: Design, weights: np.ndarray, ties: str, start: np.ndarray | None = None,
-           max_iter: int = 100, tol: float = 1e-5, ridge: float = RIDGE) -> np.ndarray:
+           max_iter: int = 100, tol: float = 1e-5, ridge: float | np.ndarray = RIDGE) -> np.ndarray:
     """Maximum-likelihood parameters (B, n) for a batch of weightings (B, R, 3) of the same rows, penalised by
-    `ridge` times their squared norm (any ridge > 0 also fixes the mean rating at 0).
+    `ridge` times their squared norm (any ridge > 0 also fixes the mean rating at 0); an (n,) `ridge` penalises each
+    parameter by its own.
 
     Damped Newton: the full step unless it fails to decrease the objective (Armijo), then halved for that batch
     member only. The Hessian is kept while the steps it gives shrink fast (each under a quarter of the one
@@ -248,8 +271,9 @@ def newton(design: Design, weights: np.ndarray, ties: str, start: np.ndarray | N
 
 
 def sandwich(design: Design, weights: np.ndarray, spread: tuple | None, params: np.ndarray,
-             ties: str) -> np.ndarray:
-    """Robust covariance (n, n) of the fitted parameters: H^-1 M H^-1, M the sum over battles of s s^T.
+             ties: str, ridge: float | np.ndarray = RIDGE) -> np.ndarray:
+    """Robust covariance (n, n) of the fitted parameters: H^-1 M H^-1, M the sum over battles of s s^T (H with the
+    fit's `ridge`).
 
     weights (1, R, 3) as fitted; params (n,) the fit. A battle of weight c and outcome w has the score c L (p - w) in
     (d, eta) (half: L = [1, 0, 1/2] and p = (sigmoid(d), 1 - sigmoid(d), 0); Davidson: L = [[1/2, -1/2, 0], [0, 0,
@@ -287,6 +311,6 @@ def sandwich(design: Design, weights: np.ndarray, spread: tuple | None, params: 
     else:
         second = (meat_rows[None, :, 0, 0], meat_rows[None, :, 0, 1], meat_rows[None, :, 1, 1])
     _, meat = assemble(design, ties, (zeros, zeros), second)
-    _, _, hess = objective(design, weights, params[None], ties)
+    _, _, hess = objective(design, weights, params[None], ties, ridge=ridge)
     bread = np.linalg.inv(hess[0])
     return bread @ meat[0] @ bread

@@ -123,6 +123,11 @@ def category_flags(cells: pa.Array, where: str = "input column prompt", first_ro
     }
 
 
+def user_texts(cells: pa.Array, where: str = "input column prompt", first_row: int = 0) -> np.ndarray:
+    """(n,) object array: each prompt's user turns joined by a blank line."""
+    return _user_text(parse_turn_lists(cells, where, first_row)).to_numpy(zero_copy_only=False)
+
+
 def category_bits(cells: pa.Array, where: str = "input column prompt", first_row: int = 0) -> np.ndarray:
     """(n,) uint8 bit masks of the prompts' categories: bit j set when the prompt is in CATEGORIES[j]."""
     flags = category_flags(cells, where, first_row)

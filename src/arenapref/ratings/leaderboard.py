@@ -49,7 +49,7 @@ from arenapref.data.tables import (
 from arenapref.errors import DataError
 from arenapref.evaluation.figures import pyplot, save_figure
 from arenapref.ratings.bradley_terry import TIES, Design, newton, sandwich
-from arenapref.ratings.categories import CATEGORIES, category_bits
+from arenapref.ratings.categories import CATEGORIES, category_bits, user_texts
 from arenapref.ratings.style import (
     STYLE_FEATURES,
     TOKENIZER,
@@ -75,7 +75,7 @@ BOARD_THREADS = min(2, os.cpu_count() or 1)  # category boards fitted at once
 # -- reading battles ---------------------------------------------------------------------------------------------
 def load_battles(path, style: bool = False, both_bad: str = "tie", weights: str | None = None,
                  covariates: tuple[str, ...] = (), category: str | None = None,
-                 prompt_categories: bool = False) -> pd.DataFrame:
+                 prompt_categories: bool = False, prompt_text: bool = False) -> pd.DataFrame:
     """Battles file -> id, model_a, model_b (categorical) and, if it has votes, `winner` (0 A, 1 B, 2 tie); with
     `style` also the STYLE_COUNT_COLUMNS counts of the two responses (style.py), the texts themselves not kept.
 
@@ -88,7 +88,8 @@ def load_battles(path, style: bool = False, both_bad: str = "tie", weights: str 
 
     Optional columns: `weights` (a numeric column, >= 0) -> `weight`; `covariates` (numeric columns) ->
     `covariate:NAME`; `category` (any column) -> `category` (stripped text); `prompt_categories` -> the bit mask
-    of each prompt's built-in categories (categories.py) as `prompt_categories`, from the `prompt` column.
+    of each prompt's built-in categories (categories.py) as `prompt_categories`, from the `prompt` column;
+    `prompt_text` -> its user turns joined by blank lines as `prompt_text` (the per-prompt model embeds them).
     """
     import pyarrow as pa
 
@@ -118,21 +119,21 @@ def load_battles(path, style: bool = False, both_bad: str = "tie", weights: str 
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}; style control measures the two "
                             "responses' texts (Kaggle columns response_a, response_b)")
         wanted += ["response_a", "response_b"]
-    if prompt_categories:
+    if prompt_categories or prompt_text:
         if "prompt" not in present:
             raise DataError(f"{path}: missing column prompt; the built-in prompt categories are read from the "
                             "prompt text (Kaggle column prompt)")
         wanted += ["prompt"] if "prompt" not in wanted else []
     names: dict[str, int] = {}
     parts: dict[str, list] = {"model_a": [], "model_b": [], "id": [], "winner": [], "style_a": [], "style_b": [],
-                              "weight": [], "category": [], "prompt": [],
+                              "weight": [], "category": [], "prompt": [], "prompt_text": [],
                               **{f"covariate:{c}": [] for c in covariates}}
     columns = {"weight": weights, "category": category, "covariates": tuple(covariates), "style": style,
-               "prompt": prompt_categories}
+               "prompt": prompt_categories, "prompt_text": prompt_text}
     # Text work (Arrow kernels, which release the GIL) runs on worker threads while the next block is read;
     # at most a few blocks of text are in flight.
     n_workers = min(4, os.cpu_count() or 1)
-    workers = ThreadPoolExecutor(max_workers=n_workers) if style or prompt_categories else None
+    workers = ThreadPoolExecutor(max_workers=n_workers) if style or prompt_categories or prompt_text else None
     try:
         _read_battle_blocks(batches(wanted), path, names, parts, votes, columns, workers, 4 * n_workers)
     finally:
@@ -175,6 +176,8 @@ def load_battles(path, style: bool = False, both_bad: str = "tie", weights: str 
         out[f"covariate:{name}"] = np.concatenate(parts[f"covariate:{name}"])
     if prompt_categories:
         out["prompt_categories"] = np.concatenate(parts["prompt"])
+    if prompt_text:
+        out["prompt_text"] = np.concatenate(parts["prompt_text"])
     dropped = int(votes == "winner" and both_bad == "drop" and out["both_bad"].sum())
     out = out[keep].reset_index(drop=True)
     if dropped:
@@ -222,10 +225,12 @@ def _read_battle_blocks(blocks, path: Path, names: dict, parts: dict, votes: str
                 submit(f"style_{side}", style_counts, batch[f"response_{side}"], f"{path}: column response_{side}")
         if columns["prompt"]:
             submit("prompt", category_bits, batch["prompt"], f"{path}: column prompt")
+        if columns["prompt_text"]:
+            submit("prompt_text", user_texts, batch["prompt"], f"{path}: column prompt")
         while len(pending) > in_flight:
             pending.pop(0).result()
         first_row += n
-    for key in ("style_a", "style_b", "prompt"):  # in file order: the first bad cell is the one reported
+    for key in ("style_a", "style_b", "prompt", "prompt_text"):  # in file order: the first bad cell is the one reported
         parts[key] = [job.result() for job in parts[key]]
 
 

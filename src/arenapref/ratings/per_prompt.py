@@ -165,9 +165,11 @@ def battle_log_loss(params: np.ndarray, a, b, x: np.ndarray, labels: np.ndarray,
     return -logp[np.arange(len(d)), labels]
 
 
-def prompt_folds(texts: np.ndarray, folds: int) -> np.ndarray:
-    """(N,) fold of each battle: every battle of a prompt (same user text) in the same fold."""
-    return (pd.util.hash_array(np.asarray(texts, dtype=object)) % np.uint64(folds)).astype(np.int64)
+def prompt_folds(texts: np.ndarray, folds: int, key: str = "arenapref-folds0") -> np.ndarray:
+    """(N,) fold of each battle: every battle of a prompt (same user text) in the same fold. Another 16-character
+    `key` gives other folds (an outer cross-validation around the fit's own)."""
+    hashed = pd.util.hash_array(np.asarray(texts, dtype=object), hash_key=key)
+    return (hashed % np.uint64(folds)).astype(np.int64)
 
 
 @dataclass

@@ -54,7 +54,8 @@ def test_report_renders_in_chromium_with_every_figure_loaded(report_dir, tmp_pat
         driver.get((report_dir / "index.html").as_uri())
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
-        assert {src for src, _, _ in images} == FIGURES
+        boards = {f"leaderboard/{p.name}" for p in (report_dir / "leaderboard").glob("*.png")}
+        assert {src for src, _, _ in images} == FIGURES | boards
         assert all(complete and width > 0 for _, complete, width in images), images
         assert driver.execute_script("return document.scripts.length") == 0  # the hostile text stayed text
         assert driver.title.startswith("arenapref report")
@@ -162,3 +163,22 @@ def test_report_campaign_errors_are_one_line(tmp_path):
     (tmp_path / "bad" / "campaign.json").write_text(json.dumps({"kind": "something else"}))
     proc = run_cli("report", "--output", tmp_path / "out", "--campaign", tmp_path / "bad", check=False)
     assert proc.returncode == 2 and "not a campaign" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_report_rates_the_battles_from_votes_and_from_the_judge(tmp_path, small_csv):
+    from arenapref.api import Judge
+    from arenapref.data.tables import load_frame
+    from arenapref.ratings.leaderboard import common_models_mask, rate
+    from arenapref.ratings.report import boards_section
+
+    frame = load_frame(small_csv, require_labels=True)
+    judge = Judge(SwapSensitiveBackend(), {"model_type": "stub"})
+    page = write_report(judge, frame, tmp_path / "out", worst=5, more=boards_section).read_text()
+    assert "<h2>Leaderboards</h2>" in page and "Spearman" in page
+    assert {"leaderboard.png", "win_fraction.png", "battle_count.png", "win_fraction_judge.png"} <= {
+        p.name for p in (tmp_path / "out" / "leaderboard").iterdir()}
+    battles = frame[["model_a", "model_b"]].astype(str).assign(winner=frame["label"].to_numpy())
+    keep = (battles["model_a"] != battles["model_b"]).to_numpy() & common_models_mask(battles, 5)
+    table = rate(battles[keep].reset_index(drop=True), battles["winner"].to_numpy()[keep], ci="sandwich").table
+    top = table.iloc[0]
+    assert f"<td>{top['model']}</td><td>{top['rating']:.0f} ({top['ci_low']:.0f}" in page

@@ -12,6 +12,7 @@ from arenapref.data.tables import check_output_dir, load_frame
 from arenapref.errors import DataError
 from arenapref.evaluation.report import load_campaign, write_report
 from arenapref.models.directory import check_model_dir
+from arenapref.ratings.report import boards_section
 
 
 def report(
@@ -23,7 +24,8 @@ def report(
     worst: int = typer.Option(20, help="How many worst-predicted rows to list."),
 ):
     """An HTML report: metrics, reliability before/after calibration, confusion matrix, log loss by length and
-    turns, position bias, worst-predicted rows; and / or a selection campaign's learning curves."""
+    turns, position bias, worst-predicted rows, leaderboards from the votes and from the judge (when the rows name
+    model_a / model_b); and / or a selection campaign's learning curves."""
     if (model is None) != (data is None):
         raise DataError("report: --model and --data go together (a model and the labelled rows to judge it on)")
     if model is None and campaign is None:
@@ -38,5 +40,5 @@ def report(
         quiet_libraries()
         judge = Judge.from_pretrained(model)
     path = write_report(judge, frame, output, model_name=str(model or ""), data_name=str(data or ""), worst=worst,
-                        campaign=curves)
+                        campaign=curves, more=boards_section)
     console.print(f"wrote {path}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -226,10 +227,11 @@ img { max-width: calc(50% - 0.5rem); box-sizing: border-box; border: 1px solid #
 """
 
 
-def model_sections(judge, frame: pd.DataFrame, output: Path, model_name: str, data_name: str, worst: int) -> str:
-    """Predict `frame` (labelled, normalised) both ways round, draw the figures; the page's model sections."""
+def model_sections(judge, frame: pd.DataFrame, output: Path, model_name: str, data_name: str, worst: int,
+                   probs: np.ndarray) -> str:
+    """Predict `frame` (labelled, normalised; `probs` the judge's predictions as given) swapped too, draw the
+    figures; the page's model sections."""
     labels = frame["label"].to_numpy()
-    probs = judge.predict_proba(frame)  # what the model returns: its stored calibration applied
     swapped = swap_columns(judge.predict_proba(swap_frame(frame)))  # back in the original A/B order
     stored_t = float(getattr(judge, "temperature", 1.0))
     log_probs = np.log(np.clip(probs, 1e-15, 1.0))  # logits of the model's output, up to a constant per row
@@ -356,14 +358,19 @@ seeds.</p>
 
 
 def write_report(judge, frame: pd.DataFrame | None, output, model_name: str = "", data_name: str = "",
-                 worst: int = 20, campaign: dict | None = None) -> Path:
+                 worst: int = 20, campaign: dict | None = None,
+                 more: Callable[[pd.DataFrame, np.ndarray, Path], str] | None = None) -> Path:
     """output/index.html with the model sections (a judge and a labelled, normalised frame) and / or the
-    learning curves of a selection campaign (`load_campaign`)."""
+    learning curves of a selection campaign (`load_campaign`); `more(frame, probabilities, output)` adds a section
+    from the judge's predictions (the leaderboards: ratings/report.py, a layer above this one)."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     body = ""
     if judge is not None:
-        body += model_sections(judge, frame, output, model_name, data_name, worst)
+        probs = judge.predict_proba(frame)  # what the model returns: its stored calibration applied
+        body += model_sections(judge, frame, output, model_name, data_name, worst, probs)
+        if more is not None:
+            body += more(frame, probs, output)
     if campaign is not None:
         body += campaign_section(campaign, output)
     title = model_name or ("selection campaign" if campaign is not None else "")

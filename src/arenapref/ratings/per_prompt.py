@@ -37,7 +37,7 @@ from arenapref.ratings.leaderboard import (
 )
 
 COMPONENTS = 8  # embedding components kept; 0: the categories alone
-RIDGE_GRID = (3.0, 10.0, 30.0, 100.0, 300.0)  # on standardised features, summed over battles; 1000s: the global board
+RIDGE_GRID = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)  # on standardised features, summed over battles
 FOLDS = 5
 EMBED_MAX_TOKENS = 128
 FORMAT = 1

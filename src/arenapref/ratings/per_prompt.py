@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,19 +44,26 @@ EMBED_MAX_TOKENS = 128
 FORMAT = 1
 
 
+@lru_cache(maxsize=1)
+def _encoder():
+    """all-MiniLM-L6-v2's tokenizer and encoder, loaded once per process (route() is called prompt by prompt)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from arenapref.models.loading import DEFAULT_BACKBONE, local_backbone, pretrained
+
+    source = local_backbone(DEFAULT_BACKBONE)
+    return AutoTokenizer.from_pretrained(source), pretrained(AutoModel, source).eval()
+
+
 def embed_prompts(texts, batch_size: int = 64) -> np.ndarray:
     """(N, 384) float32 unit vectors: all-MiniLM-L6-v2 mean-pooled over each text's first 128 tokens (sorted by
     length into batches, so padding costs little)."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
 
-    from arenapref.models.loading import DEFAULT_BACKBONE, local_backbone, pretrained
     from arenapref.models.pooling import masked_mean
 
     texts = [str(t) for t in texts]
-    source = local_backbone(DEFAULT_BACKBONE)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = pretrained(AutoModel, source).eval()
+    tokenizer, model = _encoder()
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")
     with torch.inference_mode():

@@ -189,3 +189,18 @@ def test_service_takes_a_style_per_comparison(style_model, gbdt_model):
     with TestClient(create_app(Judge.from_pretrained(gbdt_model))) as client:
         response = client.post("/v1/compare", json={**item, "style": "controlled"})
         assert response.status_code == 422 and "no style term" in response.json()["detail"]
+
+
+@pytest.mark.slow
+def test_as_voted_grouped_cv_log_loss_stays_within_0_005_of_todays_gbdt(tmp_path, arena_csv):
+    """The gbdt's `arenapref cv` on the arena sample (5 grouped folds, seed 42, default settings), with and without
+    --style-term: as voted, the style-term model's out-of-fold log loss is no more than 0.005 above today's (about
+    30 s; bench/style_control.py measures the rest)."""
+    from arenapref.training.cv import cross_validate
+
+    loss = {}
+    for name, changes in (("today", {}), ("style_term", {"style_term": True})):
+        cfg = TrainConfig(data=str(arena_csv), output=str(tmp_path / name), model="gbdt", **changes).validate()
+        loss[name] = cross_validate(cfg, 5, tmp_path / name, log=lambda *a, **k: None)["out_of_fold"]["log_loss"]
+    assert loss["style_term"] - loss["today"] <= 0.005, loss
+    assert loss["style_term"] < 1.09  # well below the constant prior (about 1.097): it learned something

@@ -106,6 +106,7 @@ def test_style_model_saves_its_coefficients_and_evaluate_prints_them(style_model
     term = meta["style_term"]
     assert [r["feature"] for r in term["coefficients"]] == ["tokens", "headers", "lists", "bold"]
     assert term["level"] == 0.95 and len(term["scale"]) == 4 and term["content_features"]
+    assert "- style term (log-odds of A winning" in (resolve_model(style_model) / "README.md").read_text()
     held = tmp_path / "held.csv"
     pd.read_csv(arena_csv, dtype=str, keep_default_na=False).iloc[400:560].to_csv(held, index=False)
     out = {}

@@ -95,3 +95,24 @@ def test_speed_benchmark_refuses_cuda_where_there_is_none():
     _, proc = run_bench("speed.py", "--device", "cuda", check=False)
     assert proc.returncode != 0 and "torch sees no CUDA device" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_style_control_benchmark_runs(tmp_path, arena_csv):
+    """bench/style_control.py on 300 arena rows and 120 rows of each out-of-domain file, 2 folds, no extra file."""
+    import pandas as pd
+
+    for name, rows in (("arena_sample", 300), ("hh_rlhf_harmless_test", 120), ("pandalm_human_test", 120)):
+        source = arena_csv.parent / f"{name}.csv"
+        pd.read_csv(source, dtype=str, keep_default_na=False).head(rows).to_csv(tmp_path / f"{name}.csv", index=False)
+    result, proc = run_bench("style_control.py", "--data-dir", tmp_path, "--folds", 2, "--no-extra")
+    cv = result["cv"]
+    assert {"prior", "style_alone", "longer_rule", "today as-voted", "style_term as-voted",
+            "style_term controlled"} == set(cv)
+    assert 0.8 < cv["style_term as-voted"]["log_loss"] < 1.3
+    assert cv["style_term controlled"]["log_loss"] != cv["style_term as-voted"]["log_loss"]
+    assert cv["style_term controlled"]["shorter_won"]["rows"] + cv["style_term controlled"]["longer_won"]["rows"] <= \
+        cv["style_term controlled"]["decisive"]["rows"]
+    for name in ("hh_rlhf_harmless", "pandalm_human"):
+        assert set(result["out_of_domain_pairwise"][name]) == {"longer_rule", "today as-voted", "style_term as-voted",
+                                                                "style_term controlled"}
+    assert "shorter won" in proc.stdout

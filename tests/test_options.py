@@ -141,6 +141,7 @@ def test_options_of_follows_the_families_metadata():
     ({"quantize": "int8", "dtype": "bf16"}, "--quantize int8 quantizes the fp32 model"),
     ({"workers": 0}, "--workers must be at least 1, got 0"),
     ({"batch_tokens": 0}, "--batch-tokens must be at least 1, got 0"),
+    ({"style": "neutral"}, "--style 'neutral': expected as-voted or controlled"),
 ])
 def test_inference_options_are_validated_once(values, message):
     with pytest.raises(DataError, match=re.escape(message)):
@@ -149,10 +150,12 @@ def test_inference_options_are_validated_once(values, message):
 
 def test_inference_options_become_from_pretrained_arguments_and_refuse_gbdt():
     options = InferenceOptions(quantize="int8", batch_tokens=512, workers=2).validate()
-    assert options.load_kwargs() == {"dtype": "fp32", "quantize": "int8", "max_tokens": 512, "workers": 2}
+    assert options.load_kwargs() == {"dtype": "fp32", "quantize": "int8", "max_tokens": 512, "workers": 2,
+                                     "style": "as-voted"}
     assert InferenceOptions().load_kwargs()["quantize"] is None
     options.check_applies("dual-tower", "m")
     InferenceOptions().check_applies("gbdt", "m")  # nothing set: nothing to refuse
+    InferenceOptions(style="controlled").check_applies("gbdt", "m")  # a gbdt's style term is what --style reads
     with pytest.raises(DataError, match="--batch-tokens applies to neural models; m is a gbdt model"):
         InferenceOptions(batch_tokens=512).check_applies("gbdt", "m")
 

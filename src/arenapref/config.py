@@ -172,6 +172,11 @@ class TrainConfig:
     # The factored model's A-vs-B booster sees many more rows than the tie booster.
     gbdt_direction_rounds: int = option(600, families=GBDT, help="--model gbdt, factored: rounds of the A-vs-B model.")
     gbdt_direction_leaves: int = option(15, families=GBDT, help="--model gbdt, factored: leaves of the A-vs-B model.")
+    style_term: bool = option(False, families=GBDT,
+                              help="--model gbdt (and the hybrid's gbdt part): learn who wins as a linear style term "
+                                   "(the leaderboard's length and markdown differences) plus a content term that "
+                                   "reads no length or markdown, so `--style controlled` can take style out at "
+                                   "prediction time (docs/style-control.md); ties keep their own model.")
 
     @property
     def effective_head_lr(self) -> float:
@@ -253,6 +258,9 @@ class TrainConfig:
             raise DataError("--rank-loss applies to --objective rank only; drop it or add --objective rank")
         if self.teacher_probs is None and self.distill_alpha != defaults.distill_alpha:
             raise DataError("--distill-alpha weighs the --teacher-probs loss; drop it or add --teacher-probs FILE")
+        if self.style_term and self.gbdt_extra == "all":
+            raise DataError("--style-term fits who wins apart from the ties (like --gbdt-extra direction); drop "
+                            "--gbdt-extra all")
         if not self.extra and (self.gbdt_extra != defaults.gbdt_extra):
             raise DataError("--gbdt-extra says how the gbdt uses --extra rows; drop it or add --extra FILE")
 
@@ -339,9 +347,13 @@ class InferenceOptions:
                                                  "on CPU, 4096 with --quantize int8, 65536 on GPU).")
     workers: int | None = option(None, help="Encoder calls run at once on a CPU, each with an equal share of the "
                                             "torch threads (default 2 with 2+ threads, else 1; GPU 1).")
+    style: str = option("as-voted", choices=("as-voted", "controlled"),
+                        help="as-voted: judge as the voters did, length and markdown included; controlled: with the "
+                             "model's style term set to its value for two answers of the same length and markdown "
+                             "(models trained with --style-term; docs/style-control.md).")
 
     def validate(self) -> InferenceOptions:
-        for name in ("dtype", "quantize"):
+        for name in ("dtype", "quantize", "style"):
             allowed = InferenceOptions.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in allowed:
                 raise DataError(f"--{name} {getattr(self, name)!r}: expected {either(allowed)}")
@@ -354,12 +366,13 @@ class InferenceOptions:
         return self
 
     def check_applies(self, model_type: str, model) -> None:
-        """The options act on a neural encoder: a gbdt model has none, so setting one would change nothing."""
+        """The options act on a neural encoder (all but --style): a gbdt model has none, so setting one would change
+        nothing."""
         if model_type != "gbdt":
             return
         defaults = InferenceOptions()
         for f in dataclasses.fields(self):
-            if getattr(self, f.name) != getattr(defaults, f.name):
+            if f.name != "style" and getattr(self, f.name) != getattr(defaults, f.name):
                 flag = f"--{f.name.replace('_', '-')}"
                 raise DataError(f"{flag} applies to neural models; {model} is a gbdt model (LightGBM on features): "
                                 f"drop {flag}")
@@ -367,4 +380,4 @@ class InferenceOptions:
     def load_kwargs(self) -> dict:
         """The `Predictor.from_pretrained` keyword arguments these options stand for."""
         return {"dtype": self.dtype, "quantize": None if self.quantize == "none" else self.quantize,
-                "max_tokens": self.batch_tokens, "workers": self.workers}
+                "max_tokens": self.batch_tokens, "workers": self.workers, "style": self.style}

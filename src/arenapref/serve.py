@@ -47,6 +47,7 @@ from arenapref.data.swap import TTA_MODES
 from arenapref.data.tables import LABELS, normalize
 from arenapref.errors import DataError
 from arenapref.evaluation.metrics import VERDICTS, verdicts
+from arenapref.models.style_term import STYLE_MODES
 from arenapref.ratings.best_of_n import rank_method, rank_responses
 
 log = logging.getLogger("arenapref.serve")
@@ -79,6 +80,10 @@ class Comparison(BaseModel):
     tta: Literal[TTA_MODES] | None = Field(None, description="swap: also judge the pair with A and B exchanged and "
                                                              "average both orders; default: the server's --tta")
     diagnostics: bool = Field(False, description="add a diagnostics object: what the model saw of the pair")
+    style: Literal[STYLE_MODES] | None = Field(None, description="controlled: judge with the model's style term "
+                                                                 "(length and markdown) taken out, for models "
+                                                                 "trained with --style-term; default: the server's "
+                                                                 "--style")
 
     @model_validator(mode="after")
     def _same_turn_count(self):
@@ -146,6 +151,7 @@ class PairRow(NamedTuple):
     response_b: list[str]
     tta: str | None = None
     diagnostics: bool = False
+    style: str | None = None
 
 
 class TooLarge(Exception):
@@ -265,22 +271,22 @@ class Service:
 
     def predict_rows(self, rows: list[PairRow]) -> list[tuple[np.ndarray, dict | None]]:
         """(probabilities, diagnostics or None) per row. One gathered batch can hold requests with different
-        settings: each TTA mode gets its own pass, so every row is answered as its request asked."""
+        settings: each (TTA mode, style) gets its own pass, so every row is answered as its request asked."""
         out: list = [None] * len(rows)
-        by_tta: dict[str, list[int]] = {}
+        by_tta: dict[tuple, list[int]] = {}
         for i, row in enumerate(rows):
-            by_tta.setdefault(row.tta or self.judge.tta, []).append(i)
-        for tta, index in by_tta.items():
+            by_tta.setdefault((row.tta or self.judge.tta, row.style or self.judge.style), []).append(i)
+        for (tta, style), index in by_tta.items():
             group = [rows[i] for i in index]
             raw = pd.DataFrame({"id": [str(i) for i in range(len(group))], "prompt": [r.prompt for r in group],
                                 "response_a": [r.response_a for r in group],
                                 "response_b": [r.response_b for r in group]})
             frame = normalize(raw, "request")
             if any(r.diagnostics for r in group):  # diagnostics come from the same pass, no second tokenisation
-                result = self.judge.predict_frame(frame, tta=tta, diagnostics=True)
+                result = self.judge.predict_frame(frame, tta=tta, diagnostics=True, style=style)
                 probs, notes = result[list(LABELS)].to_numpy(np.float64), list(result["diagnostics"])
             else:
-                probs, notes = self.judge.predict_proba(frame, tta=tta), [None] * len(group)
+                probs, notes = self.judge.predict_proba(frame, tta=tta, style=style), [None] * len(group)
             for i, row, p, note in zip(index, group, probs, notes):
                 out[i] = (p, json_ready(note) if row.diagnostics else None)
         return out
@@ -306,7 +312,7 @@ class Service:
         return {"forward_passes": self.pairs.forward_passes + self.sides.forward_passes,
                 "rows": self.pairs.items + self.sides.items, "requests": self.requests,
                 "batch_wait_ms": self.batch_wait_ms, "max_items": self.max_items, "max_body_bytes": self.max_body_bytes,
-                "tta": self.judge.tta}
+                "tta": self.judge.tta, "style": self.judge.style}
 
 
 def json_ready(value):
@@ -428,8 +434,10 @@ async def compare(body: Annotated[CompareBody, Body()], request: Request):
     service.requests += 1
     if not items:
         return []
-    results = await service.pairs.submit([PairRow(c.prompt, c.response_a, c.response_b, c.tta, c.diagnostics)
-                                          for c in items])
+    if any(c.style == "controlled" for c in items):
+        service.judge.checked_style("controlled")  # a model without a style term: one clear 422, before queueing
+    results = await service.pairs.submit([PairRow(c.prompt, c.response_a, c.response_b, c.tta, c.diagnostics,
+                                                  c.style) for c in items])
     probs = np.array([p for p, _ in results]).reshape(-1, 3)
     out = []
     for p, verdict, (_, notes) in zip(probs, verdicts(probs), results):

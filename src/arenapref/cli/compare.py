@@ -74,6 +74,7 @@ def compare(
     if as_json:
         print(json.dumps(decision, ensure_ascii=False))
         return
-    console.print(decision_table(decision, f"{model}" + (" (swap TTA)" if tta == "swap" else "")))
+    notes = [n for n, on in (("swap TTA", tta == "swap"), ("style controlled", options.style == "controlled")) if on]
+    console.print(decision_table(decision, f"{model}" + (f" ({', '.join(notes)})" if notes else "")))
     if diagnostics:
         console.print(row_diagnostics_table(decision["diagnostics"]))

@@ -24,7 +24,13 @@ from arenapref.cli.common import (
     uses_transformers,
 )
 from arenapref.cli.options import with_options
-from arenapref.cli.tables import consistency_table, diagnostics_summary_table, metrics_table, pairwise_table
+from arenapref.cli.tables import (
+    consistency_table,
+    diagnostics_summary_table,
+    metrics_table,
+    pairwise_table,
+    style_table,
+)
 from arenapref.config import InferenceOptions
 from arenapref.data.predictions import read_predictions
 from arenapref.data.tables import LABELS, atomic_path, check_output_path, iter_frames, load_frame, write_csv_atomic
@@ -116,10 +122,15 @@ def evaluate(
                "position_consistency": result.position_consistency()}
     if diagnostics:
         metrics["diagnostics"] = diagnostics_summary(result.diagnostics)
+    metrics["style"] = options.style
+    coefficients = judge.style_coefficients()
+    if coefficients is not None:
+        metrics["style_coefficients"] = coefficients
     if as_json:
         print(json.dumps(metrics))
         return
-    console.print(metrics_table(metrics, f"{data} ({model})"))
+    controlled = ", style controlled" if options.style == "controlled" else ""
+    console.print(metrics_table(metrics, f"{data} ({model}{controlled})"))
     for name in ("shorter_won", "longer_won"):
         part = metrics[name]
         if part["rows"]:
@@ -128,6 +139,8 @@ def evaluate(
     if metrics["pairwise"]["rows"]:
         console.print(pairwise_table(metrics["pairwise"]))
     console.print(consistency_table(metrics["position_consistency"], tta))
+    if coefficients is not None:
+        console.print(style_table(coefficients, options.style))
     if diagnostics:
         console.print(diagnostics_summary_table(metrics["diagnostics"]))
 

@@ -55,6 +55,19 @@ def consistency_table(consistency: dict, tta: str) -> Table:
     return table
 
 
+def style_table(coefficients: list[dict], style: str) -> Table:
+    """A style-term model's coefficients (models/style_term.py) with their intervals, and whether they were used."""
+    used = "left out (--style controlled)" if style == "controlled" else "used (--style as-voted)"
+    table = Table(title=f"style term: log-odds of A winning per standard deviation; {used}",
+                  caption="covariate: (f_a - f_b) / (f_a + f_b), standardised, as the leaderboard's style control")
+    for col, justify in (("feature", "left"), ("coef", "right"), ("se", "right"), ("95% interval", "right")):
+        table.add_column(col, justify=justify)
+    for row in coefficients:
+        table.add_row(row["feature"], f"{row['coef']:+.4f}", f"{row['se']:.4f}",
+                      f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]")
+    return table
+
+
 def diagnostics_summary_table(summary: dict) -> Table:
     """evaluation.metrics.diagnostics_summary: how many rows were cut, lost rounds, or carry each warning."""
     table = Table(title=f"diagnostics ({summary['rows']} rows)")

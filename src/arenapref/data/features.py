@@ -180,3 +180,37 @@ def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.n
     side = lambda block: (block - mean[:s]) / std[:s]
     shared = (features[:, 2 * s:2 * s + q] - mean[s:]) / std[s:]
     return np.clip(np.hstack([side(features[:, :s]), side(features[:, s:2 * s]), shared]), -FEATURE_CLIP, FEATURE_CLIP)
+
+
+# -- content features: what a style-controlled judge's content term reads (models/gbdt.py, models/style_term.py) --
+# A style-controlled judge splits its A-vs-B logit into a style term (linear in the leaderboard's four style
+# differences: tokens, headers, lists, bold; data/style.py) and a content term that must not see style, or
+# "controlled" would only move length from one term to the other. So the content term reads the side features
+# that do not grow with a response's length or markdown: shares and rates, and presence (0/1) in place of counts.
+# Length, line, sentence, markdown and code counts, and the unique-word share (it falls as a text grows), are left
+# out; so is the pair's length ratio. Repeating a response word for word leaves every content feature unchanged.
+CONTENT_SIDE_FEATURES = ("digits_share", "upper_share", "non_ascii_share", "mean_word_len", "refusal_start", "empty",
+                         "prompt_recall", "prompt_jaccard", "ends_cleanly")
+PRESENCE_SIDE_FEATURES = ("refusals", "empty_turns", "urls")  # read as "any" (0/1)
+CONTENT_PAIR_FEATURES = ("identical", "pair_jaccard", "both_empty", "both_refuse", "any_refuse", "same_prefix")
+
+
+def _content_side(side: np.ndarray) -> np.ndarray:
+    take = [SIDE_FEATURES.index(n) for n in CONTENT_SIDE_FEATURES]
+    presence = [SIDE_FEATURES.index(n) for n in PRESENCE_SIDE_FEATURES]
+    return np.hstack([side[:, take], (side[:, presence] > 0).astype(np.float64)])
+
+
+def content_names() -> list[str]:
+    """Column names of content_matrix."""
+    side = list(CONTENT_SIDE_FEATURES) + [f"any_{n}" for n in PRESENCE_SIDE_FEATURES]
+    return ([f"a_{n}" for n in side] + [f"b_{n}" for n in side] + [f"diff_{n}" for n in side]
+            + list(CONTENT_PAIR_FEATURES) + list(PROMPT_FEATURES))
+
+
+def content_matrix(blocks: dict[str, np.ndarray]) -> np.ndarray:
+    """[content A, content B, A - B, content pair, prompt] as one (N, C) matrix; swap_sides mirrors it as it mirrors
+    feature_matrix."""
+    a, b = _content_side(blocks["side_a"]), _content_side(blocks["side_b"])
+    pair = blocks["pair"][:, [PAIR_FEATURES.index(n) for n in CONTENT_PAIR_FEATURES]]
+    return np.hstack([a, b, a - b, pair, blocks["prompt"]])

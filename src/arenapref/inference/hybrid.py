@@ -56,20 +56,26 @@ class HybridBackend:
     # The neural part reads rendered text and reports what it kept; the gbdt part reads whole texts.
     reports_diagnostics = True
 
-    def predict_logits(self, frame, progress=None, tta: str = "none", diagnostics: list | None = None):
+    @property
+    def has_style_term(self) -> bool:
+        """Style can be taken out of the blend only when every part has a style term (models/style_term.py)."""
+        return all(judge.has_style_term for _, judge in self.parts)
+
+    def predict_logits(self, frame, progress=None, tta: str = "none", diagnostics: list | None = None,
+                       style: str = "as-voted"):
         """`diagnostics` (a list) receives the neural part's per-row rendering report (data/text.py), from the
         pass on the rows as given (with tta="swap" the swapped pass reads the same turns, A and B exchanged)."""
         probs = 0.0
         for i, (weight, judge) in enumerate(self.parts):
             extra = {"diagnostics": diagnostics} if diagnostics is not None and PARTS[i] == "neural" else {}
-            logits = judge.predict_logits(frame, progress if i == 0 else None, tta=tta, **extra)[0]
+            logits = judge.predict_logits(frame, progress if i == 0 else None, tta=tta, style=style, **extra)[0]
             probs = probs + weight * softmax(logits)
         return np.log(np.clip(probs, 1e-12, 1.0)), None
 
-    def one_sided_logits(self, frame):
+    def one_sided_logits(self, frame, style: str = "as-voted"):
         """Each part's answer as given and with A and B exchanged (mapped back), blended with the part weights."""
         direct = mirrored = 0.0
         for weight, judge in self.parts:
-            d, m, _ = judge.predict_both_orders(frame)
+            d, m, _ = judge.predict_both_orders(frame, style=style)
             direct, mirrored = direct + weight * d, mirrored + weight * m
         return np.log(np.clip(direct, 1e-12, 1.0)), np.log(np.clip(mirrored, 1e-12, 1.0))

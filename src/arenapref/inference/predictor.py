@@ -27,6 +27,7 @@ from arenapref.models.directory import (
     check_model_dir as read_meta,  # every way a directory can be wrong
 )
 from arenapref.models.directory import resolve_model
+from arenapref.models.style_term import check_style
 
 
 def check_tta(tta: str) -> str:
@@ -122,15 +123,41 @@ class Predictor:
     == P(B wins) exactly (`level_identical`), so its verdict is "ambiguous" or "tie", never a side.
     """
 
-    def __init__(self, backend, meta: dict, tta: str = "none"):
+    def __init__(self, backend, meta: dict, tta: str = "none", style: str = "as-voted"):
         self.backend = backend
         self.meta = meta
         self.tta = check_tta(tta)
+        self.style = self.checked_style(style)
         calibration = meta.get("calibration", {})
         self.temperature = float(calibration.get("temperature", 1.0))
         # Swap TTA averages two views, which changes the confidence: its own temperature (older models: the same).
         self.temperatures = {"none": self.temperature,
                              "swap": float(calibration.get("temperature_swap", self.temperature))}
+
+    @property
+    def has_style_term(self) -> bool:
+        """Whether the model learned who wins as style term + content term (models/style_term.py), so that
+        `style="controlled"` can take the style term out."""
+        return bool(getattr(self.backend, "has_style_term", False))
+
+    def checked_style(self, style: str | None) -> str:
+        style = getattr(self, "style", "as-voted") if style is None else check_style(style)
+        if style == "controlled" and not self.has_style_term:
+            raise DataError("style controlled: this model has no style term to take out (a model trained before "
+                            "style control, or a family without one); retrain it with `arenapref train --model gbdt "
+                            "--style-term`, see docs/style-control.md")
+        return style
+
+    def style_coefficients(self) -> list[dict] | None:
+        """The style term's coefficients (feature, coef, se, ci_low, ci_high: log-odds of A winning per standard
+        deviation of the covariate, as the leaderboard's), from arenapref.json; None for a model without one (a
+        hybrid: its gbdt part's)."""
+        if "style_term" in self.meta:
+            return self.meta["style_term"]["coefficients"]
+        for _, part in getattr(self.backend, "parts", ()):
+            if part.style_coefficients() is not None:
+                return part.style_coefficients()
+        return None
 
     # Neural backends expose their model and tokenizer (handy in notebooks); other families have none.
     model = property(lambda self: getattr(self.backend, "model", None))
@@ -139,48 +166,52 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, tta: str = "none", dtype: str = "fp32",
                         quantize: str | None = None, max_tokens: int | None = None,
-                        workers: int | None = None, verify: bool = True) -> Predictor:
+                        workers: int | None = None, verify: bool = True, style: str = "as-voted") -> Predictor:
         """Load a model directory. Neural models: `dtype` fp32 | bf16 | fp16 (GPU), `quantize="int8"` (CPU dynamic
         quantization of the encoder's Linear layers), `max_tokens` encoder tokens in flight (default by device),
         `workers` encoder calls at once on a CPU (default `inference.default_workers`). `verify=False` loads files
-        whose content no longer matches the sha256 arenapref.json recorded (weights edited on purpose)."""
+        whose content no longer matches the sha256 arenapref.json recorded (weights edited on purpose). `style` is
+        the default of every call: "as-voted" or "controlled" (models with a style term; see `has_style_term`)."""
         path = resolve_model(path)
         meta = read_meta(path, verify=verify)
         backend = MODELS[meta["model_type"]].loader()(path, meta, device=device, dtype=dtype, quantize=quantize,
                                                        max_tokens=max_tokens, workers=workers, verify=verify)
-        return cls(backend, meta, tta)
+        return cls(backend, meta, tta, style)
 
     # -- prediction -------------------------------------------------------------------------------------------
     def predict_logits(self, frame: pd.DataFrame, progress=None, tta: str | None = None,
-                       diagnostics: list | None = None):
+                       diagnostics: list | None = None, style: str | None = None):
         """Calibrated logits (N, 3) and side scores (N, 2) or None, for a frame (`load_frame`'s lists of turns, or
         raw Kaggle cells: JSON-encoded turn lists are decoded, never read character by character).
 
         `tta` overrides the Judge's setting for this call ("none" or "swap"). `diagnostics` (a list) receives the
         per-row rendering report of the pass on the rows as given, from a backend that `reports_diagnostics`
-        (`predict_all(..., diagnostics=True)` gives the whole per-row diagnostics)."""
+        (`predict_all(..., diagnostics=True)` gives the whole per-row diagnostics). `style` overrides the Judge's
+        style ("as-voted" or "controlled") for this call, as every method here does."""
         tta = self.tta if tta is None else check_tta(tta)
-        result = self._score(as_turn_frame(frame), progress, tta, False, diagnostics is not None)
+        result = self._score(as_turn_frame(frame), progress, tta, False, diagnostics is not None,
+                             self.checked_style(style))
         if diagnostics is not None and result.rendered is not None:
             diagnostics.extend(result.rendered)
         return result.logits, result.scores
 
-    def predict_proba(self, frame: pd.DataFrame, progress=None, tta: str | None = None) -> np.ndarray:
+    def predict_proba(self, frame: pd.DataFrame, progress=None, tta: str | None = None,
+                      style: str | None = None) -> np.ndarray:
         """(N, 3) probabilities in label order (A wins, B wins, tie) for a frame (lists of turns or Kaggle cells)."""
-        return softmax(self.predict_logits(frame, progress, tta)[0])
+        return softmax(self.predict_logits(frame, progress, tta, style=style)[0])
 
-    def predict_both_orders(self, frame: pd.DataFrame, progress=None,
-                            tta: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict_both_orders(self, frame: pd.DataFrame, progress=None, tta: str | None = None,
+                            style: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(answer for each row as given, answer with A and B exchanged mapped back to A/B order, the usual answer
         under `tta`), each (N, 3) and calibrated. Families that average both orders inside (gbdt) give their two
         one-sided answers before that average; the others are simply asked twice, and the usual answer comes from
         the same two passes. Where the two disagree the model is unsure (`arenapref select --strategy
         swap-disagreement`)."""
-        result = self.predict_all(frame, progress, tta, both_orders=True)
+        result = self.predict_all(frame, progress, tta, both_orders=True, style=style)
         return result.direct, result.mirrored, result.probs
 
     def predict_all(self, frame: pd.DataFrame, progress=None, tta: str | None = None, both_orders: bool = False,
-                    diagnostics: bool = False) -> Predictions:
+                    diagnostics: bool = False, style: str | None = None) -> Predictions:
         """Everything one scoring of a frame gives, in as few passes as possible (see `Predictions`).
 
         `both_orders` adds the answers of each order alone (`direct`, `mirrored`) and, with `tta="swap"`, the
@@ -191,20 +222,24 @@ class Predictor:
         (data.degenerate.WARNINGS), and with `tta="swap"` the two orders' disagreement (`swap`: |P given - P
         swapped back| per class and whether the top label flips)."""
         tta = self.tta if tta is None else check_tta(tta)
+        style = self.checked_style(style)
         frame = as_turn_frame(frame)
         both_orders = both_orders or (diagnostics and tta == "swap")
-        result = self._score(frame, progress, tta, both_orders, diagnostics)
+        result = self._score(frame, progress, tta, both_orders, diagnostics, style)
         if diagnostics:
             result.diagnostics = row_diagnostics(frame, result)
         return result
 
-    def _score(self, frame: pd.DataFrame, progress, tta: str, both_orders: bool, render: bool) -> Predictions:
+    def _score(self, frame: pd.DataFrame, progress, tta: str, both_orders: bool, render: bool,
+               style: str = "as-voted") -> Predictions:
         """`predict_all` on a normalised frame, without the per-row diagnostics (only the renderer's rows)."""
         inside = getattr(self.backend, "handles_tta", False)  # a hybrid applies TTA in each of its parts
         if inside and (both_orders or render):
-            return self._score_blend(frame, progress, tta, both_orders, render)
+            return self._score_blend(frame, progress, tta, both_orders, render, style)
         rendered = [] if render and getattr(self.backend, "reports_diagnostics", False) else None
-        options = {"tta": tta} if inside else {}
+        # Only a backend with a style term takes `style` (every other one is as voted, and refused "controlled").
+        styled = {"style": style} if self.has_style_term else {}
+        options = {"tta": tta, **styled} if inside else dict(styled)
         if rendered is not None:
             options["diagnostics"] = rendered
         raw, scores = self.backend.predict_logits(frame, progress, **options)
@@ -216,7 +251,7 @@ class Predictor:
         one_sided = getattr(self.backend, "one_sided_logits", None) if both_orders else None
         swapped = swapped_scores = None
         if average or (both_orders and one_sided is None):
-            swapped, swapped_scores = self.backend.predict_logits(swap_frame(frame), progress)
+            swapped, swapped_scores = self.backend.predict_logits(swap_frame(frame), progress, **styled)
             swapped = np.asarray(swapped, np.float64)
         logits = average_with_swapped(raw, swapped) if average else raw
         if average and scores is not None and swapped_scores is not None:
@@ -227,7 +262,7 @@ class Predictor:
         result = Predictions(level_identical(np.asarray(logits, np.float64) / self.temperatures[tta], same), scores,
                              tta, rendered=rendered)
         if both_orders:
-            direct, mirrored = one_sided(frame) if one_sided is not None else (raw, swap_columns(swapped))
+            direct, mirrored = one_sided(frame, **styled) if one_sided is not None else (raw, swap_columns(swapped))
             tempered = lambda logits: softmax(level_identical(np.asarray(logits, np.float64) / self.temperature, same))
             result.direct, result.mirrored = tempered(direct), tempered(mirrored)
             if tta == "swap":  # the averaged answer of the swapped rows, mapped back: from the same two passes
@@ -235,12 +270,13 @@ class Predictor:
                 result.swapped_back = softmax(level_identical(back / self.temperatures[tta], same))
         return result
 
-    def _score_blend(self, frame: pd.DataFrame, progress, tta: str, both_orders: bool, render: bool) -> Predictions:
+    def _score_blend(self, frame: pd.DataFrame, progress, tta: str, both_orders: bool, render: bool,
+                     style: str = "as-voted") -> Predictions:
         """A backend that applies TTA inside is a blend of Predictors (the hybrid: `parts`, [(weight, Predictor)],
         answer = log of the weighted mean of the parts' calibrated probabilities). Asked for both orders or
         diagnostics, each part is asked once for everything and the blend is taken view by view, so a neural part
         makes two passes, not four; the renderer's rows are the first part's that has them."""
-        parts = [(weight, part._score(frame, progress if i == 0 else None, tta, both_orders, render))
+        parts = [(weight, part._score(frame, progress if i == 0 else None, tta, both_orders, render, style))
                  for i, (weight, part) in enumerate(self.backend.parts)]
         same = identical_responses(frame)
 
@@ -259,14 +295,14 @@ class Predictor:
         return result
 
     def predict_frame(self, df: pd.DataFrame, scores: bool = False, progress=None, tta: str | None = None,
-                      verdict: bool = False, diagnostics: bool = False) -> pd.DataFrame:
+                      verdict: bool = False, diagnostics: bool = False, style: str | None = None) -> pd.DataFrame:
         """Kaggle-format DataFrame (or a normalised one) in -> id, winner_model_a, winner_model_b, winner_tie
         (+ score_a, score_b; + `verdict`, one of evaluation.metrics.VERDICTS; + `diagnostics`, one dict per row,
         see `predict_all`)."""
         frame = as_turn_frame(df)
         if "id" not in frame.columns:
             frame = normalize(df, "frame")  # one clear line: the output needs the ids
-        result = self.predict_all(frame, progress, tta, diagnostics=diagnostics)
+        result = self.predict_all(frame, progress, tta, diagnostics=diagnostics, style=style)
         probs = result.probs
         out = pd.DataFrame({"id": frame["id"]})
         for j, name in enumerate(LABELS):
@@ -279,15 +315,17 @@ class Predictor:
             out["diagnostics"] = result.diagnostics
         return out
 
-    def predict(self, prompt, response_a, response_b, tta: str | None = None) -> dict:
+    def predict(self, prompt, response_a, response_b, tta: str | None = None, style: str | None = None) -> dict:
         """One comparison; each argument is a string (one turn) or a list of turns (`None` turns read as "")."""
-        probs = self.predict_all(one_row(prompt, response_a, response_b), tta=tta).probs[0]
+        probs = self.predict_all(one_row(prompt, response_a, response_b), tta=tta, style=style).probs[0]
         return {name: float(p) for name, p in zip(LABELS, probs)}
 
-    def decide(self, prompt, response_a, response_b, tta: str | None = None, diagnostics: bool = False) -> dict:
+    def decide(self, prompt, response_a, response_b, tta: str | None = None, diagnostics: bool = False,
+               style: str | None = None) -> dict:
         """`predict` plus the verdict (a_wins, b_wins, tie, or ambiguous where A and B are equally likely and no
         less likely than a tie) and, with `diagnostics=True`, the row's diagnostics (see `predict_all`)."""
-        result = self.predict_all(one_row(prompt, response_a, response_b), tta=tta, diagnostics=diagnostics)
+        result = self.predict_all(one_row(prompt, response_a, response_b), tta=tta, diagnostics=diagnostics,
+                                  style=style)
         out = {name: float(p) for name, p in zip(LABELS, result.probs[0])}
         out["verdict"] = verdicts(result.probs)[0]
         if diagnostics:

@@ -280,6 +280,10 @@ def write_model_card(path: str | Path) -> None:
            f" held out of the training file ({cfg.get('valid_fraction')}, grouped by prompt)"),
         f"- calibration temperature: {calibration.get('temperature', 1.0):.4f} "
         f"(swap TTA: {calibration.get('temperature_swap', calibration.get('temperature', 1.0)):.4f})",
+        *(["- style term (log-odds of A winning per standard deviation, 95% interval): " + ", ".join(
+            f"{r['feature']} {r['coef']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+            for r in meta["style_term"]["coefficients"]) + '; `style="controlled"` takes it out']
+          if "style_term" in meta else []),
         f"- trained in {meta.get('train_seconds', '?')} s",
         "",
         "## Validation",

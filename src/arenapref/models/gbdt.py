@@ -10,6 +10,13 @@ P(tie) comes from a binary model trained on the --data rows only, and P(A wins |
 trained on the decisive rows of --data and of the extra files, so the extra rows teach only who wins; the three
 probabilities are (1 - t) * d, (1 - t) * (1 - d), t. `gbdt_extra="all"` pools every row into the 3-way model.
 
+Style term (`--style-term`, models/style_term.py): the model is factored the same way, and the A-vs-B part is a
+linear style term (the leaderboard's four style differences) plus a content term, trees on the features that do not
+measure length or markdown (features.content_matrix), fitted with the style term as a fixed offset (LightGBM's
+init_score); the two are fitted in turn (style alone, trees given it, style given the trees, trees again, style
+again: STYLE_ALTERNATIONS). Prediction with `style="controlled"` drops the style term. The ties' model is the
+factored one's (every feature; a tie's probability does not change when A and B are exchanged).
+
 Saved directory: model.txt (the 3-way LightGBM booster, text format) or model_tie.txt + model_direction.txt (the
 factored model), arenapref.json (model_type "gbdt", feature names, parameters, calibration), written last like
 every model directory.
@@ -24,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from arenapref.data.features import (
+    content_matrix,
+    content_names,
     feature_blocks,
     feature_matrix,
     feature_names,
@@ -37,9 +46,12 @@ from arenapref.evaluation.calibration import calibrate
 from arenapref.evaluation.metrics import classification_metrics
 from arenapref.models import META_FILE
 from arenapref.models.directory import training_meta, write_meta
+from arenapref.models.style_term import StyleTerm, check_style, fit_style_term, style_ratios, style_scale
 
 BOOSTER_FILE = "model.txt"
-FACTORED_FILES = {"tie": "model_tie.txt", "direction": "model_direction.txt"}
+FACTORED_FILES = {"tie": "model_tie.txt", "direction": "model_direction.txt", "content": "model_content.txt"}
+# Fits of a style-term model: style alone, then (trees given the style term, style given the trees) twice.
+STYLE_ALTERNATIONS = 2
 
 
 def lgb_params(cfg) -> dict:
@@ -67,20 +79,20 @@ def symmetric_proba(booster, blocks: dict) -> np.ndarray:
     return (direct + mirrored) / 2
 
 
-def fit_boosters(cfg, blocks: dict, labels: np.ndarray, is_extra: np.ndarray) -> dict:
-    """{"multiclass": booster}, or {"tie": ..., "direction": ...} when extra rows only teach the direction."""
+def fit_boosters(cfg, blocks: dict, labels: np.ndarray, is_extra: np.ndarray, ratios: np.ndarray | None = None) -> dict:
+    """{"multiclass": booster}, or {"tie": ..., "direction": ...} when extra rows only teach the direction, or
+    {"tie": ..., "content": ..., "style": StyleTerm} with a style term (`ratios`: style_ratios of the rows)."""
     import lightgbm as lgb
 
     names = feature_names()
     params = lgb_params(cfg)
+    if getattr(cfg, "style_term", False):
+        return fit_style_boosters(cfg, blocks, labels, is_extra, ratios)
     if not is_extra.any() or cfg.gbdt_extra == "all":
         features, mirrored = mirrored_training_set(blocks, labels)
         return {"multiclass": lgb.train(params, lgb.Dataset(features, mirrored, feature_name=names), cfg.gbdt_rounds)}
-    binary = {**params, "objective": "binary"}
-    del binary["num_class"]
-    own = {k: v[~is_extra] for k, v in blocks.items()}
-    features, mirrored = mirrored_training_set(own, labels[~is_extra])
-    tie = lgb.train(binary, lgb.Dataset(features, (mirrored == 2).astype(int), feature_name=names), cfg.gbdt_rounds)
+    binary = binary_params(cfg)
+    tie = tie_booster(cfg, {k: v[~is_extra] for k, v in blocks.items()}, labels[~is_extra])
     decisive = labels < 2
     features, mirrored = mirrored_training_set({k: v[decisive] for k, v in blocks.items()}, labels[decisive])
     direction = lgb.train({**binary, "num_leaves": cfg.gbdt_direction_leaves},
@@ -89,8 +101,66 @@ def fit_boosters(cfg, blocks: dict, labels: np.ndarray, is_extra: np.ndarray) ->
     return {"tie": tie, "direction": direction}
 
 
-def boosters_proba(boosters: dict, blocks: dict) -> np.ndarray:
-    """Symmetric 3-way probabilities of a multiclass or a factored (tie, direction) model."""
+def binary_params(cfg) -> dict:
+    params = {**lgb_params(cfg), "objective": "binary"}
+    del params["num_class"]
+    return params
+
+
+def tie_booster(cfg, blocks: dict, labels: np.ndarray):
+    """P(tie) from every feature, on the rows and their mirrors."""
+    import lightgbm as lgb
+
+    features, mirrored = mirrored_training_set(blocks, labels)
+    return lgb.train(binary_params(cfg),
+                     lgb.Dataset(features, (mirrored == 2).astype(int), feature_name=feature_names()), cfg.gbdt_rounds)
+
+
+def content_logit(booster, blocks: dict) -> np.ndarray:
+    """The content term of a style-term model: the trees' raw score of the row minus its mirror's, halved (so it
+    changes sign when A and B are exchanged)."""
+    direct = booster.predict(content_matrix(blocks), raw_score=True)
+    mirrored = booster.predict(content_matrix(swap_sides(blocks)), raw_score=True)
+    return (direct - mirrored) / 2
+
+
+def fit_style_boosters(cfg, blocks: dict, labels: np.ndarray, is_extra: np.ndarray, ratios: np.ndarray) -> dict:
+    """Ties from the --data rows (every feature); who wins a decisive row (of --data and extra files) as style term
+    + content term, fitted in turn (module docstring)."""
+    import lightgbm as lgb
+
+    own = {k: v[~is_extra] for k, v in blocks.items()}
+    tie = tie_booster(cfg, own, labels[~is_extra])
+    decisive = labels < 2
+    rows = {k: v[decisive] for k, v in blocks.items()}
+    ratios = np.asarray(ratios, dtype=np.float64)[decisive]
+    a_wins = (labels[decisive] == 0).astype(np.float64)
+    features = np.vstack([content_matrix(rows), content_matrix(swap_sides(rows))])
+    targets = np.r_[a_wins, 1 - a_wins]
+    scale = style_scale(ratios)
+    # More rows than the 3-way model sees only with extra files: then the factored model's direction settings.
+    leaves, rounds = ((cfg.gbdt_direction_leaves, cfg.gbdt_direction_rounds) if is_extra.any()
+                      else (cfg.gbdt_num_leaves, cfg.gbdt_rounds))
+    term = fit_style_term(ratios, a_wins, scale=scale)
+    content = None
+    for _ in range(STYLE_ALTERNATIONS):
+        offset = term.logit(ratios)
+        content = lgb.train({**binary_params(cfg), "num_leaves": leaves},
+                            lgb.Dataset(features, targets, init_score=np.r_[offset, -offset],
+                                        feature_name=content_names()), rounds)
+        term = fit_style_term(ratios, a_wins, offset=content_logit(content, rows), scale=scale)
+    return {"tie": tie, "content": content, "style": term}
+
+
+def boosters_proba(boosters: dict, blocks: dict, ratios: np.ndarray | None = None,
+                   style: str = "as-voted") -> np.ndarray:
+    """Symmetric 3-way probabilities of a multiclass, a factored (tie, direction) or a style-term (tie, content,
+    style) model; `ratios` (style_ratios) for the last, whose style term `style="controlled"` leaves out."""
+    if "content" in boosters:
+        direct, mirrored = feature_matrix(blocks), feature_matrix(swap_sides(blocks))
+        tie = (boosters["tie"].predict(direct) + boosters["tie"].predict(mirrored)) / 2
+        a_wins = 1 / (1 + np.exp(-style_content_logit(boosters, blocks, ratios, style)))
+        return np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie])
     if "multiclass" in boosters:
         return symmetric_proba(boosters["multiclass"], blocks)
     direct, mirrored = feature_matrix(blocks), feature_matrix(swap_sides(blocks))
@@ -99,10 +169,28 @@ def boosters_proba(boosters: dict, blocks: dict) -> np.ndarray:
     return np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie])
 
 
-def one_sided_proba(boosters: dict, blocks: dict) -> tuple[np.ndarray, np.ndarray]:
+def style_content_logit(boosters: dict, blocks: dict, ratios: np.ndarray, style: str) -> np.ndarray:
+    """logit P(A wins | not a tie) of a style-term model: style term (unless controlled) + content term."""
+    logit = content_logit(boosters["content"], blocks)
+    if check_style(style) == "as-voted":
+        logit = logit + boosters["style"].logit(ratios)
+    return logit
+
+
+def one_sided_proba(boosters: dict, blocks: dict, ratios: np.ndarray | None = None,
+                    style: str = "as-voted") -> tuple[np.ndarray, np.ndarray]:
     """The boosters' answer for each row as given and for its mirror (mapped back to A/B order), before the two are
     averaged: they differ where the trees read (A, B) and (B, A) differently, i.e. where the model is unsure."""
     direct, mirrored = feature_matrix(blocks), feature_matrix(swap_sides(blocks))
+    if "content" in boosters:
+        style_logit = boosters["style"].logit(ratios) if check_style(style) == "as-voted" else 0.0
+        views = []
+        for features, side_blocks, sign in ((direct, blocks, 1), (mirrored, swap_sides(blocks), -1)):
+            tie = boosters["tie"].predict(features)
+            a_wins = 1 / (1 + np.exp(-(style_logit + sign * boosters["content"].predict(
+                content_matrix(side_blocks), raw_score=True))))
+            views.append(np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie]))
+        return views[0], views[1]
     if "multiclass" in boosters:
         return boosters["multiclass"].predict(direct), swap_columns(boosters["multiclass"].predict(mirrored))
     views = []
@@ -115,7 +203,8 @@ def one_sided_proba(boosters: dict, blocks: dict) -> tuple[np.ndarray, np.ndarra
 
 
 def booster_files(boosters: dict) -> dict:
-    return {"multiclass": BOOSTER_FILE} if "multiclass" in boosters else {k: FACTORED_FILES[k] for k in boosters}
+    return ({"multiclass": BOOSTER_FILE} if "multiclass" in boosters else
+            {k: FACTORED_FILES[k] for k in boosters if k in FACTORED_FILES})
 
 
 def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
@@ -127,10 +216,13 @@ def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
     train_blocks, valid_blocks = feature_blocks(train_frame), feature_blocks(valid_frame)
     train_labels = train_frame["label"].to_numpy()
     is_extra = train_frame["is_extra"].to_numpy(bool) if "is_extra" in train_frame else np.zeros(len(train_frame), bool)
-    boosters = fit_boosters(cfg, train_blocks, train_labels, is_extra)
+    styled = getattr(cfg, "style_term", False)
+    train_ratios = style_ratios(train_frame) if styled else None
+    valid_ratios = style_ratios(valid_frame) if styled else None
+    boosters = fit_boosters(cfg, train_blocks, train_labels, is_extra, train_ratios)
 
     valid_labels = valid_frame["label"].to_numpy()
-    temperature, probs = calibrate(np.log(boosters_proba(boosters, valid_blocks)), valid_labels, log,
+    temperature, probs = calibrate(np.log(boosters_proba(boosters, valid_blocks, valid_ratios)), valid_labels, log,
                                    prompt_groups(valid_frame))
     metrics = classification_metrics(valid_labels, probs)
     if valid_out is not None:
@@ -142,16 +234,22 @@ def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
         # they are those of the model that did not see it).
         boosters = fit_boosters(cfg, {k: np.concatenate([train_blocks[k], valid_blocks[k]]) for k in train_blocks},
                                 np.concatenate([train_labels, valid_labels]),
-                                np.concatenate([is_extra, np.zeros(len(valid_frame), bool)]))
+                                np.concatenate([is_extra, np.zeros(len(valid_frame), bool)]),
+                                np.concatenate([train_ratios, valid_ratios]) if styled else None)
         rows += len(valid_frame)
     train_seconds = time.time() - start
     kind = ("3-way" if "multiclass" in boosters else
+            "style term + content trees for who wins, ties apart" if "content" in boosters else
             f"factored: ties from {int((~is_extra).sum())} --data rows, direction from decisive rows incl. "
             f"{int(is_extra.sum())} extra")
     log(f"gbdt ({kind}): {rows} training rows (x2 mirrored){' incl. validation (refit)' if cfg.gbdt_refit else ''}, "
         f"{cfg.gbdt_rounds} rounds, {train_seconds:.1f}s")
     names = feature_names()
     params = lgb_params(cfg)
+    if styled:
+        log("style term (log-odds of A winning per standard deviation): " + ", ".join(
+            f"{r['feature']} {r['coef']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+            for r in boosters["style"].table()))
 
     meta = training_meta(
         "gbdt", cfg,
@@ -159,6 +257,7 @@ def train_gbdt(cfg, log=print, valid_out: dict | None = None) -> dict:
         lightgbm_params=params,
         rounds=cfg.gbdt_rounds,
         boosters=booster_files(boosters),
+        **({"style_term": {**boosters["style"].to_meta(), "content_features": content_names()}} if styled else {}),
         refit_on_validation=cfg.gbdt_refit,
         # The gbdt's probabilities are symmetric under an A/B swap (mirrored rows), so swap TTA changes nothing
         # and shares the temperature.
@@ -205,18 +304,32 @@ class GBDTBackend:
     def __init__(self, boosters: dict, meta: dict):
         self.boosters = boosters
         self.meta = meta
+        # A model saved with a style term (models/style_term.py) can take it out: predict_logits(style=...).
+        self.has_style_term = "content" in boosters
 
     @classmethod
     def load(cls, path, meta: dict, **options) -> GBDTBackend:
         """Inference options (device, dtype...) do not apply to trees: they are accepted and ignored."""
-        boosters = {key: cls._load_booster(Path(path) / name, meta, classes=3 if key == "multiclass" else 1)
-                    for key, name in meta.get("boosters", {"multiclass": BOOSTER_FILE}).items()}
-        if set(boosters) not in ({"multiclass"}, {"tie", "direction"}):
-            raise DataError(f"{Path(path) / META_FILE}: unknown boosters {sorted(boosters)}; retrain the model")
+        files = meta.get("boosters", {"multiclass": BOOSTER_FILE})
+        if set(files) not in ({"multiclass"}, {"tie", "direction"}, {"tie", "content"}):
+            raise DataError(f"{Path(path) / META_FILE}: unknown boosters {sorted(files)}; retrain the model")
+        style = None
+        if "content" in files:
+            try:
+                style = StyleTerm.from_meta(meta["style_term"])
+                widths = {"content": len(meta["style_term"]["content_features"])}
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{Path(path) / META_FILE}: a style-term model without a readable style_term "
+                                "entry; retrain the model") from None
+        boosters = {key: cls._load_booster(Path(path) / name, meta, classes=3 if key == "multiclass" else 1,
+                                           features=widths.get(key) if style is not None else None)
+                    for key, name in files.items()}
+        if style is not None:
+            boosters["style"] = style
         return cls(boosters, meta)
 
     @staticmethod
-    def _load_booster(booster_path: Path, meta: dict, classes: int):
+    def _load_booster(booster_path: Path, meta: dict, classes: int, features: int | None = None):
         import lightgbm as lgb
 
         if not booster_path.is_file():
@@ -227,7 +340,7 @@ class GBDTBackend:
         except Exception as exc:  # LightGBM raises LightGBMError (and others) on a damaged file
             raise DataError(f"{booster_path}: cannot be loaded ({str(exc).splitlines()[0][:120]}); "
                             "the file is corrupt or truncated, retrain or restore it") from None
-        expected = len(meta.get("features", []))
+        expected = len(meta.get("features", [])) if features is None else features
         if booster.num_feature() != expected:
             raise DataError(f"{booster_path}: has {booster.num_feature()} features, {META_FILE} lists {expected}; "
                             "the directory mixes two models, retrain it")
@@ -236,14 +349,17 @@ class GBDTBackend:
             raise DataError(f"{booster_path}: not {what} model; retrain it with `arenapref train --model gbdt`")
         return booster
 
-    def predict_logits(self, frame, progress=None):
-        probs = boosters_proba(self.boosters, feature_blocks(frame))
+    def _ratios(self, frame):
+        return style_ratios(frame) if self.has_style_term else None
+
+    def predict_logits(self, frame, progress=None, style: str = "as-voted"):
+        probs = boosters_proba(self.boosters, feature_blocks(frame), self._ratios(frame), style)
         if progress is not None:
             progress(len(frame))
         # Log-probabilities are logits whose softmax gives the probabilities back (and temperature applies).
         return np.log(np.clip(probs, 1e-12, 1.0)), None
 
-    def one_sided_logits(self, frame) -> tuple[np.ndarray, np.ndarray]:
+    def one_sided_logits(self, frame, style: str = "as-voted") -> tuple[np.ndarray, np.ndarray]:
         """Log-probabilities of each row as given and of its mirror mapped back (see `one_sided_proba`)."""
-        direct, mirrored = one_sided_proba(self.boosters, feature_blocks(frame))
+        direct, mirrored = one_sided_proba(self.boosters, feature_blocks(frame), self._ratios(frame), style)
         return np.log(np.clip(direct, 1e-12, 1.0)), np.log(np.clip(mirrored, 1e-12, 1.0))

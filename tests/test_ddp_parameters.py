@@ -11,6 +11,8 @@ backbone's pooler (BERT's tanh layer over [CLS]: computed, never read by our poo
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -61,6 +63,10 @@ def ddp_steps(model, batch: dict, store, steps: int = 2) -> None:
         ddp = DistributedDataParallel(model.train(), find_unused_parameters=False)
         for _ in range(steps):
             ddp(**batch).loss.backward()
+        # The wrapper (its reducer holds the process group) goes before the group: freed the other way round, the
+        # group's destructor ran inside the reducer's and once hung joining gloo's threads (a CI run, under load).
+        del ddp
+        gc.collect()
     finally:
         dist.destroy_process_group()
 

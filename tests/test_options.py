@@ -141,6 +141,9 @@ def test_options_of_follows_the_families_metadata():
     ({"quantize": "int8", "dtype": "bf16"}, "--quantize int8 quantizes the fp32 model"),
     ({"workers": 0}, "--workers must be at least 1, got 0"),
     ({"batch_tokens": 0}, "--batch-tokens must be at least 1, got 0"),
+    ({"neural_fraction": 1.5}, "--neural-fraction must be between 0 and 1, got 1.5"),
+    ({"tta_fraction": -0.1}, "--tta-fraction must be between 0 and 1, got -0.1"),
+    ({"cascade_by": "gini"}, "--cascade-by 'gini': expected entropy or margin"),
 ])
 def test_inference_options_are_validated_once(values, message):
     with pytest.raises(DataError, match=re.escape(message)):
@@ -149,12 +152,19 @@ def test_inference_options_are_validated_once(values, message):
 
 def test_inference_options_become_from_pretrained_arguments_and_refuse_gbdt():
     options = InferenceOptions(quantize="int8", batch_tokens=512, workers=2).validate()
-    assert options.load_kwargs() == {"dtype": "fp32", "quantize": "int8", "max_tokens": 512, "workers": 2}
+    assert options.load_kwargs() == {"dtype": "fp32", "quantize": "int8", "max_tokens": 512, "workers": 2,
+                                     "neural_fraction": 1.0, "tta_fraction": 1.0, "cascade_by": "entropy"}
     assert InferenceOptions().load_kwargs()["quantize"] is None
     options.check_applies("dual-tower", "m")
     InferenceOptions().check_applies("gbdt", "m")  # nothing set: nothing to refuse
     with pytest.raises(DataError, match="--batch-tokens applies to neural models; m is a gbdt model"):
         InferenceOptions(batch_tokens=512).check_applies("gbdt", "m")
+    InferenceOptions(neural_fraction=0.25, batch_tokens=512).check_applies("hybrid", "m")
+    InferenceOptions(tta_fraction=0.25).check_applies("gbdt", "m")  # every family has a swapped pass
+    with pytest.raises(DataError, match="--neural-fraction applies to the hybrid's cascade .* m is a dual-tower model"):
+        InferenceOptions(neural_fraction=0.5).check_applies("dual-tower", "m")
+    with pytest.raises(DataError, match="--cascade-by ranks rows for --neural-fraction or --tta-fraction"):
+        InferenceOptions(cascade_by="margin").check_applies("hybrid", "m")
 
 
 def test_the_command_line_loads_without_torch():

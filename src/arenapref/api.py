@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 from arenapref.evaluation.metrics import VERDICTS
-from arenapref.inference.predictor import Predictions, Predictor, as_turn_frame, check_tta
+from arenapref.inference.predictor import Predictions, Predictor, as_turn_frame, check_tta, concat_predictions
 from arenapref.ratings.best_of_n import rank_responses
 
-__all__ = ["VERDICTS", "Judge", "Predictions", "Predictor", "as_turn_frame", "check_tta"]
+__all__ = ["VERDICTS", "Judge", "Predictions", "Predictor", "as_turn_frame", "check_tta", "concat_predictions"]
 
 
 class Judge(Predictor):

@@ -303,6 +303,7 @@ def stream_share(run: ShardedRun, judge, chunks, output: Path, scores: bool, tta
             out = score_chunk(judge, share, scores, tta, jsonl, diagnostics)
             write_block(fh, len(out), chunk_text(out, jsonl, header=False),
                         "" if jsonl else out.iloc[:0].to_csv(None, index=False))
+            fh.flush()
             scored += len(out)
         fh.flush()
         os.fsync(fh.fileno())

@@ -258,8 +258,8 @@ class Predictor:
                                f"{len(frame)} rows")
         average = tta == "swap" and not inside
         same = identical_responses(frame)
-        if average and self.tta_fraction < 1:
-            return self._score_some_swapped(frame, progress, raw, scores, same, both_orders, rendered)
+        if average and self.tta_fraction < 1 and not both_orders:
+            return self._score_some_swapped(frame, progress, raw, scores, same, rendered)
         one_sided = getattr(self.backend, "one_sided_logits", None) if both_orders else None
         swapped = swapped_scores = None
         if average or (both_orders and one_sided is None):
@@ -272,6 +272,11 @@ class Predictor:
             scores = np.asarray(scores, dtype=np.float64) / self.temperature
         result = Predictions(level_identical(np.asarray(logits, np.float64) / self.temperatures[tta], same), scores,
                              tta, rendered=rendered)
+        if average and self.tta_fraction < 1:  # both orders of every row are at hand; the answer takes the cascade's
+            single = level_identical(raw / self.temperatures["none"], same)
+            pick = least_certain(softmax(single), self.tta_fraction, self.cascade_by)
+            single[pick] = result.logits[pick]
+            result.logits = single
         if both_orders:
             direct, mirrored = one_sided(frame) if one_sided is not None else (raw, swap_columns(swapped))
             tempered = lambda logits: softmax(level_identical(np.asarray(logits, np.float64) / self.temperature, same))
@@ -282,24 +287,18 @@ class Predictor:
         return result
 
     def _score_some_swapped(self, frame: pd.DataFrame, progress, raw: np.ndarray, scores, same: np.ndarray,
-                            both_orders: bool, rendered) -> Predictions:
+                            rendered) -> Predictions:
         """Swap TTA on the `tta_fraction` least certain rows only (by the one-order answer, calibrated as saved):
         the swapped pass reads those rows alone; every other row keeps its one-order answer and temperature.
-        With `both_orders` every row is asked in both orders anyway (the views compare them), and only the
-        answer takes the cascade's choice."""
+        (With `both_orders` every row is asked in both orders anyway, and `_score` applies the same choice.)"""
         single = level_identical(raw / self.temperatures["none"], same)
         pick = least_certain(softmax(single), self.tta_fraction, self.cascade_by)
-        if both_orders:
-            result = self._score(frame, None, "swap", both_orders, False)
-            logits = single.copy()
-            logits[pick] = result.logits[pick]
-            result.logits, result.rendered = logits, rendered
-            return result
         logits = single.copy()
         if scores is not None:
             scores = np.asarray(scores, dtype=np.float64)
         if len(pick):
-            swapped, swapped_scores = self.backend.predict_logits(swap_frame(frame.iloc[pick]), progress)
+            swapped, swapped_scores = self.backend.predict_logits(swap_frame(frame.iloc[pick].reset_index(drop=True)),
+                                                                   progress)
             averaged = average_with_swapped(raw[pick], np.asarray(swapped, np.float64))
             logits[pick] = level_identical(averaged / self.temperatures["swap"], same[pick])
             if scores is not None and swapped_scores is not None:

@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=999)
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ray", action="store_true",
+                        help="also `predict --engine ray` on a local Ray instance started by the command (ray[data] "
+                             "installed)")
     opts = parser.parse_args()
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"),
@@ -57,17 +60,29 @@ def main() -> None:
         one = [sys.executable, *args, "--output", str(tmp / "one.csv")]
         many = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(opts.nproc),
                 *args, "--output", str(tmp / "many.csv")]
-        times: dict[str, list[float]] = {"one": [], "many": []}
+        on_ray = [sys.executable, *args, "--output", str(tmp / "ray.parquet"), "--engine", "ray"]
+        times: dict[str, list[float]] = {"one": [], "many": []} | ({"ray": []} if opts.ray else {})
         for r in range(opts.rounds):
             times["one"].append(run(one, env))
             times["many"].append(run(many, env))
-            print(f"round {r + 1}/{opts.rounds}: 1 process {times['one'][-1]:.1f} s, {opts.nproc} processes "
-                  f"{times['many'][-1]:.1f} s", flush=True)
+            if opts.ray:
+                (tmp / "ray.parquet").unlink(missing_ok=True)
+                times["ray"].append(run(on_ray, env))
+            print(f"round {r + 1}/{opts.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()),
+                  flush=True)
         same = (tmp / "one.csv").read_bytes() == (tmp / "many.csv").read_bytes()
+        if opts.ray:  # Parquet holds the unrounded probabilities, the CSV 6 decimals
+            ray_out, csv_out = pd.read_parquet(tmp / "ray.parquet"), pd.read_csv(tmp / "one.csv", dtype={"id": str})
+            ray_agrees = ray_out["id"].tolist() == csv_out["id"].tolist() and bool(
+                (ray_out.iloc[:, 1:].to_numpy() - csv_out.iloc[:, 1:4].to_numpy()).__abs__().max() < 2e-6)
     best = {k: min(v) for k, v in times.items()}
     result = {"model": opts.model, "rows": rows, "nproc": opts.nproc, "cores": len(os.sched_getaffinity(0)),
               "pairs_per_s_1_process": rows / best["one"], f"pairs_per_s_{opts.nproc}_processes": rows / best["many"],
               "speedup": best["one"] / best["many"], "seconds": times, "identical_output": same}
+    if opts.ray:
+        result["pairs_per_s_ray"] = rows / best["ray"]
+        result["ray_agrees"] = ray_agrees  # same ids in order, probabilities within the CSV's rounding
+        print(f"Ray Data (--engine ray, a local instance): {rows / best['ray']:.1f} pairs/s")
     print(f"1 process: {rows / best['one']:.1f} pairs/s; {opts.nproc} processes: {rows / best['many']:.1f} pairs/s "
           f"({best['one'] / best['many']:.2f}x); outputs identical: {same}")
     print(json.dumps(result))

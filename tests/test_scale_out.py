@@ -84,6 +84,17 @@ def test_two_processes_evaluate_like_one(gbdt_model, small_csv):
     assert "rank 1/2: scored 48 of 96 rows" in proc.stderr
 
 
+@pytest.mark.slow
+def test_two_processes_label_like_one(gbdt_model, small_csv, tmp_path):
+    run_cli("label", "--model", gbdt_model, "--data", small_csv, "--output", tmp_path / "alone.jsonl",
+            "--both-orders")
+    proc = torchrun("label", "--model", gbdt_model, "--data", small_csv, "--output", tmp_path / "launched.jsonl",
+                    "--both-orders")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "launched.jsonl").read_bytes() == (tmp_path / "alone.jsonl").read_bytes()
+    assert "rank 0/2: scored 48 of 96 rows" in proc.stderr and proc.stdout.count("kept ") == 1
+
+
 def rank_pids(parent: int) -> dict[int, int]:
     """RANK -> pid of the worker processes below `parent` (Linux /proc)."""
     found = {}

@@ -64,13 +64,19 @@ class RayScorer:
         return out
 
 
+# A scorer actor holds its CPU share for the whole run; read tasks reserve only a sliver, or scorers filling every
+# CPU would leave none for the reads they wait on (a deadlock seen on a 2-CPU local instance).
+READ_CPUS = 0.1
+
+
 def read_dataset(ray, path: Path):
     """The input file (CSV with quoted multi-line cells, JSON lines or Parquet) as a Ray Dataset, text as strings."""
     suffix = check_input_file(path)
+    remote = {"ray_remote_args": {"num_cpus": READ_CPUS}}
     if suffix == ".parquet":
-        return ray.data.read_parquet(str(path))
+        return ray.data.read_parquet(str(path), **remote)
     if suffix in (".jsonl", ".json", ".ndjson"):
-        return ray.data.read_json(str(path), lines=True)
+        return ray.data.read_json(str(path), lines=True, **remote)
     if suffix != ".csv":
         raise DataError(f"{path}: --engine ray reads .csv, .jsonl or .parquet files")
     import pyarrow.csv as pacsv
@@ -78,14 +84,16 @@ def read_dataset(ray, path: Path):
     names = pacsv.read_csv(str(path), read_options=pacsv.ReadOptions(block_size=1 << 20),
                            parse_options=pacsv.ParseOptions(newlines_in_values=True)).column_names
     return ray.data.read_csv(str(path), parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, "string")))
+                             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, "string")),
+                             **remote)
 
 
 def predict_with_ray(model, data: Path, output: Path, address: str | None, tta: str, inference: dict,
                      concurrency: int | None = None, batch_size: int = 1024) -> int:
     """Score DATA on the Ray cluster at `address` ("auto": the running one; None: start one here) with
-    `concurrency` scorers (default: one per CPU of the cluster) and stream the results, in input order, into the
-    Parquet file OUTPUT (a temporary file beside it, renamed into place at the end). Returns the rows written."""
+    `concurrency` scorers (default: one per CPU of the cluster, each reserving 0.9 of one) and stream the results,
+    in input order, into the Parquet file OUTPUT (a temporary file beside it, renamed into place at the end).
+    Returns the rows written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -105,7 +113,8 @@ def predict_with_ray(model, data: Path, output: Path, address: str | None, tta: 
         ds = read_dataset(ray, Path(data))
         workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
         scored = ds.map_batches(RayScorer, fn_constructor_kwargs={"model": str(model), "tta": tta, **inference},
-                                batch_format="pandas", batch_size=batch_size, concurrency=workers, num_cpus=1)
+                                batch_format="pandas", batch_size=batch_size, concurrency=workers,
+                                num_cpus=1 - READ_CPUS)
         schema = pa.schema([("id", pa.string())] + [(name, pa.float64()) for name in LABELS])
         with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
             for batch in scored.iter_batches(batch_format="pandas", batch_size=None):

@@ -89,7 +89,7 @@ def read_dataset(ray, path: Path):
 
 
 def predict_with_ray(model, data: Path, output: Path, address: str | None, tta: str, inference: dict,
-                     concurrency: int | None = None, batch_size: int = 1024) -> int:
+                     concurrency: int | None = None, batch_size: int = 256) -> int:
     """Score DATA on the Ray cluster at `address` ("auto": the running one; None: start one here) with
     `concurrency` scorers (default: one per CPU of the cluster, each reserving 0.9 of one) and stream the results,
     in input order, into the Parquet file OUTPUT (a temporary file beside it, renamed into place at the end).

@@ -142,6 +142,9 @@ def test_options_of_follows_the_families_metadata():
     ({"workers": 0}, "--workers must be at least 1, got 0"),
     ({"batch_tokens": 0}, "--batch-tokens must be at least 1, got 0"),
     ({"style": "neutral"}, "--style 'neutral': expected as-voted or controlled"),
+    ({"neural_fraction": 1.5}, "--neural-fraction must be between 0 and 1, got 1.5"),
+    ({"tta_fraction": -0.1}, "--tta-fraction must be between 0 and 1, got -0.1"),
+    ({"cascade_by": "gini"}, "--cascade-by 'gini': expected entropy or margin"),
 ])
 def test_inference_options_are_validated_once(values, message):
     with pytest.raises(DataError, match=re.escape(message)):
@@ -151,6 +154,7 @@ def test_inference_options_are_validated_once(values, message):
 def test_inference_options_become_from_pretrained_arguments_and_refuse_gbdt():
     options = InferenceOptions(quantize="int8", batch_tokens=512, workers=2).validate()
     assert options.load_kwargs() == {"dtype": "fp32", "quantize": "int8", "max_tokens": 512, "workers": 2,
+                                     "neural_fraction": 1.0, "tta_fraction": 1.0, "cascade_by": "entropy",
                                      "style": "as-voted"}
     assert InferenceOptions().load_kwargs()["quantize"] is None
     options.check_applies("dual-tower", "m")
@@ -158,6 +162,12 @@ def test_inference_options_become_from_pretrained_arguments_and_refuse_gbdt():
     InferenceOptions(style="controlled").check_applies("gbdt", "m")  # a gbdt's style term is what --style reads
     with pytest.raises(DataError, match="--batch-tokens applies to neural models; m is a gbdt model"):
         InferenceOptions(batch_tokens=512).check_applies("gbdt", "m")
+    InferenceOptions(neural_fraction=0.25, batch_tokens=512).check_applies("hybrid", "m")
+    InferenceOptions(tta_fraction=0.25).check_applies("gbdt", "m")  # every family has a swapped pass
+    with pytest.raises(DataError, match="--neural-fraction applies to the hybrid's cascade .* m is a dual-tower model"):
+        InferenceOptions(neural_fraction=0.5).check_applies("dual-tower", "m")
+    with pytest.raises(DataError, match="--cascade-by ranks rows for --neural-fraction or --tta-fraction"):
+        InferenceOptions(cascade_by="margin").check_applies("hybrid", "m")
 
 
 def test_the_command_line_loads_without_torch():

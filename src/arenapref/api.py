@@ -14,11 +14,12 @@
 from __future__ import annotations
 
 from arenapref.evaluation.metrics import VERDICTS
-from arenapref.inference.predictor import Predictions, Predictor, as_turn_frame, check_tta
+from arenapref.inference.predictor import Predictions, Predictor, as_turn_frame, check_tta, concat_predictions
 from arenapref.ratings.best_of_n import rank_responses
 from arenapref.ratings.per_prompt import PromptBoard
 
-__all__ = ["VERDICTS", "Judge", "Predictions", "Predictor", "PromptBoard", "as_turn_frame", "check_tta"]
+__all__ = ["VERDICTS", "Judge", "Predictions", "Predictor", "PromptBoard", "as_turn_frame", "check_tta",
+           "concat_predictions"]
 
 
 class Judge(Predictor):

@@ -334,50 +334,81 @@ def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
 
 @dataclass
 class InferenceOptions:
-    """How a neural model runs when it scores rows: the same flags on every command that loads one (evaluate,
-    predict, label, serve), checked here before any model loads, and turned into `Predictor.from_pretrained`
-    keyword arguments by `load_kwargs`. A gbdt model has no encoder: `check_applies` refuses them there."""
+    """How a model runs when it scores rows: the same flags on every command that loads one (evaluate, predict,
+    label, serve), checked here before any model loads, and turned into `Predictor.from_pretrained` keyword
+    arguments by `load_kwargs`. Each option names the families that read it (a gbdt model has no encoder; only a
+    hybrid has a cheap part to cascade from): `check_applies` refuses the others."""
 
-    dtype: str = option("fp32", choices=("fp32", "bf16", "fp16"),
+    dtype: str = option("fp32", choices=("fp32", "bf16", "fp16"), families=NEURAL + HYBRID,
                         help="Inference precision: fp32, bf16 (GPU or CPUs with bf16 units; slow on plain AVX2) or "
                              "fp16 (GPU).")
-    quantize: str = option("none", choices=("none", "int8"),
+    quantize: str = option("none", choices=("none", "int8"), families=NEURAL + HYBRID,
                            help="none, or int8: dynamic int8 quantization of the encoder's Linear layers (CPU).")
-    batch_tokens: int | None = option(None, help="Encoder tokens in flight, shared by the CPU workers (default 8192 "
-                                                 "on CPU, 4096 with --quantize int8, 65536 on GPU).")
-    workers: int | None = option(None, help="Encoder calls run at once on a CPU, each with an equal share of the "
-                                            "torch threads (default 2 with 2+ threads, else 1; GPU 1).")
+    batch_tokens: int | None = option(None, families=NEURAL + HYBRID,
+                                      help="Encoder tokens in flight, shared by the CPU workers (default 8192 on CPU, "
+                                           "4096 with --quantize int8, 65536 on GPU).")
+    workers: int | None = option(None, families=NEURAL + HYBRID,
+                                 help="Encoder calls run at once on a CPU, each with an equal share of the torch "
+                                      "threads (default 2 with 2+ threads, else 1; GPU 1).")
+    # The cascade: bench/cascade.py measured log loss against neural compute (docs/performance.md, "Cascade").
+    neural_fraction: float = option(1.0, families=HYBRID,
+                                    help="Hybrid: score every row with the gbdt part and send only this share of "
+                                         "the rows, the least certain by the gbdt's answer (--cascade-by), through "
+                                         "the neural part; the others keep the gbdt part's answer (0-1).")
+    tta_fraction: float = option(1.0,
+                                 help="With --tta swap: only this share of the rows, the least certain by the "
+                                      "one-order answer (--cascade-by), gets the swapped pass; the others keep the "
+                                      "one-order answer (0-1).")
+    cascade_by: str = option("entropy", choices=("entropy", "margin"),
+                             help="How --neural-fraction and --tta-fraction rank rows by uncertainty: the "
+                                  "entropy of the cheap answer's probabilities, or 1 - (top - second).")
     style: str = option("as-voted", choices=("as-voted", "controlled"),
                         help="as-voted: judge as the voters did, length and markdown included; controlled: with the "
                              "model's style term set to its value for two answers of the same length and markdown "
                              "(models trained with --style-term; docs/style-control.md).")
 
     def validate(self) -> InferenceOptions:
-        for name in ("dtype", "quantize", "style"):
+        for name in ("dtype", "quantize", "cascade_by", "style"):
             allowed = InferenceOptions.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in allowed:
-                raise DataError(f"--{name} {getattr(self, name)!r}: expected {either(allowed)}")
+                raise DataError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected {either(allowed)}")
         if self.quantize == "int8" and self.dtype != "fp32":
             raise DataError("--quantize int8 quantizes the fp32 model; drop --dtype (or use --dtype fp32)")
         for name in ("batch_tokens", "workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        for name in ("neural_fraction", "tta_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise DataError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
         return self
 
     def check_applies(self, model_type: str, model) -> None:
-        """The options act on a neural encoder (all but --style): a gbdt model has none, so setting one would change
-        nothing."""
-        if model_type != "gbdt":
-            return
+        """An option set away from its default that the model's family never reads would change nothing: refused
+        in one line."""
         defaults = InferenceOptions()
         for f in dataclasses.fields(self):
-            if f.name != "style" and getattr(self, f.name) != getattr(defaults, f.name):
-                flag = f"--{f.name.replace('_', '-')}"
-                raise DataError(f"{flag} applies to neural models; {model} is a gbdt model (LightGBM on features): "
-                                f"drop {flag}")
+            families = f.metadata["families"]
+            if getattr(self, f.name) == getattr(defaults, f.name) or "all" in families or model_type in families:
+                continue
+            flag = f"--{f.name.replace('_', '-')}"
+            what = ("the hybrid's cascade from its gbdt part to its neural part" if families == HYBRID
+                    else "neural models")
+            raise DataError(f"{flag} applies to {what}; {model} is a {model_type} model: drop {flag}")
+        if self.cascade_by != defaults.cascade_by and self.neural_fraction == 1 and self.tta_fraction == 1:
+            raise DataError("--cascade-by ranks rows for --neural-fraction or --tta-fraction; add one of them or "
+                            "drop --cascade-by")
+
+    def check_tta(self, tta: str) -> None:
+        """--tta-fraction chooses the rows of the swapped pass: it needs one."""
+        if self.tta_fraction < 1 and tta != "swap":
+            raise DataError("--tta-fraction picks the rows of the swapped pass: add --tta swap (or drop "
+                            "--tta-fraction)")
 
     def load_kwargs(self) -> dict:
         """The `Predictor.from_pretrained` keyword arguments these options stand for."""
         return {"dtype": self.dtype, "quantize": None if self.quantize == "none" else self.quantize,
-                "max_tokens": self.batch_tokens, "workers": self.workers, "style": self.style}
+                "max_tokens": self.batch_tokens, "workers": self.workers, "neural_fraction": self.neural_fraction,
+                "tta_fraction": self.tta_fraction, "cascade_by": self.cascade_by,
+                "style": self.style}

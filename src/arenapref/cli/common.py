@@ -7,6 +7,7 @@ import os
 import numpy as np
 from rich.console import Console
 
+from arenapref.inference.sharded import ShardedRun
 from arenapref.models import MODELS
 from arenapref.models.directory import DEFAULT_JUDGE, check_model_dir
 
@@ -18,12 +19,14 @@ JUDGE_HELP = ("Model directory written by `arenapref train`, or the name of a sh
               f"default: the shipped {DEFAULT_JUDGE}.")
 
 
-def checked_model(model, options) -> tuple:
+def checked_model(model, options, say: bool = True) -> tuple:
     """(model, its arenapref.json) for a scoring command: --model as given, or the shipped default judge when none
-    is (said on stderr: stdout may be JSON); the directory checked, and the inference options against its family."""
-    if model is None:
+    is (said on stderr unless `say` is False: stdout may be JSON); the directory checked, and the inference options
+    against its family."""
+    if model is None and say:
         err_console.print(f"no --model given: using the shipped judge {DEFAULT_JUDGE} (see `arenapref models`)",
                           markup=False, highlight=False)
+    if model is None:
         model = DEFAULT_JUDGE
     meta = check_model_dir(model)
     options.check_applies(meta["model_type"], model)
@@ -59,3 +62,14 @@ def round_rows(probs, decimals: int):
         units[rows, order[:, k]] += (missing > k)
     units[rows, units.argmax(axis=1)] -= np.maximum(-missing, 0)  # the largest entry holds at least a third
     return units / scale
+
+
+def launch_device(run: ShardedRun | None) -> dict:
+    """A launched process's device (cuda:LOCAL_RANK, or the CPU with its share of the threads), as a
+    `from_pretrained` keyword; nothing when the process runs alone."""
+    if run is None:
+        return {}
+    device = run.launch.device()
+    if device == "cpu":
+        run.launch.split_cpu_threads()
+    return {"device": device}

@@ -67,6 +67,7 @@ def compare(
     options = InferenceOptions(**inference).validate()
     turns = conversation(prompt, a, b)
     check_tta(tta)
+    options.check_tta(tta)
     model, meta = checked_model(model, options)
     quiet_libraries(uses_transformers(meta["model_type"]))
     judge = Judge.from_pretrained(model, **options.load_kwargs())

@@ -10,7 +10,15 @@ import numpy as np
 import typer
 
 from arenapref.api import Judge
-from arenapref.cli.common import checked_model, console, err_console, quiet_libraries, round_rows, uses_transformers
+from arenapref.cli.common import (
+    checked_model,
+    console,
+    err_console,
+    launch_device,
+    quiet_libraries,
+    round_rows,
+    uses_transformers,
+)
 from arenapref.cli.options import with_options
 from arenapref.config import InferenceOptions
 from arenapref.data.formats import judged_pairs
@@ -23,6 +31,7 @@ from arenapref.data.tables import (
 )
 from arenapref.errors import DataError
 from arenapref.evaluation.metrics import softmax
+from arenapref.inference.sharded import Launch, ShardedRun
 from arenapref.labeling.strategies import (
     auto_label_frame,
     calibration_summary,
@@ -186,12 +195,24 @@ def label(
     inference: dict = None,
 ):
     """Judge-labelled pairs for DPO / reward training: prompt, chosen, rejected in TRL's format, plus p_chosen,
-    p_rejected, p_tie and margin, for the pairs the judge is confident about (predicted ties dropped)."""
+    p_rejected, p_tie and margin, for the pairs the judge is confident about (predicted ties dropped).
+
+    Under `torchrun --nproc_per_node N -m arenapref label ...` (or `accelerate launch`) each process judges a share
+    of the pairs on its own device and rank 0 writes the file (docs/scale-out.md)."""
+    launch = Launch.from_env()
+    if launch is None:
+        return label_pairs(model, data, output, min_confidence, both_orders, inference)
+    with ShardedRun(launch) as run:
+        label_pairs(model, data, output, min_confidence, both_orders, inference, run)
+
+
+def label_pairs(model, data, output, min_confidence, both_orders, inference, run: ShardedRun | None = None):
     options = InferenceOptions(**inference).validate()
+    options.check_tta("swap" if both_orders else "none")
     if not 0.0 <= min_confidence <= 1.0:
         raise DataError(f"--min-confidence {min_confidence}: must be between 0 and 1")
     check_table_output(output)
-    model, meta = checked_model(model, options)
+    model, meta = checked_model(model, options, say=run is None or run.is_main)
     frame = load_frame(data)
     conversational = frame.attrs.get("pairwise") == "conversational" or any(len(p) > 1 for p in frame["prompt"])
     if conversational and output.suffix.lower() == ".csv":
@@ -200,9 +221,20 @@ def label(
         raise DataError(f"{output}: {why}, so the pairs are lists of messages, which a CSV cell cannot hold in "
                         f"TRL's format; write {output.with_suffix('.jsonl')} or .parquet")
     quiet_libraries(uses_transformers(meta["model_type"]))
-    judge = Judge.from_pretrained(model, **options.load_kwargs())
+    judge = Judge.from_pretrained(model, **options.load_kwargs(), **launch_device(run))
     # A per-response score reads each side alone, so it needs no second order (and margin stays s_c - s_r).
-    logits, scores = judge.predict_logits(frame, tta="swap" if both_orders and not judge.scores_sides else "none")
+    tta = "swap" if both_orders and not judge.scores_sides else "none"
+    if run is None:
+        logits, scores = judge.predict_logits(frame, tta=tta)
+    else:
+        share = frame.iloc[run.launch.share(len(frame))].reset_index(drop=True)
+        part = judge.predict_logits(share, tta=tta) if len(share) else None
+        run.report(len(share), len(frame))
+        parts = [p for p in run.gather_main(part) or [] if p is not None]
+        if not run.is_main:
+            return
+        logits = np.concatenate([p[0] for p in parts])
+        scores = None if any(p[1] is None for p in parts) else np.concatenate([p[1] for p in parts])
     pairs, counts = judged_pairs(frame, softmax(logits), scores if judge.scores_sides else None, min_confidence,
                                  conversational)
     write_table_atomic(pairs, output)

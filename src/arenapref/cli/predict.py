@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,13 @@ import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from arenapref.api import Judge, check_tta
+from arenapref.api import Judge, check_tta, concat_predictions
 from arenapref.cli.common import (
     JUDGE_HELP,
     checked_model,
     console,
     err_console,
+    launch_device,
     quiet_libraries,
     round_rows,
     uses_transformers,
@@ -43,6 +45,7 @@ from arenapref.evaluation.metrics import (
     frame_pairwise_accuracy,
     log_loss,
 )
+from arenapref.inference.sharded import Launch, ShardedRun, merge_parts, write_block
 
 MODEL = typer.Option(..., help="Model directory written by `arenapref train`.")
 TTA = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped).")
@@ -107,15 +110,36 @@ def evaluate(
 ):
     """Log loss, accuracy, precision / recall / F1 and the confusion matrix on a labelled file (Kaggle columns or
     chosen/rejected pairs), plus RewardBench-style pairwise accuracy, the longer-answer baseline and position
-    consistency (how often the top label flips when A and B are exchanged)."""
+    consistency (how often the top label flips when A and B are exchanged).
+
+    Under `torchrun --nproc_per_node N -m arenapref evaluate ...` (or `accelerate launch`) each process scores a
+    share of the rows on its own device and rank 0 computes the metrics on all of them (docs/scale-out.md)."""
+    launch = Launch.from_env()
+    if launch is None:
+        return evaluate_rows(model, data, as_json, tta, diagnostics, inference)
+    with ShardedRun(launch) as run:
+        evaluate_rows(model, data, as_json, tta, diagnostics, inference, run)
+
+
+def evaluate_rows(model, data, as_json, tta, diagnostics, inference, run: ShardedRun | None = None):
     options = InferenceOptions(**inference).validate()
-    model, meta = checked_model(model, options)
+    model, meta = checked_model(model, options, say=run is None or run.is_main)
     frame = load_frame(data, require_labels=True)
     quiet_libraries(uses_transformers(meta["model_type"]))
     check_tta(tta)
-    judge = Judge.from_pretrained(model, **options.load_kwargs())
+    options.check_tta(tta)
+    judge = Judge.from_pretrained(model, **options.load_kwargs(), **launch_device(run))
     # Both orders from the passes the answer needs anyway (a neural model: two, with or without --tta swap).
-    result = judge.predict_all(frame, tta=tta, both_orders=True, diagnostics=diagnostics)
+    if run is None:
+        result = judge.predict_all(frame, tta=tta, both_orders=True, diagnostics=diagnostics)
+    else:
+        share = frame.iloc[run.launch.share(len(frame))].reset_index(drop=True)
+        part = judge.predict_all(share, tta=tta, both_orders=True, diagnostics=diagnostics) if len(share) else None
+        run.report(len(share), len(frame))
+        parts = run.gather_main(part)
+        if not run.is_main:
+            return
+        result = concat_predictions([p for p in parts if p is not None])
     probs = result.probs
     metrics = {**classification_metrics(frame["label"].to_numpy(), probs), **frame_length_slices(frame, probs),
                "pairwise": frame_pairwise_accuracy(frame, probs, result.scores if judge.scores_sides else None),
@@ -161,22 +185,67 @@ def predict(
     diagnostics: bool = typer.Option(False, "--diagnostics", help=DIAGNOSTICS_HELP + " Needs --format jsonl."),
     inference: dict = None,
     chunk_rows: int = typer.Option(20_000, help="Rows read and scored at a time (memory stays bounded on any file)."),
+    engine: str = typer.Option("local", metavar="[local|ray]",
+                               help="local: this process (or each process of a torchrun / accelerate launch); ray: "
+                                    "read and score with Ray Data on a Ray cluster and write --output as Parquet "
+                                    "(pip install \"ray[data]\"; docs/scale-out.md)."),
+    address: str | None = typer.Option(None, help="--engine ray: the cluster to use (auto: the running one; "
+                                                   "default: start one on this machine)."),
 ):
     """Write a Kaggle submission (or JSON lines with verdicts and diagnostics): one row of probabilities per input
-    row, same order."""
+    row, same order.
+
+    Under `torchrun --nproc_per_node N -m arenapref predict ...` (or `accelerate launch`) each process scores a
+    share of every chunk on its own device and rank 0 merges the shares into the same file (docs/scale-out.md)."""
+    if engine not in ("local", "ray"):
+        raise DataError(f"--engine {engine!r}: expected local or ray")
+    if engine == "ray":
+        return predict_ray(model, data, output, scores, tta, output_format, diagnostics, inference, address)
+    if address is not None:
+        raise DataError("--address names a Ray cluster: add --engine ray (or drop --address)")
+    launch = Launch.from_env()
+    if launch is None:
+        return predict_file(model, data, output, scores, tta, output_format, diagnostics, inference, chunk_rows)
+    with ShardedRun(launch) as run:
+        predict_file(model, data, output, scores, tta, output_format, diagnostics, inference, chunk_rows, run)
+
+
+def predict_ray(model, data, output, scores, tta, output_format, diagnostics, inference, address):
+    from arenapref.ray_data import predict_with_ray  # lazy: ray is an optional dependency
+
+    for flag, given in (("--scores", scores), ("--diagnostics", diagnostics),
+                        ("--format", output_format not in (None, "parquet"))):
+        if given:
+            raise DataError(f"{flag} is not available with --engine ray, which writes the probabilities as Parquet")
+    if Launch.from_env() is not None:
+        raise DataError("--engine ray spreads the work over a Ray cluster itself: run it without torchrun")
+    options = InferenceOptions(**inference).validate()
+    model, _ = checked_model(model, options)
+    rows = predict_with_ray(model, data, output, address, tta, inference)
+    console.print(f"wrote {rows} rows to {output}")
+
+
+def predict_file(model, data, output, scores, tta, output_format, diagnostics, inference, chunk_rows,
+                 run: ShardedRun | None = None):
     options = InferenceOptions(**inference).validate()
     output_format = check_format(output_format, output, diagnostics)
     check_output_path(output)
-    model, meta = checked_model(model, options)
+    model, meta = checked_model(model, options, say=run is None or run.is_main)
     if chunk_rows < 1:
         raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     chunks = iter_frames(data, chunk_rows)
     first = next(chunks)  # a bad file fails here, before the model is loaded
     quiet_libraries(uses_transformers(meta["model_type"]))
     check_tta(tta)
-    judge = Judge.from_pretrained(model, **options.load_kwargs())
-    rows = stream_predictions(judge, itertools.chain([first], chunks), output, scores, tta, output_format,
-                              diagnostics)
+    options.check_tta(tta)
+    judge = Judge.from_pretrained(model, **options.load_kwargs(), **launch_device(run))
+    chunks = itertools.chain([first], chunks)
+    if run is None:
+        rows = stream_predictions(judge, chunks, output, scores, tta, output_format, diagnostics)
+    else:
+        rows = stream_share(run, judge, chunks, output, scores, tta, output_format, diagnostics)
+        if not run.is_main:
+            return
     console.print(f"wrote {rows} rows to {output}")
 
 
@@ -192,6 +261,24 @@ def check_format(output_format: str | None, output: Path, diagnostics: bool) -> 
     return output_format
 
 
+def score_chunk(judge, frame: pd.DataFrame, scores: bool, tta: str, jsonl: bool, diagnostics: bool,
+                progress=None) -> pd.DataFrame:
+    """One chunk's output rows, probabilities rounded as written."""
+    out = judge.predict_frame(frame, scores=scores, tta=tta, progress=progress, verdict=jsonl,
+                              diagnostics=diagnostics)
+    out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
+    if frame.attrs.get("pairwise"):  # chosen/rejected input: where its seeded sides put the chosen one
+        out["chosen_side"] = ["a" if label == 0 else "b" for label in frame["label"]]
+    return out
+
+
+def chunk_text(out: pd.DataFrame, jsonl: bool, header: bool) -> str:
+    """A chunk's rows as the output file holds them (a CSV with `header`: the column names first)."""
+    if jsonl:
+        return "".join(json_lines(out))
+    return out.to_csv(None, index=False, header=header, float_format="%.6f")
+
+
 def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str, output_format: str = "csv",
                        diagnostics: bool = False) -> int:
     """Score chunk after chunk into a temporary file beside OUTPUT, renamed over it at the end (atomic)."""
@@ -204,17 +291,44 @@ def stream_predictions(judge, chunks, output: Path, scores: bool, tta: str, outp
         for frame, total in chunks:
             if task is None:
                 task = bar.add_task("rows", total=total)
-            out = judge.predict_frame(frame, scores=scores, tta=tta, progress=lambda k: bar.advance(task, k),
-                                      verdict=jsonl, diagnostics=diagnostics)
-            out[list(LABELS)] = round_rows(out[list(LABELS)].to_numpy(), 6)
-            if frame.attrs.get("pairwise"):  # chosen/rejected input: where its seeded sides put the chosen one
-                out["chosen_side"] = ["a" if label == 0 else "b" for label in frame["label"]]
-            if jsonl:
-                fh.writelines(json_lines(out))
-            else:
-                out.to_csv(fh, index=False, header=written == 0, float_format="%.6f")
+            out = score_chunk(judge, frame, scores, tta, jsonl, diagnostics, lambda k: bar.advance(task, k))
+            fh.write(chunk_text(out, jsonl, header=written == 0))
             written += len(out)
     return written
+
+
+def stream_share(run: ShardedRun, judge, chunks, output: Path, scores: bool, tta: str, output_format: str,
+                 diagnostics: bool) -> int:
+    """A launched process's part: its slice of every chunk, written to its part file; then, once every process
+    has written its part, rank 0 merges them into a temporary file beside OUTPUT renamed over it (atomic).
+    Returns the rows written (rank 0) or scored (the others)."""
+    jsonl = output_format == "jsonl"
+    run.open_parts(output)
+    scored = seen = 0
+    with open(run.part_path, "w", encoding="utf-8") as fh:
+        for frame, _ in chunks:
+            share = frame.iloc[run.launch.share(len(frame))].reset_index(drop=True)
+            share.attrs = dict(frame.attrs)
+            seen += len(frame)
+            if len(share) == 0:
+                write_block(fh, 0, "")
+                continue
+            out = score_chunk(judge, share, scores, tta, jsonl, diagnostics)
+            write_block(fh, len(out), chunk_text(out, jsonl, header=False),
+                        "" if jsonl else out.iloc[:0].to_csv(None, index=False))
+            fh.flush()
+            scored += len(out)
+        fh.flush()
+        os.fsync(fh.fileno())
+    run.report(scored, seen)
+    run.gather_all(scored)  # every part is complete once every process has reported
+    if not run.is_main:
+        return scored
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        rows = merge_parts(run.all_parts(), fh, header=not jsonl)
+        if rows != seen:  # pragma: no cover - the parts are written from the same chunks
+            raise RuntimeError(f"merged {rows} rows of {seen}")
+    return rows
 
 
 # The order of a JSON line's keys: the Kaggle columns, the verdict, then what the flags add.

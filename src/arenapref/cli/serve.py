@@ -61,6 +61,7 @@ def serve(
 
     options = InferenceOptions(**inference).validate()
     check_tta(tta)
+    options.check_tta(tta)
     api_key = read_api_key(api_key_file)
     model, meta = checked_model(model, options)
     if not service.port_free(host, port):

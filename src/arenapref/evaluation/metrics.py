@@ -18,6 +18,32 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return special.softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
 
 
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Predictive entropy in nats: log 3 for a uniform row, 0 for a certain one."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=1)
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """1 - (top probability - second probability): 1 when the two likeliest outcomes are level."""
+    top = -np.sort(-np.asarray(probs, dtype=np.float64), axis=1)
+    return 1.0 - (top[:, 0] - top[:, 1])
+
+
+UNCERTAINTY = {"entropy": entropy, "margin": margin}
+
+
+def least_certain(probs: np.ndarray, fraction: float, by: str = "entropy") -> np.ndarray:
+    """Indices (ascending) of the ceil(fraction * N) rows whose `by` uncertainty (entropy or margin) is highest;
+    ties go to the earlier row, so the choice is a function of the rows alone."""
+    n = len(probs)
+    k = min(n, int(np.ceil(fraction * n - 1e-9)))
+    if k >= n:
+        return np.arange(n)
+    order = np.argsort(-UNCERTAINTY[by](probs), kind="stable")
+    return np.sort(order[:k])
+
+
 def verdicts(probs: np.ndarray, tol: float = AMBIGUOUS_TOL) -> list[str]:
     """One of VERDICTS per row of (N, 3) probabilities in label order (A wins, B wins, tie)."""
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, 3)

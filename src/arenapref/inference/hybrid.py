@@ -50,6 +50,10 @@ class HybridBackend:
             loaded.append((float(parts[name]["weight"]), judge))
         return cls(loaded, meta)
 
+    # The part that answers every row when a cascade (Predictor.set_cascade, neural_fraction < 1) sends only the
+    # least certain rows through the others: the gbdt (PARTS order).
+    cheap_part = PARTS.index("gbdt")
+
     # Swap TTA is applied inside each part, with that part's own swap-TTA temperature, before the blend.
     handles_tta = True
 

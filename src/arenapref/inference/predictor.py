@@ -21,7 +21,14 @@ from arenapref.data.swap import (
 )
 from arenapref.data.tables import LABELS, TEXT_COLUMNS, normalize
 from arenapref.errors import DataError
-from arenapref.evaluation.metrics import order_disagreement, position_consistency, softmax, verdicts
+from arenapref.evaluation.metrics import (
+    UNCERTAINTY,
+    least_certain,
+    order_disagreement,
+    position_consistency,
+    softmax,
+    verdicts,
+)
 from arenapref.models import MODELS
 from arenapref.models.directory import (
     check_model_dir as read_meta,  # every way a directory can be wrong
@@ -92,6 +99,23 @@ class Predictions:
         return position_consistency(self.direct, self.mirrored)
 
 
+def concat_predictions(parts: list[Predictions]) -> Predictions:
+    """The `Predictions` of consecutive slices of a frame, put together as one (rows in the parts' order)."""
+    def joined(name):
+        values = [getattr(p, name) for p in parts]
+        if any(v is None for v in values):
+            return None
+        if isinstance(values[0], list):
+            return [x for v in values for x in v]
+        return np.concatenate(values)
+
+    first = parts[0]
+    out = Predictions(joined("logits"), joined("scores"), first.tta)
+    for name in ("direct", "mirrored", "swapped_back", "rendered", "diagnostics"):
+        setattr(out, name, joined(name))
+    return out
+
+
 def row_diagnostics(frame: pd.DataFrame, result: Predictions) -> list[dict]:
     """One JSON-serialisable dict per row: the renderer's row (or `truncated: False` for a model without one),
     `warnings`, and with swap TTA `swap`: |P given - P swapped back| per class and `top_label_flips`."""
@@ -123,11 +147,13 @@ class Predictor:
     == P(B wins) exactly (`level_identical`), so its verdict is "ambiguous" or "tie", never a side.
     """
 
-    def __init__(self, backend, meta: dict, tta: str = "none", style: str = "as-voted"):
+    def __init__(self, backend, meta: dict, tta: str = "none", style: str = "as-voted", neural_fraction: float = 1.0,
+                 tta_fraction: float = 1.0, cascade_by: str = "entropy"):
         self.backend = backend
         self.meta = meta
         self.tta = check_tta(tta)
         self.style = self.checked_style(style)
+        self.set_cascade(neural_fraction, tta_fraction, cascade_by)
         calibration = meta.get("calibration", {})
         self.temperature = float(calibration.get("temperature", 1.0))
         # Swap TTA averages two views, which changes the confidence: its own temperature (older models: the same).
@@ -159,6 +185,22 @@ class Predictor:
                 return part.style_coefficients()
         return None
 
+    def set_cascade(self, neural_fraction: float = 1.0, tta_fraction: float = 1.0, cascade_by: str = "entropy"):
+        """Where to spend compute: a hybrid sends only the `neural_fraction` least certain rows (by its gbdt part's
+        answer) through its neural part; swap TTA swaps only the `tta_fraction` least certain rows (by the one-order
+        answer); `cascade_by` "entropy" or "margin" (evaluation.metrics.least_certain). 1.0 / 1.0: every row."""
+        for name, value in (("neural_fraction", neural_fraction), ("tta_fraction", tta_fraction)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise DataError(f"{name} must be between 0 and 1, got {value}")
+        if cascade_by not in UNCERTAINTY:
+            raise DataError(f"cascade_by {cascade_by!r}: expected one of {', '.join(UNCERTAINTY)}")
+        if float(neural_fraction) < 1 and getattr(self.backend, "cheap_part", None) is None:
+            raise DataError("neural_fraction: only a hybrid model has a cheap part to answer the other rows")
+        self.neural_fraction, self.tta_fraction, self.cascade_by = float(neural_fraction), float(tta_fraction), \
+            cascade_by
+        for _, part in getattr(self.backend, "parts", ()):  # a hybrid's parts each apply swap TTA themselves
+            part.set_cascade(1.0, tta_fraction, cascade_by)
+
     # Neural backends expose their model and tokenizer (handy in notebooks); other families have none.
     model = property(lambda self: getattr(self.backend, "model", None))
     tokenizer = property(lambda self: getattr(self.backend, "tokenizer", None))
@@ -166,17 +208,20 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, tta: str = "none", dtype: str = "fp32",
                         quantize: str | None = None, max_tokens: int | None = None,
-                        workers: int | None = None, verify: bool = True, style: str = "as-voted") -> Predictor:
+                        workers: int | None = None, verify: bool = True, style: str = "as-voted",
+                        neural_fraction: float = 1.0, tta_fraction: float = 1.0, cascade_by: str = "entropy"
+                        ) -> Predictor:
         """Load a model directory. Neural models: `dtype` fp32 | bf16 | fp16 (GPU), `quantize="int8"` (CPU dynamic
         quantization of the encoder's Linear layers), `max_tokens` encoder tokens in flight (default by device),
         `workers` encoder calls at once on a CPU (default `inference.default_workers`). `verify=False` loads files
         whose content no longer matches the sha256 arenapref.json recorded (weights edited on purpose). `style` is
-        the default of every call: "as-voted" or "controlled" (models with a style term; see `has_style_term`)."""
+        the default of every call: "as-voted" or "controlled" (models with a style term; see `has_style_term`).
+        `neural_fraction`, `tta_fraction`, `cascade_by`: where compute goes (`set_cascade`)."""
         path = resolve_model(path)
         meta = read_meta(path, verify=verify)
         backend = MODELS[meta["model_type"]].loader()(path, meta, device=device, dtype=dtype, quantize=quantize,
                                                        max_tokens=max_tokens, workers=workers, verify=verify)
-        return cls(backend, meta, tta, style)
+        return cls(backend, meta, tta, style, neural_fraction, tta_fraction, cascade_by)
 
     # -- prediction -------------------------------------------------------------------------------------------
     def predict_logits(self, frame: pd.DataFrame, progress=None, tta: str | None = None,
@@ -234,7 +279,7 @@ class Predictor:
                style: str = "as-voted") -> Predictions:
         """`predict_all` on a normalised frame, without the per-row diagnostics (only the renderer's rows)."""
         inside = getattr(self.backend, "handles_tta", False)  # a hybrid applies TTA in each of its parts
-        if inside and (both_orders or render):
+        if inside and (both_orders or render or self.neural_fraction < 1):
             return self._score_blend(frame, progress, tta, both_orders, render, style)
         rendered = [] if render and getattr(self.backend, "reports_diagnostics", False) else None
         # Only a backend with a style term takes `style` (every other one is as voted, and refused "controlled").
@@ -248,6 +293,9 @@ class Predictor:
             raise RuntimeError(f"{type(self.backend).__name__} reported diagnostics for {len(rendered)} of "
                                f"{len(frame)} rows")
         average = tta == "swap" and not inside
+        same = identical_responses(frame)
+        if average and self.tta_fraction < 1 and not both_orders:
+            return self._score_some_swapped(frame, progress, raw, scores, same, rendered, styled)
         one_sided = getattr(self.backend, "one_sided_logits", None) if both_orders else None
         swapped = swapped_scores = None
         if average or (both_orders and one_sided is None):
@@ -258,9 +306,13 @@ class Predictor:
             scores = 0.5 * (scores + swapped_scores[:, ::-1])
         if scores is not None:  # one definition of a response's score everywhere: see `score_responses`
             scores = np.asarray(scores, dtype=np.float64) / self.temperature
-        same = identical_responses(frame)
         result = Predictions(level_identical(np.asarray(logits, np.float64) / self.temperatures[tta], same), scores,
                              tta, rendered=rendered)
+        if average and self.tta_fraction < 1:  # both orders of every row are at hand; the answer takes the cascade's
+            single = level_identical(raw / self.temperatures["none"], same)
+            pick = least_certain(softmax(single), self.tta_fraction, self.cascade_by)
+            single[pick] = result.logits[pick]
+            result.logits = single
         if both_orders:
             direct, mirrored = one_sided(frame, **styled) if one_sided is not None else (raw, swap_columns(swapped))
             tempered = lambda logits: softmax(level_identical(np.asarray(logits, np.float64) / self.temperature, same))
@@ -270,23 +322,80 @@ class Predictor:
                 result.swapped_back = softmax(level_identical(back / self.temperatures[tta], same))
         return result
 
+    def _score_some_swapped(self, frame: pd.DataFrame, progress, raw: np.ndarray, scores, same: np.ndarray,
+                            rendered, styled: dict) -> Predictions:
+        """Swap TTA on the `tta_fraction` least certain rows only (by the one-order answer, calibrated as saved):
+        the swapped pass reads those rows alone; every other row keeps its one-order answer and temperature.
+        (With `both_orders` every row is asked in both orders anyway, and `_score` applies the same choice.)"""
+        single = level_identical(raw / self.temperatures["none"], same)
+        pick = least_certain(softmax(single), self.tta_fraction, self.cascade_by)
+        logits = single.copy()
+        if scores is not None:
+            scores = np.asarray(scores, dtype=np.float64)
+        if len(pick):
+            swapped, swapped_scores = self.backend.predict_logits(swap_frame(frame.iloc[pick].reset_index(drop=True)),
+                                                                   progress, **styled)
+            averaged = average_with_swapped(raw[pick], np.asarray(swapped, np.float64))
+            logits[pick] = level_identical(averaged / self.temperatures["swap"], same[pick])
+            if scores is not None and swapped_scores is not None:
+                scores[pick] = 0.5 * (scores[pick] + np.asarray(swapped_scores, np.float64)[:, ::-1])
+        if scores is not None:
+            scores = scores / self.temperature
+        return Predictions(logits, scores, "swap", rendered=rendered)
+
     def _score_blend(self, frame: pd.DataFrame, progress, tta: str, both_orders: bool, render: bool,
                      style: str = "as-voted") -> Predictions:
         """A backend that applies TTA inside is a blend of Predictors (the hybrid: `parts`, [(weight, Predictor)],
         answer = log of the weighted mean of the parts' calibrated probabilities). Asked for both orders or
         diagnostics, each part is asked once for everything and the blend is taken view by view, so a neural part
-        makes two passes, not four; the renderer's rows are the first part's that has them."""
-        parts = [(weight, part._score(frame, progress if i == 0 else None, tta, both_orders, render, style))
-                 for i, (weight, part) in enumerate(self.backend.parts)]
+        makes two passes, not four; the renderer's rows are the first part's that has them.
+
+        With `neural_fraction` < 1 (the cascade) the cheap part (`backend.cheap_part`) scores every row and the
+        other parts only its `neural_fraction` least certain rows (evaluation.metrics.least_certain on its
+        calibrated answer); the rest keep the cheap part's answer, calibrated as that part was saved."""
+        n = len(frame)
+        cheap = getattr(self.backend, "cheap_part", None) if self.neural_fraction < 1 else None
+        pick = np.arange(n)
+        results = [None] * len(self.backend.parts)
+        if cheap is not None:
+            results[cheap] = self.backend.parts[cheap][1]._score(frame, progress, tta, both_orders, render, style)
+            pick = least_certain(softmax(results[cheap].logits), self.neural_fraction, self.cascade_by)
+        some = frame.iloc[pick].reset_index(drop=True) if len(pick) < n else frame
+        for i, (_, part) in enumerate(self.backend.parts):
+            if results[i] is None and len(pick):
+                results[i] = part._score(some, progress if i == 0 and cheap is None else None, tta, both_orders,
+                                         render, style)
         same = identical_responses(frame)
 
+        def probs_of(result, view):
+            return softmax(result.logits) if view == "logits" else getattr(result, view)
+
         def blend(view, temperature):
-            probs = sum(weight * (softmax(part.logits) if view == "logits" else getattr(part, view))
-                        for weight, part in parts)
+            if cheap is None:
+                probs = sum(w * probs_of(r, view) for (w, _), r in zip(self.backend.parts, results))
+            else:
+                probs = np.array(probs_of(results[cheap], view), dtype=np.float64)
+                if len(pick):
+                    probs[pick] = sum(w * (probs_of(r, view) if i != cheap else probs[pick])
+                                      for i, ((w, _), r) in enumerate(zip(self.backend.parts, results)))
+                # the cheap part's answer as saved: its own temperature already applied, the blend's not again
+                logits = np.log(np.clip(probs, 1e-12, 1.0))
+                logits[pick] /= temperature
+                return level_identical(logits, same)
             return level_identical(np.log(np.clip(probs, 1e-12, 1.0)) / temperature, same)
 
-        result = Predictions(blend("logits", self.temperatures[tta]), None, tta,
-                             rendered=next((p.rendered for _, p in parts if p.rendered is not None), None))
+        rendered = None
+        if render:
+            first = next(((i, r) for i, r in enumerate(results) if r is not None and r.rendered is not None), None)
+            if first is not None:
+                i, r = first
+                if i == cheap or cheap is None:
+                    rendered = r.rendered
+                else:  # rows the neural part never read: nothing rendered, nothing cut
+                    rendered = [{"truncated": False} for _ in range(n)]
+                    for row, report in zip(pick, r.rendered):
+                        rendered[row] = report
+        result = Predictions(blend("logits", self.temperatures[tta]), None, tta, rendered=rendered)
         if both_orders:
             result.direct = softmax(blend("direct", self.temperature))
             result.mirrored = softmax(blend("mirrored", self.temperature))

@@ -22,6 +22,7 @@ from arenapref.data.features import feature_blocks, feature_matrix
 from arenapref.data.tables import read_table, to_kaggle
 from arenapref.errors import DataError
 from arenapref.evaluation.calibration import MIN_ROWS
+from arenapref.evaluation.metrics import entropy, margin  # noqa: F401 (their old import path)
 from arenapref.models import META_FILE
 from arenapref.models.directory import check_model_dir
 
@@ -38,18 +39,6 @@ def check_strategy(strategy: str) -> str:
 
 
 # -- scores ------------------------------------------------------------------------------------------------------
-def entropy(probs: np.ndarray) -> np.ndarray:
-    """Predictive entropy in nats: log 3 for a uniform row, 0 for a certain one."""
-    p = np.clip(np.asarray(probs, dtype=np.float64), EPS, 1.0)
-    return -(p * np.log(p)).sum(axis=1)
-
-
-def margin(probs: np.ndarray) -> np.ndarray:
-    """1 - (top probability - second probability): 1 when the two likeliest outcomes are level."""
-    top = -np.sort(-np.asarray(probs, dtype=np.float64), axis=1)
-    return 1.0 - (top[:, 0] - top[:, 1])
-
-
 def swap_disagreement(probs: np.ndarray, swapped: np.ndarray) -> np.ndarray:
     """Total variation between the answer for (A, B) and the answer for (B, A) mapped back to A/B order.
 

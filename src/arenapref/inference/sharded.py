@@ -191,6 +191,10 @@ class ShardedRun:
                     if self.is_main:
                         shutil.rmtree(self.parts, ignore_errors=True)
             if exc is None:
+                # Every process reaches this point before any tears its group down: a process that destroyed its
+                # gloo group while a peer was still connected aborted ("terminate called without an active
+                # exception", SIGABRT; seen once in CI on 2 processes).
+                self._collective("barrier")
                 dist.destroy_process_group()
         finally:
             self._restore()

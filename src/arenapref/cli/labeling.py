@@ -31,7 +31,7 @@ from arenapref.data.tables import (
 )
 from arenapref.errors import DataError
 from arenapref.evaluation.metrics import softmax
-from arenapref.inference.sharded import Launch, ShardedRun
+from arenapref.inference.sharded import ShardedRun, run_launched
 from arenapref.labeling.strategies import (
     auto_label_frame,
     calibration_summary,
@@ -199,11 +199,7 @@ def label(
 
     Under `torchrun --nproc_per_node N -m arenapref label ...` (or `accelerate launch`) each process judges a share
     of the pairs on its own device and rank 0 writes the file (docs/scale-out.md)."""
-    launch = Launch.from_env()
-    if launch is None:
-        return label_pairs(model, data, output, min_confidence, both_orders, inference)
-    with ShardedRun(launch) as run:
-        label_pairs(model, data, output, min_confidence, both_orders, inference, run)
+    run_launched(label_pairs, model, data, output, min_confidence, both_orders, inference)
 
 
 def label_pairs(model, data, output, min_confidence, both_orders, inference, run: ShardedRun | None = None):

@@ -45,7 +45,7 @@ from arenapref.evaluation.metrics import (
     frame_pairwise_accuracy,
     log_loss,
 )
-from arenapref.inference.sharded import Launch, ShardedRun, merge_parts, write_block
+from arenapref.inference.sharded import Launch, ShardedRun, merge_parts, run_launched, write_block
 
 MODEL = typer.Option(..., help="Model directory written by `arenapref train`.")
 TTA = typer.Option("none", help="Test-time augmentation: none, or swap (average with A/B swapped).")
@@ -114,11 +114,7 @@ def evaluate(
 
     Under `torchrun --nproc_per_node N -m arenapref evaluate ...` (or `accelerate launch`) each process scores a
     share of the rows on its own device and rank 0 computes the metrics on all of them (docs/scale-out.md)."""
-    launch = Launch.from_env()
-    if launch is None:
-        return evaluate_rows(model, data, as_json, tta, diagnostics, inference)
-    with ShardedRun(launch) as run:
-        evaluate_rows(model, data, as_json, tta, diagnostics, inference, run)
+    run_launched(evaluate_rows, model, data, as_json, tta, diagnostics, inference)
 
 
 def evaluate_rows(model, data, as_json, tta, diagnostics, inference, run: ShardedRun | None = None):
@@ -203,11 +199,7 @@ def predict(
         return predict_ray(model, data, output, scores, tta, output_format, diagnostics, inference, address)
     if address is not None:
         raise DataError("--address names a Ray cluster: add --engine ray (or drop --address)")
-    launch = Launch.from_env()
-    if launch is None:
-        return predict_file(model, data, output, scores, tta, output_format, diagnostics, inference, chunk_rows)
-    with ShardedRun(launch) as run:
-        predict_file(model, data, output, scores, tta, output_format, diagnostics, inference, chunk_rows, run)
+    run_launched(predict_file, model, data, output, scores, tta, output_format, diagnostics, inference, chunk_rows)
 
 
 def predict_ray(model, data, output, scores, tta, output_format, diagnostics, inference, address):

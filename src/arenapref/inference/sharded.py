@@ -247,3 +247,13 @@ def merge_parts(parts: list[Path], fh, header: bool) -> int:
     finally:
         for f in files:
             f.close()
+
+
+def run_launched(score, *args):
+    """`score(*args)` in a plain process; under torchrun / accelerate launch `score(*args, run)` inside the run's
+    ShardedRun (its process group, parts folder and one-line failures)."""
+    launch = Launch.from_env()
+    if launch is None:
+        return score(*args)
+    with ShardedRun(launch) as run:
+        return score(*args, run)

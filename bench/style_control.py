@@ -1,7 +1,12 @@
-"""Judgments with style taken out: the gbdt with a style term (`train --style-term`), as voted and controlled, beside
-today's gbdt, the constant prior, the length rule and the style term alone.
+"""Judgments with style taken out: models with a style term (`train --style-term`), as voted and controlled, beside
+today's models, the constant prior, the length rule and the style term alone.
 
     python bench/style_control.py [--data-dir ../shared/data] [--folds 5] [--seed 42] [--no-extra]
+                                  [--models gbdt,hybrid]
+
+Families: `gbdt`, and `hybrid` (the default recipe), whose two parts are read on their own as well: its neural part
+is a dual tower (MiniLM, linear probe then one epoch) and its gbdt part the gbdt, each trained exactly as `train
+--model dual-tower` / `--model gbdt` would with the same settings, so one hybrid run per fold gives the three rows.
 
 Grouped K-fold CV on arena_sample.csv, the folds of `arenapref cv` (training/cv.grouped_folds, prompt groups,
 seed 42): each fold trains through `training.train` (the recipe's own validation part, calibration and refit) and
@@ -38,6 +43,8 @@ from arenapref.training import train  # noqa: E402
 from arenapref.training.cv import grouped_folds  # noqa: E402
 
 RECIPES = {"today": {}, "style_term": {"style_term": True}}
+# Family trained -> the models read from its directory (name -> sub-directory).
+READERS = {"gbdt": {"gbdt": ""}, "hybrid": {"hybrid": "", "dual-tower": "neural"}}
 
 
 def decisive_slices(frame, probs: np.ndarray) -> dict:
@@ -98,6 +105,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-extra", action="store_true")
+    parser.add_argument("--models", default="gbdt,hybrid", help="comma-separated: gbdt, hybrid")
     opts = parser.parse_args()
     start = time.time()
     sample = opts.data_dir / "arena_sample.csv"
@@ -106,11 +114,19 @@ def main() -> None:
     labels = frame["label"].to_numpy()
     ood = {name: load_frame(opts.data_dir / f"{name}_test.csv", require_labels=True)
            for name in ("hh_rlhf_harmless", "pandalm_human")}
-    settings = [("", [])] + ([] if opts.no_extra else [("+extra", [str(extra)])])
+    families = [f.strip() for f in opts.models.split(",") if f.strip()]
+    runs = [(family, suffix, files) for family in families
+            for suffix, files in [("", [])] + ([] if opts.no_extra or family != "gbdt" else [("+extra", [str(extra)])])]
     quiet = lambda *a, **k: None  # noqa: E731
-    oof = {f"{recipe}{suffix}": {style: np.zeros((len(frame), 3)) for style in ("as-voted", "controlled")}
-           for suffix, _ in settings for recipe in RECIPES}
+    oof: dict = {}
     baselines = {"prior": np.zeros((len(frame), 3)), "style_alone": np.zeros((len(frame), 3))}
+
+    def judges(directory: Path, family: str, recipe: str, suffix: str):
+        for reader, sub in READERS[family].items():
+            judge = Predictor.from_pretrained(directory / sub if sub else directory)
+            for style in ("as-voted", "controlled") if judge.has_style_term else ("as-voted",):
+                yield f"{reader} {recipe}{suffix}", style, judge
+
     with tempfile.TemporaryDirectory(prefix="style-bench-") as tmp:
         tmp = Path(tmp)
         for k, (train_idx, held_idx) in enumerate(grouped_folds(frame, opts.folds, opts.seed)):
@@ -120,49 +136,48 @@ def main() -> None:
             write_csv_atomic(to_kaggle(held), tmp / f"held-{k}.csv")
             baselines["prior"][held_idx] = np.bincount(labels[train_idx], minlength=3) / len(train_idx)
             baselines["style_alone"][held_idx] = style_alone_probs(train_frame, held)
-            for suffix, extra_files in settings:
+            for family, suffix, extra_files in runs:
                 for recipe, changes in RECIPES.items():
-                    cfg = TrainConfig(data=str(tmp / f"train-{k}.csv"), output=str(tmp / f"m-{k}-{recipe}{suffix}"),
-                                      model="gbdt", seed=opts.seed, extra=extra_files,
+                    cfg = TrainConfig(data=str(tmp / f"train-{k}.csv"),
+                                      output=str(tmp / f"m-{k}-{family}-{recipe}{suffix}"), model=family,
+                                      seed=opts.seed, extra=extra_files,
                                       extra_exclude=[str(tmp / f"held-{k}.csv")] if extra_files else [],
                                       **changes).validate()
                     train(cfg, quiet)
-                    judge = Predictor.from_pretrained(cfg.output)
-                    styles = ("as-voted", "controlled") if judge.has_style_term else ("as-voted",)
-                    for style in styles:
-                        oof[f"{recipe}{suffix}"][style][held_idx] = judge.predict_proba(held, style=style)
+                    for name, style, judge in judges(Path(cfg.output), family, recipe, suffix):
+                        slot = oof.setdefault(name, {}).setdefault(style, np.zeros((len(frame), 3)))
+                        slot[held_idx] = judge.predict_proba(held, style=style)
             print(f"fold {k + 1}/{opts.folds} done, {time.time() - start:.0f}s", file=sys.stderr)
         # Out of domain: trained on every arena_sample row (+ extra), scored on the two other files.
         out_of_domain = {name: {"longer_rule": longer_rule(f)} for name, f in ood.items()}
-        for suffix, extra_files in settings:
+        for family, suffix, extra_files in runs:
             for recipe, changes in RECIPES.items():
-                cfg = TrainConfig(data=str(sample), output=str(tmp / f"full-{recipe}{suffix}"), model="gbdt",
-                                  seed=opts.seed, extra=extra_files, **changes).validate()
+                cfg = TrainConfig(data=str(sample), output=str(tmp / f"full-{family}-{recipe}{suffix}"),
+                                  model=family, seed=opts.seed, extra=extra_files, **changes).validate()
                 train(cfg, quiet)
-                judge = Predictor.from_pretrained(cfg.output)
-                for name, f in ood.items():
-                    for style in ("as-voted", "controlled") if judge.has_style_term else ("as-voted",):
-                        probs = judge.predict_proba(f, style=style)
-                        out_of_domain[name][f"{recipe}{suffix} {style}"] = pairwise(f, probs)
+                for name, style, judge in judges(Path(cfg.output), family, recipe, suffix):
+                    for ood_name, f in ood.items():
+                        out_of_domain[ood_name][f"{name} {style}"] = pairwise(f, judge.predict_proba(f, style=style))
+            print(f"out of domain: {family}{suffix} done, {time.time() - start:.0f}s", file=sys.stderr)
     cv = {name: summary(frame, probs) for name, probs in baselines.items()}
     cv["longer_rule"] = {"decisive_ab_accuracy": longer_rule(frame)}
     for name, by_style in oof.items():
         for style, probs in by_style.items():
-            if name.startswith("today") and style == "controlled":
-                continue
             cv[f"{name} {style}"] = summary(frame, probs)
-    for suffix, _ in settings:
-        cv[f"style_term{suffix} as-voted"]["log_loss_minus_today"] = round(
-            cv[f"style_term{suffix} as-voted"]["log_loss"] - cv[f"today{suffix} as-voted"]["log_loss"], 4)
+    for name in oof:
+        if " style_term" in name:
+            row, today = cv[f"{name} as-voted"], cv[f"{name.replace(' style_term', ' today')} as-voted"]
+            row["log_loss_minus_today"] = round(row["log_loss"] - today["log_loss"], 4)
     for name, row in cv.items():
         if "log_loss" in row:
             ab = {k: row[k]["ab_accuracy"] for k in ("decisive", "shorter_won", "longer_won")}
-            print(f"{name:<28} log loss {row['log_loss']:.4f}  A-vs-B right: decisive {ab['decisive']:.3f}  "
+            print(f"{name:<40} log loss {row['log_loss']:.4f}  A-vs-B right: decisive {ab['decisive']:.3f}  "
                   f"shorter won {ab['shorter_won']:.3f}  longer won {ab['longer_won']:.3f}")
     for name, row in out_of_domain.items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
     print(json.dumps({"bench": "style_control", "data": str(sample), "folds": opts.folds, "seed": opts.seed,
-                      "rows": int(len(frame)), "seconds": round(time.time() - start, 1), "cv": cv,
+                      "models": opts.models, "rows": int(len(frame)), "seconds": round(time.time() - start, 1),
+                      "cv": cv,
                       "out_of_domain_pairwise": out_of_domain}))
 
 

@@ -172,11 +172,12 @@ class TrainConfig:
     # The factored model's A-vs-B booster sees many more rows than the tie booster.
     gbdt_direction_rounds: int = option(600, families=GBDT, help="--model gbdt, factored: rounds of the A-vs-B model.")
     gbdt_direction_leaves: int = option(15, families=GBDT, help="--model gbdt, factored: leaves of the A-vs-B model.")
-    style_term: bool = option(False, families=GBDT,
-                              help="--model gbdt (and the hybrid's gbdt part): learn who wins as a linear style term "
-                                   "(the leaderboard's length and markdown differences) plus a content term that "
-                                   "reads no length or markdown, so `--style controlled` can take style out at "
-                                   "prediction time (docs/style-control.md); ties keep their own model.")
+    style_term: bool = option(False, families=GBDT + PROBED,
+                              help="Learn who wins as a linear style term (the leaderboard's length and markdown "
+                                   "differences) plus a content term that reads no length or markdown feature, so "
+                                   "`--style controlled` can take style out at prediction time "
+                                   "(docs/style-control.md): gbdt, dual-tower and cross-encoder 3-way heads, and "
+                                   "both parts of a hybrid; ties keep their own model.")
 
     @property
     def effective_head_lr(self) -> float:
@@ -258,6 +259,14 @@ class TrainConfig:
             raise DataError("--rank-loss applies to --objective rank only; drop it or add --objective rank")
         if self.teacher_probs is None and self.distill_alpha != defaults.distill_alpha:
             raise DataError("--distill-alpha weighs the --teacher-probs loss; drop it or add --teacher-probs FILE")
+        neural = self.hybrid_neural if self.model == "hybrid" else self.model
+        if self.style_term and neural in PROBED and (self.objective != "classify" or not self.head_features):
+            raise DataError("--style-term needs a 3-way head that reads side features: drop --objective rank and "
+                            "--no-head-features, or drop --style-term")
+        if self.style_term and self.model in PROBED and self.extra:
+            raise DataError(f"--style-term with --extra: the --extra rows teach a {self.model} only through its "
+                            "direction model, which reads length; use --model gbdt or hybrid (the extra rows then "
+                            "train the gbdt part), or drop --extra")
         if self.style_term and self.gbdt_extra == "all":
             raise DataError("--style-term fits who wins apart from the ties (like --gbdt-extra direction); drop "
                             "--gbdt-extra all")

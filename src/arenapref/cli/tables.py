@@ -60,10 +60,12 @@ def style_table(coefficients: list[dict], style: str) -> Table:
     used = "left out (--style controlled)" if style == "controlled" else "used (--style as-voted)"
     table = Table(title=f"style term: log-odds of A winning per standard deviation; {used}",
                   caption="covariate: (f_a - f_b) / (f_a + f_b), standardised, as the leaderboard's style control")
-    for col, justify in (("feature", "left"), ("coef", "right"), ("se", "right"), ("95% interval", "right")):
+    parts = any("part" in row for row in coefficients)  # a hybrid: one style term per part
+    for col, justify in (("part", "left"),) * parts + (("feature", "left"), ("coef", "right"), ("se", "right"),
+                                                       ("95% interval", "right")):
         table.add_column(col, justify=justify)
     for row in coefficients:
-        table.add_row(row["feature"], f"{row['coef']:+.4f}", f"{row['se']:.4f}",
+        table.add_row(*([row["part"]] if parts else []), row["feature"], f"{row['coef']:+.4f}", f"{row['se']:.4f}",
                       f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]")
     return table
 

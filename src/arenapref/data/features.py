@@ -152,9 +152,11 @@ def head_features(frame) -> np.ndarray:
 
 
 def swap_features(features: np.ndarray) -> np.ndarray:
-    """The rows' features with responses A and B exchanged (pair and prompt features are symmetric)."""
-    s = SIDE_COUNT
-    return np.hstack([features[:, s:2 * s], features[:, :s], features[:, 2 * s:]])
+    """The rows' features with responses A and B exchanged (pair and prompt features are symmetric). Columns past
+    [side A, side B, pair + prompt] are the style differences (f_a - f_b) / (f_a + f_b) a model with a style term
+    reads (models/style_term.py): they change sign."""
+    s, base = SIDE_COUNT, 2 * SIDE_COUNT + SHARED_COUNT
+    return np.hstack([features[:, s:2 * s], features[:, :s], features[:, 2 * s:base], -features[:, base:]])
 
 
 def single_side_features(prompts: list[list[str]], responses: list[list[str]]) -> np.ndarray:
@@ -167,7 +169,7 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (SIDE_COUNT + SHARED_COUNT,) of training features; side columns pooled over A and B."""
     s = SIDE_COUNT
     sides = np.vstack([features[:, :s], features[:, s:2 * s]]).astype(np.float64)
-    shared = features[:, 2 * s:].astype(np.float64)
+    shared = features[:, 2 * s:2 * s + SHARED_COUNT].astype(np.float64)
     mean = np.concatenate([sides.mean(0), shared.mean(0)])
     std = np.concatenate([sides.std(0), shared.std(0)])
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
@@ -199,6 +201,14 @@ def _content_side(side: np.ndarray) -> np.ndarray:
     take = [SIDE_FEATURES.index(n) for n in CONTENT_SIDE_FEATURES]
     presence = [SIDE_FEATURES.index(n) for n in PRESENCE_SIDE_FEATURES]
     return np.hstack([side[:, take], (side[:, presence] > 0).astype(np.float64)])
+
+
+def content_side_mask() -> np.ndarray:
+    """(SIDE_COUNT,) 1 for the side features a style-term neural head reads (the content side features; counts of
+    refusals, empty turns and URLs kept as counts), 0 for the rest: length and markdown go to the style term. The
+    shared features stay whole: symmetric in A and B, they move only the tie's probability."""
+    keep = set(CONTENT_SIDE_FEATURES) | set(PRESENCE_SIDE_FEATURES)
+    return np.array([float(n in keep) for n in SIDE_FEATURES], dtype=np.float32)
 
 
 def content_names() -> list[str]:

@@ -9,6 +9,7 @@ import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 from arenapref.data.features import head_features, single_side_features
+from arenapref.data.style import STYLE_FEATURES
 from arenapref.data.text import Renderer, TextSettings, encode_rows
 from arenapref.errors import DataError
 from arenapref.inference.batching import (
@@ -20,6 +21,21 @@ from arenapref.inference.batching import (
     token_budget_batches,
 )
 from arenapref.models import MODELS
+from arenapref.models.style_term import check_style, style_ratios
+
+
+def model_features(model, frame, style: str = "as-voted") -> np.ndarray | None:
+    """The head's inputs besides the text, or None for a head without: the side features (probe.head_features), then
+    for a model with a style term the rows' four style differences (models/style_term.style_ratios); with
+    style="controlled" those are 0, their value when both answers have the same style, so the term is 0."""
+    if not reads_features(model):
+        return None
+    features = head_features(frame)
+    if getattr(model.config, "style_term", False):
+        ratios = (style_ratios(frame) if check_style(style) == "as-voted"
+                  else np.zeros((len(frame), len(STYLE_FEATURES))))
+        features = np.hstack([features, ratios.astype(np.float32)])
+    return features
 
 
 def reads_features(model) -> bool:
@@ -260,15 +276,18 @@ class NeuralBackend:
     # predict_logits(..., diagnostics=[]) reports what the renderer kept of each row (data/text.py).
     reports_diagnostics = True
 
-    def predict_logits(self, frame, progress=None, diagnostics: list | None = None):
+    @property
+    def has_style_term(self) -> bool:
+        """Whether the head adds a style term that `style="controlled"` can leave out (models/style_term.py)."""
+        return bool(getattr(getattr(self.model, "config", None), "style_term", False))
+
+    def predict_logits(self, frame, progress=None, diagnostics: list | None = None, style: str = "as-voted"):
         """Uncalibrated logits (N, 3) and side scores (N, 2) or None, for a normalised frame. `diagnostics` (a
-        list) receives one dict per row from the rendering that made the model's inputs (`encode_rows`)."""
-        features = None
-        if reads_features(self.model):
-            features = head_features(frame)
+        list) receives one dict per row from the rendering that made the model's inputs (`encode_rows`). `style`:
+        "controlled" leaves a style-term model's style term out."""
         return predict_rows(self.model, encode_rows(self.renderer, self.inputs, frame, diagnostics), self.inputs,
                             self.tokenizer.pad_token_id or 0, self.max_tokens, self.device, progress,
-                            workers=self.workers, features=features)
+                            workers=self.workers, features=model_features(self.model, frame, style))
 
     @property
     def scores_sides(self) -> bool:

@@ -54,6 +54,8 @@ class HybridBackend:
     # least certain rows through the others: the gbdt (PARTS order).
     cheap_part = PARTS.index("gbdt")
 
+    part_names = PARTS
+
     # Swap TTA is applied inside each part, with that part's own swap-TTA temperature, before the blend.
     handles_tta = True
 

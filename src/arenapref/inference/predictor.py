@@ -170,20 +170,19 @@ class Predictor:
         style = getattr(self, "style", "as-voted") if style is None else check_style(style)
         if style == "controlled" and not self.has_style_term:
             raise DataError("style controlled: this model has no style term to take out (a model trained before "
-                            "style control, or a family without one); retrain it with `arenapref train --model gbdt "
-                            "--style-term`, see docs/style-control.md")
+                            "style control, or without --style-term); retrain it with `arenapref train --style-term` "
+                            "(gbdt, dual-tower, cross-encoder or hybrid), see docs/style-control.md")
         return style
 
     def style_coefficients(self) -> list[dict] | None:
         """The style term's coefficients (feature, coef, se, ci_low, ci_high: log-odds of A winning per standard
-        deviation of the covariate, as the leaderboard's), from arenapref.json; None for a model without one (a
-        hybrid: its gbdt part's)."""
+        deviation of the covariate, as the leaderboard's), from arenapref.json; None for a model without one. A
+        hybrid's parts each have their own: its rows carry "part" (neural, gbdt)."""
         if "style_term" in self.meta:
             return self.meta["style_term"]["coefficients"]
-        for _, part in getattr(self.backend, "parts", ()):
-            if part.style_coefficients() is not None:
-                return part.style_coefficients()
-        return None
+        parts = zip(getattr(self.backend, "part_names", ()), getattr(self.backend, "parts", ()))
+        rows = [{"part": name, **row} for name, (_, part) in parts for row in part.style_coefficients() or []]
+        return rows or None
 
     def set_cascade(self, neural_fraction: float = 1.0, tta_fraction: float = 1.0, cascade_by: str = "entropy"):
         """Where to spend compute: a hybrid sends only the `neural_fraction` least certain rows (by its gbdt part's

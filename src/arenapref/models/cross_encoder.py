@@ -7,7 +7,8 @@ side (2H; tokens that have read the other response through attention), so the he
 over the whole sequence is nearly the same vector whichever response is better). The fields are found by their
 markers' token ids (`field_marker_ids`, from the Renderer), the first "Response A:" and the first "Response B:"
 after it.
-With side features (`side_features` > 0, training/probe.py) the head reads [pooled, features of A, of B, pair + prompt].
+With side features (`side_features` > 0, training/probe.py) the head reads [pooled, features of A, of B, pair + prompt];
+with a style term (`style_term`) the logits get the dual tower's style offset (models/dual_tower.style_offset).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from transformers.modeling_outputs import ModelOutput
 
 from arenapref.models.dual_tower import (
     add_feature_buffers,
+    add_style_buffers,
     encoder_config,
     encoder_from_dict,
     freeze_pooler,
     standardized_features,
+    style_offset,
 )
 from arenapref.models.loading import pretrained
 from arenapref.models.losses import preference_loss
@@ -35,7 +38,8 @@ class CrossEncoderConfig(PretrainedConfig):
     model_type = "arenapref-cross-encoder"
 
     def __init__(self, encoder: dict | None = None, pooling: str = "mean", classifier_dropout: float = 0.0,
-                 side_features: int = 0, shared_features: int = 0, field_marker_ids: list | None = None, **kwargs):
+                 side_features: int = 0, shared_features: int = 0, field_marker_ids: list | None = None,
+                 style_term: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder or {}
         self.pooling = pooling
@@ -43,6 +47,7 @@ class CrossEncoderConfig(PretrainedConfig):
         self.side_features = side_features
         self.shared_features = shared_features
         self.field_marker_ids = field_marker_ids  # token ids of "Prompt:", "Response A:", "Response B:"
+        self.style_term = style_term
 
     @property
     def hidden(self) -> int:
@@ -91,6 +96,7 @@ class CrossEncoderModel(PreTrainedModel):
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.head = nn.Linear(config.pooled_width + 2 * config.side_features + config.shared_features, 3)
         add_feature_buffers(self, config.side_features + config.shared_features)
+        add_style_buffers(self)
         self.post_init()
 
     def _init_weights(self, module):
@@ -101,10 +107,12 @@ class CrossEncoderModel(PreTrainedModel):
 
     @classmethod
     def from_backbone(cls, backbone: str, pooling: str = "mean", side_features: int = 0,
-                      shared_features: int = 0, field_marker_ids: list | None = None) -> CrossEncoderModel:
+                      shared_features: int = 0, field_marker_ids: list | None = None,
+                      style_term: bool = False) -> CrossEncoderModel:
         encoder = pretrained(AutoModel, backbone)
         config = CrossEncoderConfig(encoder=encoder_config(encoder), pooling=pooling, side_features=side_features,
-                                    shared_features=shared_features, field_marker_ids=field_marker_ids)
+                                    shared_features=shared_features, field_marker_ids=field_marker_ids,
+                                    style_term=style_term)
         return cls(config, encoder=encoder)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
@@ -143,6 +151,7 @@ class CrossEncoderModel(PreTrainedModel):
         pooled = self.dropout(self.encode(input_ids, attention_mask))
         feats = standardized_features(self, features, pooled)
         logits = self.head(pooled if feats is None else torch.cat([pooled, *feats], dim=-1))
+        logits = logits + style_offset(self, features, pooled)
         loss = None
         if labels is not None or soft_labels is not None:
             loss = preference_loss(logits, labels, soft_labels)

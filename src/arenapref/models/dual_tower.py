@@ -2,7 +2,9 @@
 
 classify: masked mean pooling per side, concat, Linear(2H -> 3) with N(0, 0.02) weights and zero bias, cross-entropy.
           With side features (`side_features` > 0, training/probe.py) the head reads [pooled A, pooled B, features of A,
-          features of B, pair + prompt features] instead; with none it is exactly that plain head.
+          features of B, pair + prompt features] instead; with none it is exactly that plain head. With a style term
+          (`style_term`, models/style_term.py) the logits get [t/2, -t/2, 0], t = the style term of the rows' style
+          differences (fixed weights, fitted by the probe), and the head reads no length or markdown side feature.
 rank:     a scalar score per side. `rank_loss="davidson"` (default) trains a Bradley-Terry model with ties
           (Davidson 1970): P(A) ∝ e^{s_a}, P(B) ∝ e^{s_b}, P(tie) ∝ ν e^{(s_a+s_b)/2}, so the same scores give proper
           3-way probabilities. `rank_loss="mse"` is the MSE rank regression (per side: win 1, loss 0, tie 0.5);
@@ -25,17 +27,22 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
-from arenapref.data.features import FEATURE_CLIP
+from arenapref.data.features import FEATURE_CLIP, content_side_mask
+from arenapref.data.style import STYLE_FEATURES
 from arenapref.models.loading import pretrained
 from arenapref.models.packing import plan_chunks
 from arenapref.models.pooling import masked_mean
+
+# The side features a style-term head reads (data/features.content_side_mask): length and markdown are the style term's.
+CONTENT_MASK = content_side_mask()
 
 
 class DualTowerConfig(PretrainedConfig):
     model_type = "arenapref-dual-tower"
 
     def __init__(self, encoder: dict | None = None, objective: str = "classify", rank_loss: str = "davidson",
-                 classifier_dropout: float = 0.0, side_features: int = 0, shared_features: int = 0, **kwargs):
+                 classifier_dropout: float = 0.0, side_features: int = 0, shared_features: int = 0,
+                 style_term: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder or {}
         self.objective = objective
@@ -44,6 +51,8 @@ class DualTowerConfig(PretrainedConfig):
         # Hand-made features beside the pooled vectors (training/probe.py): per side, and shared by both sides.
         self.side_features = side_features
         self.shared_features = shared_features
+        # A-vs-B as style term + content term (models/style_term.py); the features then carry 4 style differences.
+        self.style_term = style_term
 
     @property
     def hidden(self) -> int:
@@ -69,6 +78,33 @@ def add_feature_buffers(model: nn.Module, width: int) -> None:
     model.register_buffer("feature_std", torch.ones(width))
 
 
+def add_style_buffers(model: nn.Module) -> None:
+    """A style-term model's fixed style coefficients and scales (models/style_term.StyleTerm, set by the probe)."""
+    if not getattr(model.config, "style_term", False):
+        return
+    model.register_buffer("style_coef", torch.zeros(len(STYLE_FEATURES)))
+    model.register_buffer("style_scale", torch.ones(len(STYLE_FEATURES)))
+
+
+def set_style_term(model: nn.Module, term) -> None:
+    model.style_coef.copy_(torch.as_tensor(term.coef, dtype=model.style_coef.dtype))
+    model.style_scale.copy_(torch.as_tensor(np.where(term.scale > 0, term.scale, 0.0), dtype=model.style_scale.dtype))
+
+
+def style_offset(model: nn.Module, features: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | float:
+    """(B, 3) logits [t/2, -t/2, 0] of the style term t = x . beta (x: the style differences over their training
+    scale, a feature constant in training stays 0): softmax then moves P(A) / P(B) by e^t. 0 for a model without a
+    style term; "controlled" predictions pass style differences of 0 (inference/backend.model_features)."""
+    if not getattr(model.config, "style_term", False):
+        return 0.0
+    base = 2 * model.config.side_features + model.config.shared_features
+    ratios = features[:, base:base + len(STYLE_FEATURES)].to(device=like.device, dtype=like.dtype)
+    scale = model.style_scale.to(like.dtype)
+    x = torch.where(scale > 0, ratios / torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(ratios))
+    t = x @ model.style_coef.to(like.dtype)
+    return torch.stack([t / 2, -t / 2, torch.zeros_like(t)], dim=1)
+
+
 def set_feature_stats(model: nn.Module, mean, std) -> None:
     """Statistics of probe.feature_stats; a model without shared features (rank) keeps the per-side ones."""
     width = model.feature_mean.numel()
@@ -86,7 +122,11 @@ def standardized_features(model: nn.Module, features: torch.Tensor | None, like:
         raise ValueError("this model reads side features: pass features=probe.head_features(frame)")
     f = features.to(device=like.device, dtype=like.dtype)
     shared = standardize_columns(model, f[:, 2 * s:2 * s + q], slice(s, s + q))
-    return standardize_columns(model, f[:, :s]), standardize_columns(model, f[:, s:2 * s]), shared
+    side_a, side_b = standardize_columns(model, f[:, :s]), standardize_columns(model, f[:, s:2 * s])
+    if getattr(model.config, "style_term", False):  # length and markdown are the style term's
+        mask = torch.as_tensor(CONTENT_MASK, device=like.device, dtype=like.dtype)
+        side_a, side_b = side_a * mask, side_b * mask
+    return side_a, side_b, shared
 
 
 def standardize_columns(model: nn.Module, block: torch.Tensor, columns: slice | None = None) -> torch.Tensor:
@@ -140,6 +180,7 @@ class DualTowerModel(PreTrainedModel):
         else:
             raise ValueError(f"objective {config.objective!r}: expected classify or rank")
         add_feature_buffers(self, side + shared)
+        add_style_buffers(self)
         # Davidson tie parameter (learned for rank/davidson, fitted afterwards for rank/mse) and score scale. A 3-way
         # head never reads it: trainable there, it would never reach the loss (see freeze_pooler).
         self.log_nu = nn.Parameter(torch.zeros(()),
@@ -158,10 +199,10 @@ class DualTowerModel(PreTrainedModel):
 
     @classmethod
     def from_backbone(cls, backbone: str, objective: str = "classify", rank_loss: str = "davidson",
-                      side_features: int = 0, shared_features: int = 0) -> DualTowerModel:
+                      side_features: int = 0, shared_features: int = 0, style_term: bool = False) -> DualTowerModel:
         encoder = pretrained(AutoModel, backbone)
         config = DualTowerConfig(encoder=encoder_config(encoder), objective=objective, rank_loss=rank_loss,
-                                 side_features=side_features, shared_features=shared_features)
+                                 side_features=side_features, shared_features=shared_features, style_term=style_term)
         return cls(config, encoder=encoder)
 
     # Gradient checkpointing: transformers' own `activation_checkpointing_enable` (what the Trainer calls) walks all
@@ -201,7 +242,7 @@ class DualTowerModel(PreTrainedModel):
         feats = standardized_features(self, features, pooled)
         if self.config.objective == "classify":
             parts = [pooled.reshape(pooled.shape[0], -1)] + ([] if feats is None else list(feats))
-            return self.head(torch.cat(parts, dim=-1)), None
+            return self.head(torch.cat(parts, dim=-1)) + style_offset(self, features, pooled), None
         if feats is not None:
             pooled = torch.cat([pooled, torch.stack(feats[:2], dim=1)], dim=-1)
         scores = self.head(pooled).squeeze(-1)

@@ -98,8 +98,9 @@ def field_marker_ids(tokenizer) -> list:
 
 DUAL_TOWER = EncoderFamily("dual-tower", DualTowerModel, "pair",
                            lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.objective, cfg.rank_loss,
-                                                                         *feature_widths(cfg)))
+                                                                         *feature_widths(cfg), cfg.style_term))
 CROSS_ENCODER = EncoderFamily("cross-encoder", CrossEncoderModel, "joint",
                               lambda cls, cfg, tokenizer: cls.from_backbone(cfg.backbone, cfg.pooling,
                                                                             *feature_widths(cfg),
-                                                                            field_marker_ids(tokenizer)))
+                                                                            field_marker_ids(tokenizer),
+                                                                            cfg.style_term))

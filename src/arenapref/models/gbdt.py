@@ -46,12 +46,17 @@ from arenapref.evaluation.calibration import calibrate
 from arenapref.evaluation.metrics import classification_metrics
 from arenapref.models import META_FILE
 from arenapref.models.directory import training_meta, write_meta
-from arenapref.models.style_term import StyleTerm, check_style, fit_style_term, style_ratios, style_scale
+from arenapref.models.style_term import (
+    STYLE_ALTERNATIONS,
+    StyleTerm,
+    check_style,
+    fit_style_term,
+    style_ratios,
+    style_scale,
+)
 
 BOOSTER_FILE = "model.txt"
 FACTORED_FILES = {"tie": "model_tie.txt", "direction": "model_direction.txt", "content": "model_content.txt"}
-# Fits of a style-term model: style alone, then (trees given the style term, style given the trees) twice.
-STYLE_ALTERNATIONS = 2
 
 
 def lgb_params(cfg) -> dict:

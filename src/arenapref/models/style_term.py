@@ -33,6 +33,8 @@ STYLE_MODES = ("as-voted", "controlled")
 LEVEL = 0.95
 # The ridge of the leaderboard's solver (ratings/bradley_terry.RIDGE), so the style term alone is its fit exactly.
 RIDGE = 1e-3
+# Fits of a style-term model: style alone, then (content given the style term, style given the content) twice.
+STYLE_ALTERNATIONS = 2
 
 
 def check_style(style: str) -> str:
@@ -93,6 +95,12 @@ class StyleTerm:
 def style_scale(ratios: np.ndarray) -> np.ndarray:
     """Standard deviation per feature over the rows and their mirrors (mean 0 by symmetry)."""
     return np.sqrt(np.mean(np.asarray(ratios, dtype=np.float64) ** 2, axis=0))
+
+
+def decisive_style(ratios: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The style differences and A-wins outcomes of the decisive rows (labels 0 / 1 / 2 = A / B / tie)."""
+    decisive = np.asarray(labels) < 2
+    return np.asarray(ratios, dtype=np.float64)[decisive], (np.asarray(labels)[decisive] == 0).astype(np.float64)
 
 
 def fit_style_term(ratios: np.ndarray, a_wins: np.ndarray, offset: np.ndarray | None = None,

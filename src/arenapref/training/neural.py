@@ -16,7 +16,7 @@ import torch.distributed as dist
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from arenapref.config import TrainConfig
-from arenapref.data.features import feature_stats, head_features, standardize
+from arenapref.data.features import SIDE_COUNT, content_side_mask, feature_stats, head_features, standardize
 from arenapref.data.split import load_train_valid, prompt_groups, validation_scope
 from arenapref.data.swap import average_with_swapped, swap_frame
 from arenapref.data.tables import check_output_dir, write_text_atomic
@@ -25,12 +25,13 @@ from arenapref.data.token_cache import cached_encode_rows, default_cache_dir
 from arenapref.errors import DataError
 from arenapref.evaluation.calibration import calibrate
 from arenapref.evaluation.metrics import classification_metrics, log_loss, softmax
-from arenapref.inference.backend import pooled_sequences, predict_rows, reads_features
+from arenapref.inference.backend import model_features, pooled_sequences, predict_rows, reads_features
 from arenapref.inference.batching import call_budget, collator_for
 from arenapref.models import META_FILE, MODELS
 from arenapref.models.directory import TRAINING_LOG, training_meta, write_meta
-from arenapref.models.dual_tower import set_feature_stats
+from arenapref.models.dual_tower import set_feature_stats, set_style_term
 from arenapref.models.loading import backbone_reference
+from arenapref.models.style_term import decisive_style, fit_style_term, style_ratios
 from arenapref.training.checkpoints import (
     checkpoint_root,
     mark_complete,
@@ -41,11 +42,13 @@ from arenapref.training.dataset import FlattenCollator, PreferenceDataset
 from arenapref.training.distill import read_teacher_probs, soft_targets
 from arenapref.training.probe import (
     ProbeData,
+    alternate_style,
     choose_direction,
     choose_probe,
     direction_refits,
     fold_into_head,
     side_difference,
+    style_offset,
 )
 from arenapref.training.trainer import PreferenceTrainer
 
@@ -127,8 +130,12 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
     pad_id = tokenizer.pad_token_id
     train_features = valid_features = None
     if reads_features(model):
-        train_features, valid_features = head_features(train_frame), head_features(valid_frame)
+        train_features, valid_features = model_features(model, train_frame), model_features(model, valid_frame)
         set_feature_stats(model, *feature_stats(train_features))
+    style = None
+    if cfg.style_term:  # the style term alone (the leaderboard's style model); the probe then alternates
+        style = style_ratios(train_frame), fit_style_term(*decisive_style(style_ratios(train_frame), train_labels))
+        set_style_term(model, style[1])
     train_ds = PreferenceDataset(train_inputs, train_labels, soft, swapped, cfg.swap_augment, cfg.seed, train_features)
     valid_ds = PreferenceDataset(encode(valid_frame), valid_frame["label"].to_numpy(), features=valid_features)
 
@@ -142,9 +149,14 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         direction = None if extra_frame is None else direction_rows(model, [train_frame, extra_frame])
         meta_extra["probe"] = linear_probe(model, cfg, train_inputs, train_labels, train_features,
                                            prompt_groups(train_frame), pad_id, args.device, joint_swapped, log,
-                                           direction)
+                                           direction, style)
         if direction is not None:
             meta_extra["probe"]["direction"]["extra_rows"] = int(len(extra_frame))
+    if style is not None:
+        term = meta_extra.get("probe", {}).pop("style_term", style[1])
+        meta_extra["style_term"] = {**term.to_meta(), "content": CONTENT_READ,
+                                    "fitted": "alternated with the linear probe; fixed while fine-tuning"
+                                    if "probe" in meta_extra else "alone, before fine-tuning; fixed while fine-tuning"}
     if cfg.epochs > 0:
         model, meta_extra["fine_tune"] = fine_tune(model, cfg, args, recipe, train_ds, valid_ds, pad_id, resume_from,
                                                    "probe" in meta_extra, log)
@@ -182,6 +194,11 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         write_text_atomic(json.dumps(training_log, indent=1), output / TRAINING_LOG)
     remove_checkpoints([checkpoint_root(output)])
     return metrics
+
+
+# What the content term of a style-term neural head reads (arenapref.json, style_term.content).
+CONTENT_READ = ("the encoder's pooled text, the content side features (features.content_side_mask: no length or "
+                "markdown count) and the pair and prompt features")
 
 
 def prepare_output(output: Path, resume: bool, log) -> Path | None:
@@ -247,7 +264,7 @@ def calibrate_on_validation(model, cfg: TrainConfig, meta: dict, inputs: str, pa
     if is_rank_mse(cfg):
         meta["link"] = model.fit_link(scores, valid_ds.labels)
         logits, _ = predict_rows(model, valid_ds.inputs, inputs, pad_id, device=device, features=features)
-    swapped_features = head_features(swap_frame(valid_frame)) if features is not None else None
+    swapped_features = model_features(model, swap_frame(valid_frame))
     swapped_logits, _ = predict_rows(model, swapped_inputs, inputs, pad_id, device=device, features=swapped_features)
     meta["calibration"], probs = calibrate_modes(logits, average_with_swapped(logits, swapped_logits),
                                                  valid_ds.labels, prompt_groups(valid_frame), log)
@@ -277,7 +294,7 @@ def uses_direction(cfg: TrainConfig) -> bool:
     """Whether --extra rows teach only the head's direction (training/probe.py): a probed 3-way head with side
     features."""
     return (cfg.model in ("dual-tower", "cross-encoder") and cfg.objective == "classify" and cfg.probe
-            and cfg.head_features)
+            and cfg.head_features and not cfg.style_term)
 
 
 def split_direction_rows(cfg: TrainConfig, train_frame, log):
@@ -310,11 +327,13 @@ def direction_rows(model, frames: list) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, features: np.ndarray | None,
                  groups: np.ndarray, pad_id: int, device, joint_swapped: list | None, log,
-                 direction: tuple | None = None) -> dict:
+                 direction: tuple | None = None, style: tuple | None = None) -> dict:
     """LP of LP-FT (training/probe.py): encode the training rows once with the frozen encoder, fit the head by L-BFGS
     (C and the pooled block's weight by grouped CV on these rows unless --probe-c is given), write it into the
     model's head. `direction` (direction_rows of --data + --extra) first fits the direction model the head is
-    fitted on top of. Returns what was chosen."""
+    fitted on top of; `style` (the rows' style differences, the style term fitted alone) a style term, alternated
+    with the head (probe.alternate_style), whose last fit is returned as "style_term" and set in the model.
+    Returns what was chosen."""
     model.to(device).eval()
     t0 = time.time()
     budget = call_budget(None, device)
@@ -329,17 +348,25 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
     std_features = None
     if features is not None:
         std_features = standardize(features, model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
+        if style is not None:  # the head reads no length or markdown side feature (as the model masks them)
+            mask = np.concatenate([content_side_mask()] * 2 + [np.ones(std_features.shape[1] - 2 * SIDE_COUNT)])
+            std_features = std_features * mask
     fitted_direction = None if direction is None else choose_direction(*direction[:3], seed=cfg.seed, log=log)
     data = ProbeData("pair" if joint_swapped is None else "joint", pooled, labels, std_features, swapped,
                      rank=getattr(model.config, "objective", "classify") == "rank",
-                     direction=None if fitted_direction is None else fitted_direction["weights"])
+                     direction=None if fitted_direction is None else fitted_direction["weights"],
+                     offset=None if style is None else style_offset(style[1].logit(style[0])))
     if cfg.probe_c is None:
         refits = None if fitted_direction is None else direction_refits(
             side_difference(std_features), direction[0], direction[1], direction[3], fitted_direction["C"])
         chosen = choose_probe(data, groups, seed=cfg.seed, log=log, offset_for=refits)
     else:
         chosen = {"C": cfg.probe_c, "scale": 1.0}
-    params = data.fit(chosen["C"], chosen["scale"], np.arange(len(labels)))
+    if style is None:
+        params = data.fit(chosen["C"], chosen["scale"], np.arange(len(labels)))
+    else:
+        params, chosen["style_term"] = alternate_style(data, chosen["C"], chosen["scale"], *style, log=log)
+        set_style_term(model, chosen["style_term"])
     weight, bias = fold_into_head(data, params, chosen["scale"], pooled.shape[-1])
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))

@@ -31,6 +31,7 @@ import torch
 
 from arenapref.data.features import SIDE_COUNT, swap_features
 from arenapref.data.swap import swap_columns, swap_labels
+from arenapref.models.style_term import STYLE_ALTERNATIONS, fit_style_term
 
 # Grid of the probe's inverse L2 strength C and of the pooled block's weight (see the module docstring).
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -157,12 +158,14 @@ class ProbeData:
     """
 
     def __init__(self, kind: str, pooled: np.ndarray, labels: np.ndarray, features: np.ndarray | None = None,
-                 pooled_swapped: np.ndarray | None = None, rank: bool = False, direction: np.ndarray | None = None):
+                 pooled_swapped: np.ndarray | None = None, rank: bool = False, direction: np.ndarray | None = None,
+                 offset: np.ndarray | None = None):
         self.kind, self.rank, self.labels = kind, rank, np.asarray(labels)
         if direction is not None and (rank or features is None):
             raise ValueError("a direction model needs a 3-way head with side features")
         self.direction = direction
-        self.offset = None if direction is None else direction_offset(side_difference(features), direction)
+        # Fixed (N, 3) logits under the head's: the direction model's, or a style term's (style_offset).
+        self.offset = offset if direction is None else direction_offset(side_difference(features), direction)
         flat = pooled.reshape(-1, pooled.shape[-1]).astype(np.float64)
         if pooled_swapped is not None:
             flat = np.vstack([flat, pooled_swapped.astype(np.float64)])
@@ -200,6 +203,13 @@ class ProbeData:
         offset = None if offset is None else np.vstack([offset[rows], swap_columns(offset[rows])])
         return fit_softmax(np.vstack([first, second]), np.concatenate([y, swap_labels(y)]), C, offset=offset)
 
+    def content_logit(self, params, scale: float, rows: np.ndarray) -> np.ndarray:
+        """A 3-way head's own A-vs-B logit (without the offset), the row's and its mirror's averaged, so it changes
+        sign when A and B are exchanged: the content term of a style-term model."""
+        W, b = params
+        direct, mirror = (x @ W.T + b for x in self.design(scale, rows))
+        return ((direct[:, 0] - direct[:, 1]) - (mirror[:, 0] - mirror[:, 1])) / 2
+
     def log_loss(self, params, scale: float, rows: np.ndarray, offset: np.ndarray | None = None) -> float:
         first, second = self.design(scale, rows)
         if self.rank:
@@ -210,6 +220,29 @@ class ProbeData:
             offset = self.offset if offset is None else offset
             logits = torch.as_tensor(first @ W.T + b + (0.0 if offset is None else offset[rows]))
         return float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(self.labels[rows])))
+
+
+def style_offset(logit: np.ndarray) -> np.ndarray:
+    """(N, 3) logits [t/2, -t/2, 0] of a style term t (models/dual_tower.style_offset, the same in the model)."""
+    return np.column_stack([logit / 2, -logit / 2, np.zeros_like(logit)])
+
+
+def alternate_style(data: ProbeData, C: float, scale: float, ratios: np.ndarray, term, log=print):
+    """A style-term head (models/style_term.py): the head given the style term, then the style term given the head's
+    content logit, STYLE_ALTERNATIONS times, as the gbdt alternates trees and style (models/gbdt.py). `term` is the
+    style term fitted alone; `data.offset` must be its style_offset. Returns the head's parameters and the last
+    style term (fitted given that head, so its intervals are conditional on the content term)."""
+    rows = np.arange(len(data.labels))
+    decisive = data.labels < 2
+    a_wins = (data.labels[decisive] == 0).astype(np.float64)
+    for _ in range(STYLE_ALTERNATIONS):
+        data.offset = style_offset(term.logit(ratios))
+        params = data.fit(C, scale, rows)
+        content = data.content_logit(params, scale, rows)
+        term = fit_style_term(ratios[decisive], a_wins, offset=content[decisive], scale=term.scale)
+    log("style term (log-odds of A winning per standard deviation): " + ", ".join(
+        f"{r['feature']} {r['coef']:+.3f}" for r in term.table()))
+    return params, term
 
 
 def direction_refits(inputs: np.ndarray, D: np.ndarray, a_wins: np.ndarray, source: np.ndarray, C: float):

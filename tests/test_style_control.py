@@ -166,8 +166,6 @@ def test_models_without_a_style_term_predict_as_before_and_refuse_controlled(gbd
 
 
 def test_train_refuses_style_term_where_it_is_not_read(tmp_path, small_csv):
-    with pytest.raises(DataError, match="--style-term does not apply"):
-        TrainConfig(data=str(small_csv), output=str(tmp_path / "m"), model="dual-tower", style_term=True).validate()
     with pytest.raises(DataError, match="--gbdt-extra all"):
         TrainConfig(data=str(small_csv), output=str(tmp_path / "m"), model="gbdt", style_term=True,
                     extra=[str(small_csv)], gbdt_extra="all").validate()

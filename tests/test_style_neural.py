@@ -148,3 +148,51 @@ def test_style_term_refusals(tmp_path, small_csv):
         TrainConfig(**base, model="llm", style_term=True).validate()
     TrainConfig(**base, model="hybrid", style_term=True, extra=[str(small_csv)]).validate()  # extra: gbdt part
     assert head_features(load_frame(small_csv).head(3)).shape[1] == 2 * SIDE_COUNT + SHARED_COUNT
+
+
+@pytest.mark.slow
+def test_as_voted_grouped_cv_log_loss_of_the_probed_head_stays_within_0_005(sample):
+    """The dual tower's linear probe on frozen all-MiniLM-L6-v2 vectors (the hybrid's neural part before
+    fine-tuning), on the arena sample's 5 grouped folds (seed 42, `arenapref cv`'s), with the same C and pooled
+    weight: the style-term head (content side features, style term alternated) is no more than 0.005 worse out of
+    fold than today's head (about a minute: one encoding pass; bench/style_control.py measures the whole recipe)."""
+    from arenapref.data.features import feature_stats, standardize
+    from arenapref.data.text import Renderer, TextSettings, encode_rows
+    from arenapref.evaluation.metrics import log_loss, softmax
+    from arenapref.inference.backend import pooled_sequences
+    from arenapref.models.families import DUAL_TOWER
+    from arenapref.training.cv import grouped_folds
+    from arenapref.training.probe import content_only
+
+    cfg = TrainConfig(data="-", output="-", model="dual-tower", style_term=True)
+    tokenizer = DUAL_TOWER.tokenizer(cfg.backbone)
+    model = DUAL_TOWER.build(cfg, tokenizer).eval()
+    rows = encode_rows(Renderer(tokenizer, TextSettings(max_length=128)), "pair", sample)
+    with torch.no_grad():
+        pooled = pooled_sequences(model, [a for a, _ in rows] + [b for _, b in rows], tokenizer.pad_token_id, 16384)
+    pooled = pooled.numpy().reshape(2, len(rows), -1).transpose(1, 0, 2)
+    features, labels, ratios = head_features(sample), sample["label"].to_numpy(), style_ratios(sample)
+    oof = {"today": np.zeros((len(sample), 3)), "style_term": np.zeros((len(sample), 3))}
+    for train, held in grouped_folds(sample, 5, 42):
+        std = standardize(features, *feature_stats(features[train]))
+        for name in oof:
+            styled = name == "style_term"
+            data = ProbeData("pair", pooled[train], labels[train], content_only(std[train]) if styled else std[train])
+            if styled:
+                alone = fit_style_term(*decisive_style(ratios[train], labels[train]))
+                data.offset = style_offset(alone.logit(ratios[train]))
+                params, term = alternate_style(data, 0.01, 0.3, ratios[train], alone, log=lambda *a: None)
+            else:
+                params = data.fit(0.01, 0.3, np.arange(len(train)))
+            # The held-out rows through the training rows' standardisation (ProbeData keeps the pooled statistics).
+            held_data = ProbeData("pair", pooled[held], labels[held], content_only(std[held]) if styled else std[held])
+            held_data.mean, held_data.std = data.mean, data.std
+            held_data.pooled = (pooled[held] - data.mean) / data.std
+            W, b = params
+            logits = held_data.design(0.3, np.arange(len(held)))[0] @ W.T + b
+            if styled:
+                logits = logits + style_offset(term.logit(ratios[held]))
+            oof[name][held] = softmax(logits)
+    loss = {name: log_loss(labels, probs) for name, probs in oof.items()}
+    assert loss["style_term"] - loss["today"] <= 0.005, loss
+    assert loss["today"] < 1.09, loss  # the probe learned something (constant prior: about 1.097)

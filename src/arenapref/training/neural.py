@@ -16,7 +16,7 @@ import torch.distributed as dist
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from arenapref.config import TrainConfig
-from arenapref.data.features import SIDE_COUNT, content_side_mask, feature_stats, head_features, standardize
+from arenapref.data.features import feature_stats, head_features, standardize
 from arenapref.data.split import load_train_valid, prompt_groups, validation_scope
 from arenapref.data.swap import average_with_swapped, swap_frame
 from arenapref.data.tables import check_output_dir, write_text_atomic
@@ -45,6 +45,7 @@ from arenapref.training.probe import (
     alternate_style,
     choose_direction,
     choose_probe,
+    content_only,
     direction_refits,
     fold_into_head,
     side_difference,
@@ -348,9 +349,8 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
     std_features = None
     if features is not None:
         std_features = standardize(features, model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
-        if style is not None:  # the head reads no length or markdown side feature (as the model masks them)
-            mask = np.concatenate([content_side_mask()] * 2 + [np.ones(std_features.shape[1] - 2 * SIDE_COUNT)])
-            std_features = std_features * mask
+        if style is not None:  # the head reads no length or markdown side feature
+            std_features = content_only(std_features)
     fitted_direction = None if direction is None else choose_direction(*direction[:3], seed=cfg.seed, log=log)
     data = ProbeData("pair" if joint_swapped is None else "joint", pooled, labels, std_features, swapped,
                      rank=getattr(model.config, "objective", "classify") == "rank",

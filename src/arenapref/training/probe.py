@@ -29,7 +29,7 @@ import itertools
 import numpy as np
 import torch
 
-from arenapref.data.features import SIDE_COUNT, swap_features
+from arenapref.data.features import SIDE_COUNT, content_side_mask, swap_features
 from arenapref.data.swap import swap_columns, swap_labels
 from arenapref.models.style_term import STYLE_ALTERNATIONS, fit_style_term
 
@@ -220,6 +220,12 @@ class ProbeData:
             offset = self.offset if offset is None else offset
             logits = torch.as_tensor(first @ W.T + b + (0.0 if offset is None else offset[rows]))
         return float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(self.labels[rows])))
+
+
+def content_only(features: np.ndarray) -> np.ndarray:
+    """Standardised [side A, side B, shared] features with the side features a style-term head does not read
+    (length and markdown: data/features.content_side_mask) set to 0, as the model masks them."""
+    return features * np.concatenate([content_side_mask()] * 2 + [np.ones(features.shape[1] - 2 * SIDE_COUNT)])
 
 
 def style_offset(logit: np.ndarray) -> np.ndarray:

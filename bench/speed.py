@@ -36,11 +36,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from arenapref.data.features import head_features  # noqa: E402
 from arenapref.data.tables import load_frame  # noqa: E402
 from arenapref.data.text import Renderer, TextSettings  # noqa: E402
 from arenapref.evaluation.metrics import log_loss, softmax  # noqa: E402
-from arenapref.inference.backend import predict_pairs, quantize_int8, reads_features
+from arenapref.inference.backend import model_features, predict_pairs, quantize_int8
 from arenapref.inference.batching import (
     PairCollator,
     call_budget,
@@ -315,7 +314,7 @@ def main() -> None:
     model, tokenizer, settings, description = load_model(args)
     model = model.to(device).eval()
     pad_id = tokenizer.pad_token_id or 0
-    features = head_features(frame) if reads_features(model) else None  # a head with side features reads them
+    features = model_features(model, frame)  # a head with side features (and a style term) reads them
     seconds, (side_a, side_b) = timed(device, lambda: Renderer(tokenizer, settings).dual_tower_inputs(frame))
     n = len(frame)
     real = sum(map(len, side_a)) + sum(map(len, side_b))

@@ -4,9 +4,9 @@ today's models, the constant prior, the length rule and the style term alone.
     python bench/style_control.py [--data-dir ../shared/data] [--folds 5] [--seed 42] [--no-extra]
                                   [--models gbdt,hybrid]
 
-Families: `gbdt`, and `hybrid` (the default recipe), whose two parts are read on their own as well: its neural part
-is a dual tower (MiniLM, linear probe then one epoch) and its gbdt part the gbdt, each trained exactly as `train
---model dual-tower` / `--model gbdt` would with the same settings, so one hybrid run per fold gives the three rows.
+Families: `gbdt`, and `hybrid` (the default recipe), whose neural part is read on its own as well: a dual tower
+(MiniLM, linear probe then one epoch) trained exactly as `train --model dual-tower` would with the same settings, so
+one hybrid run per fold gives both rows (its gbdt part is the gbdt of the gbdt rows).
 
 Grouped K-fold CV on arena_sample.csv, the folds of `arenapref cv` (training/cv.grouped_folds, prompt groups,
 seed 42): each fold trains through `training.train` (the recipe's own validation part, calibration and refit) and

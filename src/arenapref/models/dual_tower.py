@@ -88,7 +88,7 @@ def add_style_buffers(model: nn.Module) -> None:
 
 def set_style_term(model: nn.Module, term) -> None:
     model.style_coef.copy_(torch.as_tensor(term.coef, dtype=model.style_coef.dtype))
-    model.style_scale.copy_(torch.as_tensor(np.where(term.scale > 0, term.scale, 0.0), dtype=model.style_scale.dtype))
+    model.style_scale.copy_(torch.as_tensor(term.scale, dtype=model.style_scale.dtype))
 
 
 def style_offset(model: nn.Module, features: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | float:

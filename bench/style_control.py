@@ -38,7 +38,8 @@ from arenapref.config import TrainConfig  # noqa: E402
 from arenapref.data.tables import load_frame, to_kaggle, write_csv_atomic  # noqa: E402
 from arenapref.evaluation.metrics import frame_length_slices, log_loss, response_lengths  # noqa: E402
 from arenapref.inference.predictor import Predictor  # noqa: E402
-from arenapref.models.style_term import fit_style_term, style_ratios  # noqa: E402
+from arenapref.models.gbdt import factored  # noqa: E402
+from arenapref.models.style_term import decisive_style, fit_style_term, style_ratios  # noqa: E402
 from arenapref.training import train  # noqa: E402
 from arenapref.training.cv import grouped_folds  # noqa: E402
 
@@ -92,11 +93,9 @@ def style_alone_probs(train_frame, held_frame) -> np.ndarray:
     """The style term alone (the leaderboard's style model, as a judge): P(A) vs P(B) from sigmoid(x . beta) fitted
     on the training rows' decisive battles; ties get the training tie rate."""
     labels = train_frame["label"].to_numpy()
-    decisive = labels < 2
-    term = fit_style_term(style_ratios(train_frame)[decisive], (labels[decisive] == 0).astype(float))
+    term = fit_style_term(*decisive_style(style_ratios(train_frame), labels))
     a = 1 / (1 + np.exp(-term.logit(style_ratios(held_frame))))
-    tie = float((labels == 2).mean())
-    return np.column_stack([(1 - tie) * a, (1 - tie) * (1 - a), np.full(len(a), tie)])
+    return factored(np.full(len(a), (labels == 2).mean()), a)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from arenapref.inference.predictor import Predictor
 from arenapref.models.cross_encoder import CrossEncoderModel
 from arenapref.models.dual_tower import DualTowerModel, set_style_term
 from arenapref.models.style_term import StyleTerm, decisive_style, fit_style_term, style_ratios
-from arenapref.training.probe import ProbeData, alternate_style, style_offset
+from arenapref.training.probe import ProbeData, ab_offset, alternate_style
 from conftest import run_cli
 
 
@@ -47,7 +47,7 @@ def test_style_term_alone_is_the_leaderboards_after_alternating_with_a_head_that
     ratios = style_ratios(sample)
     alone = fit_style_term(*decisive_style(ratios, labels))
     data = ProbeData("pair", np.ones((len(sample), 2, 8)), labels, np.zeros((len(sample), 2 * SIDE_COUNT + 3)),
-                     offset=style_offset(alone.logit(ratios)))
+                     offset=ab_offset(alone.logit(ratios)))
     params, term = alternate_style(data, C=0.1, scale=1.0, ratios=ratios, term=alone, log=lambda *a: None)
     assert np.abs(data.content_logit(params, 1.0, np.arange(len(sample)))).max() < 1e-6
     np.testing.assert_allclose(term.coef, alone.coef, atol=1e-6)
@@ -146,6 +146,8 @@ def test_style_term_refusals(tmp_path, small_csv):
         TrainConfig(**base, model="dual-tower", style_term=True, extra=[str(small_csv)]).validate()
     with pytest.raises(DataError, match="--style-term does not apply"):
         TrainConfig(**base, model="llm", style_term=True).validate()
+    with pytest.raises(DataError, match="--hybrid-neural llm has no style term"):
+        TrainConfig(**base, model="hybrid", hybrid_neural="llm", style_term=True).validate()
     TrainConfig(**base, model="hybrid", style_term=True, extra=[str(small_csv)]).validate()  # extra: gbdt part
     assert head_features(load_frame(small_csv).head(3)).shape[1] == 2 * SIDE_COUNT + SHARED_COUNT
 
@@ -184,7 +186,7 @@ def test_as_voted_grouped_cv_log_loss_of_the_probed_head_stays_near_todays(sampl
             data = ProbeData("pair", pooled[train], labels[train], f[train])
             if styled:
                 alone = fit_style_term(*decisive_style(ratios[train], labels[train]))
-                data.offset = style_offset(alone.logit(ratios[train]))
+                data.offset = ab_offset(alone.logit(ratios[train]))
             chosen = choose_probe(data, prompt_groups(sample.iloc[train]), log=quiet)
             C, scale = chosen["C"], chosen["scale"]
             if styled:
@@ -197,7 +199,7 @@ def test_as_voted_grouped_cv_log_loss_of_the_probed_head_stays_near_todays(sampl
             W, b = params
             logits = held_data.design(scale, np.arange(len(held)))[0] @ W.T + b
             if styled:
-                logits = logits + style_offset(term.logit(ratios[held]))
+                logits = logits + ab_offset(term.logit(ratios[held]))
             oof[name][held] = softmax(logits)
     loss = {name: log_loss(labels, probs) for name, probs in oof.items()}
     assert loss["style_term"] - loss["today"] <= 0.012, loss

@@ -263,6 +263,9 @@ class TrainConfig:
         if self.style_term and neural in PROBED and (self.objective != "classify" or not self.head_features):
             raise DataError("--style-term needs a 3-way head that reads side features: drop --objective rank and "
                             "--no-head-features, or drop --style-term")
+        if self.style_term and self.model == "hybrid" and neural not in PROBED:
+            raise DataError(f"--style-term: the hybrid's --hybrid-neural {neural} has no style term, so its blend "
+                            "could not take style out; use --hybrid-neural dual-tower or cross-encoder")
         if self.style_term and self.model in PROBED and self.extra:
             raise DataError(f"--style-term with --extra: the --extra rows teach a {self.model} only through its "
                             "direction model, which reads length; use --model gbdt or hybrid (the extra rows then "

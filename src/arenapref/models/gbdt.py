@@ -50,6 +50,7 @@ from arenapref.models.style_term import (
     STYLE_ALTERNATIONS,
     StyleTerm,
     check_style,
+    decisive_style,
     fit_style_term,
     style_ratios,
     style_scale,
@@ -136,10 +137,8 @@ def fit_style_boosters(cfg, blocks: dict, labels: np.ndarray, is_extra: np.ndarr
 
     own = {k: v[~is_extra] for k, v in blocks.items()}
     tie = tie_booster(cfg, own, labels[~is_extra])
-    decisive = labels < 2
-    rows = {k: v[decisive] for k, v in blocks.items()}
-    ratios = np.asarray(ratios, dtype=np.float64)[decisive]
-    a_wins = (labels[decisive] == 0).astype(np.float64)
+    rows = {k: v[labels < 2] for k, v in blocks.items()}
+    ratios, a_wins = decisive_style(ratios, labels)
     features = np.vstack([content_matrix(rows), content_matrix(swap_sides(rows))])
     targets = np.r_[a_wins, 1 - a_wins]
     scale = style_scale(ratios)
@@ -157,21 +156,24 @@ def fit_style_boosters(cfg, blocks: dict, labels: np.ndarray, is_extra: np.ndarr
     return {"tie": tie, "content": content, "style": term}
 
 
+def factored(tie: np.ndarray, a_wins: np.ndarray) -> np.ndarray:
+    """P(A), P(B), P(tie) from P(tie) and P(A wins | not a tie)."""
+    return np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie])
+
+
 def boosters_proba(boosters: dict, blocks: dict, ratios: np.ndarray | None = None,
                    style: str = "as-voted") -> np.ndarray:
     """Symmetric 3-way probabilities of a multiclass, a factored (tie, direction) or a style-term (tie, content,
     style) model; `ratios` (style_ratios) for the last, whose style term `style="controlled"` leaves out."""
-    if "content" in boosters:
-        direct, mirrored = feature_matrix(blocks), feature_matrix(swap_sides(blocks))
-        tie = (boosters["tie"].predict(direct) + boosters["tie"].predict(mirrored)) / 2
-        a_wins = 1 / (1 + np.exp(-style_content_logit(boosters, blocks, ratios, style)))
-        return np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie])
     if "multiclass" in boosters:
         return symmetric_proba(boosters["multiclass"], blocks)
     direct, mirrored = feature_matrix(blocks), feature_matrix(swap_sides(blocks))
     tie = (boosters["tie"].predict(direct) + boosters["tie"].predict(mirrored)) / 2
-    a_wins = (boosters["direction"].predict(direct) + 1 - boosters["direction"].predict(mirrored)) / 2
-    return np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie])
+    if "content" in boosters:
+        a_wins = 1 / (1 + np.exp(-style_content_logit(boosters, blocks, ratios, style)))
+    else:
+        a_wins = (boosters["direction"].predict(direct) + 1 - boosters["direction"].predict(mirrored)) / 2
+    return factored(tie, a_wins)
 
 
 def style_content_logit(boosters: dict, blocks: dict, ratios: np.ndarray, style: str) -> np.ndarray:
@@ -187,23 +189,19 @@ def one_sided_proba(boosters: dict, blocks: dict, ratios: np.ndarray | None = No
     """The boosters' answer for each row as given and for its mirror (mapped back to A/B order), before the two are
     averaged: they differ where the trees read (A, B) and (B, A) differently, i.e. where the model is unsure."""
     direct, mirrored = feature_matrix(blocks), feature_matrix(swap_sides(blocks))
-    if "content" in boosters:
-        style_logit = boosters["style"].logit(ratios) if check_style(style) == "as-voted" else 0.0
-        views = []
-        for features, side_blocks, sign in ((direct, blocks, 1), (mirrored, swap_sides(blocks), -1)):
-            tie = boosters["tie"].predict(features)
-            a_wins = 1 / (1 + np.exp(-(style_logit + sign * boosters["content"].predict(
-                content_matrix(side_blocks), raw_score=True))))
-            views.append(np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie]))
-        return views[0], views[1]
     if "multiclass" in boosters:
         return boosters["multiclass"].predict(direct), swap_columns(boosters["multiclass"].predict(mirrored))
+    styled = "content" in boosters
+    style_logit = boosters["style"].logit(ratios) if styled and check_style(style) == "as-voted" else 0.0
     views = []
-    for features, flip in ((direct, False), (mirrored, True)):
-        tie = boosters["tie"].predict(features)
-        a_wins = boosters["direction"].predict(features)
-        a_wins = 1 - a_wins if flip else a_wins
-        views.append(np.column_stack([(1 - tie) * a_wins, (1 - tie) * (1 - a_wins), tie]))
+    for features, side_blocks, sign in ((direct, blocks, 1), (mirrored, swap_sides(blocks), -1)):
+        if styled:
+            content = boosters["content"].predict(content_matrix(side_blocks), raw_score=True)
+            a_wins = 1 / (1 + np.exp(-(style_logit + sign * content)))
+        else:
+            a_wins = boosters["direction"].predict(features)
+            a_wins = a_wins if sign > 0 else 1 - a_wins
+        views.append(factored(boosters["tie"].predict(features), a_wins))
     return views[0], views[1]
 
 

@@ -42,6 +42,7 @@ from arenapref.training.dataset import FlattenCollator, PreferenceDataset
 from arenapref.training.distill import read_teacher_probs, soft_targets
 from arenapref.training.probe import (
     ProbeData,
+    ab_offset,
     alternate_style,
     choose_direction,
     choose_probe,
@@ -49,7 +50,6 @@ from arenapref.training.probe import (
     direction_refits,
     fold_into_head,
     side_difference,
-    style_offset,
 )
 from arenapref.training.trainer import PreferenceTrainer
 
@@ -135,7 +135,8 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         set_feature_stats(model, *feature_stats(train_features))
     style = None
     if cfg.style_term:  # the style term alone (the leaderboard's style model); the probe then alternates
-        style = style_ratios(train_frame), fit_style_term(*decisive_style(style_ratios(train_frame), train_labels))
+        ratios = style_ratios(train_frame)
+        style = ratios, fit_style_term(*decisive_style(ratios, train_labels))
         set_style_term(model, style[1])
     train_ds = PreferenceDataset(train_inputs, train_labels, soft, swapped, cfg.swap_augment, cfg.seed, train_features)
     valid_ds = PreferenceDataset(encode(valid_frame), valid_frame["label"].to_numpy(), features=valid_features)
@@ -355,7 +356,7 @@ def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, feat
     data = ProbeData("pair" if joint_swapped is None else "joint", pooled, labels, std_features, swapped,
                      rank=getattr(model.config, "objective", "classify") == "rank",
                      direction=None if fitted_direction is None else fitted_direction["weights"],
-                     offset=None if style is None else style_offset(style[1].logit(style[0])))
+                     offset=None if style is None else ab_offset(style[1].logit(style[0])))
     if cfg.probe_c is None:
         refits = None if fitted_direction is None else direction_refits(
             side_difference(std_features), direction[0], direction[1], direction[3], fitted_direction["C"])

@@ -31,7 +31,7 @@ import torch
 
 from arenapref.data.features import SIDE_COUNT, content_side_mask, swap_features
 from arenapref.data.swap import swap_columns, swap_labels
-from arenapref.models.style_term import STYLE_ALTERNATIONS, fit_style_term
+from arenapref.models.style_term import STYLE_ALTERNATIONS, decisive_style, fit_style_term
 
 # Grid of the probe's inverse L2 strength C and of the pooled block's weight (see the module docstring).
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -115,12 +115,16 @@ def fit_direction(D: np.ndarray, a_wins: np.ndarray, C: float, max_iter: int = 5
     return w.detach().numpy()
 
 
-def direction_offset(D: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(N, 3) logits [s/2, -s/2, 0] with s = w . d, d the rows' direction inputs (side_difference): softmax then
-    gives P(A) / P(B) = exp(s), so the direction model's P(A beats B) holds exactly among decisive outcomes,
-    whatever the tie logit is."""
-    s = D @ w
+def ab_offset(s: np.ndarray) -> np.ndarray:
+    """(N, 3) logits [s/2, -s/2, 0]: softmax then gives P(A) / P(B) = exp(s) whatever the tie logit is (the
+    direction model's offset, and a style term's: models/dual_tower.style_offset is the same in the model)."""
     return np.column_stack([s / 2, -s / 2, np.zeros_like(s)])
+
+
+def direction_offset(D: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The direction model's logits ab_offset(w . d), d the rows' direction inputs (side_difference): its
+    P(A beats B) holds exactly among decisive outcomes."""
+    return ab_offset(D @ w)
 
 
 def choose_direction(D: np.ndarray, a_wins: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0,
@@ -164,7 +168,7 @@ class ProbeData:
         if direction is not None and (rank or features is None):
             raise ValueError("a direction model needs a 3-way head with side features")
         self.direction = direction
-        # Fixed (N, 3) logits under the head's: the direction model's, or a style term's (style_offset).
+        # Fixed (N, 3) logits under the head's: the direction model's, or a style term's (ab_offset).
         self.offset = offset if direction is None else direction_offset(side_difference(features), direction)
         flat = pooled.reshape(-1, pooled.shape[-1]).astype(np.float64)
         if pooled_swapped is not None:
@@ -228,24 +232,19 @@ def content_only(features: np.ndarray) -> np.ndarray:
     return features * np.concatenate([content_side_mask()] * 2 + [np.ones(features.shape[1] - 2 * SIDE_COUNT)])
 
 
-def style_offset(logit: np.ndarray) -> np.ndarray:
-    """(N, 3) logits [t/2, -t/2, 0] of a style term t (models/dual_tower.style_offset, the same in the model)."""
-    return np.column_stack([logit / 2, -logit / 2, np.zeros_like(logit)])
-
-
 def alternate_style(data: ProbeData, C: float, scale: float, ratios: np.ndarray, term, log=print):
     """A style-term head (models/style_term.py): the head given the style term, then the style term given the head's
     content logit, STYLE_ALTERNATIONS times, as the gbdt alternates trees and style (models/gbdt.py). `term` is the
-    style term fitted alone; `data.offset` must be its style_offset. Returns the head's parameters and the last
+    style term fitted alone; `data.offset` must be its ab_offset. Returns the head's parameters and the last
     style term (fitted given that head, so its intervals are conditional on the content term)."""
     rows = np.arange(len(data.labels))
     decisive = data.labels < 2
-    a_wins = (data.labels[decisive] == 0).astype(np.float64)
+    decisive_ratios, a_wins = decisive_style(ratios, data.labels)
     for _ in range(STYLE_ALTERNATIONS):
-        data.offset = style_offset(term.logit(ratios))
+        data.offset = ab_offset(term.logit(ratios))
         params = data.fit(C, scale, rows)
         content = data.content_logit(params, scale, rows)
-        term = fit_style_term(ratios[decisive], a_wins, offset=content[decisive], scale=term.scale)
+        term = fit_style_term(decisive_ratios, a_wins, offset=content[decisive], scale=term.scale)
     log("style term (log-odds of A winning per standard deviation): " + ", ".join(
         f"{r['feature']} {r['coef']:+.3f}" for r in term.table()))
     return params, term

@@ -16,8 +16,9 @@ out-of-fold log loss and 3-way accuracy; on the decisive rows where the shorter 
 a coin is 0.5) and the 3-way accuracy. Out of domain (trained on all of arena_sample.csv, never on these files):
 pairwise accuracy on hh_rlhf_harmless_test.csv and pandalm_human_test.csv (P(chosen) > P(rejected); ties left out),
 with the longer-answer rule beside it. With extra (default; --no-extra skips it): the same recipes trained with
-`--extra arena_extra.csv` (its decisive rows teach who wins; ties still from the sample; extra rows sharing a prompt
-with a held-out fold left out, as `cv` does). Last line: one JSON object.
+`--extra arena_extra.csv` (its decisive rows teach who wins: the gbdt's direction booster, today's neural direction
+model, a style-term head's A-vs-B logit through the frozen encoder, cached after the first fold; ties still from the
+sample; extra rows sharing a prompt with a held-out fold left out, as `cv` does). Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def main() -> None:
            for name in ("hh_rlhf_harmless", "pandalm_human")}
     families = [f.strip() for f in opts.models.split(",") if f.strip()]
     runs = [(family, suffix, files) for family in families
-            for suffix, files in [("", [])] + ([] if opts.no_extra or family != "gbdt" else [("+extra", [str(extra)])])]
+            for suffix, files in [("", [])] + ([] if opts.no_extra else [("+extra", [str(extra)])])]
     quiet = lambda *a, **k: None  # noqa: E731
     oof: dict = {}
     baselines = {"prior": np.zeros((len(frame), 3)), "style_alone": np.zeros((len(frame), 3))}

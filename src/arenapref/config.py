@@ -266,10 +266,9 @@ class TrainConfig:
         if self.style_term and self.model == "hybrid" and neural not in PROBED:
             raise DataError(f"--style-term: the hybrid's --hybrid-neural {neural} has no style term, so its blend "
                             "could not take style out; use --hybrid-neural dual-tower or cross-encoder")
-        if self.style_term and self.model in PROBED and self.extra:
-            raise DataError(f"--style-term with --extra: the --extra rows teach a {self.model} only through its "
-                            "direction model, which reads length; use --model gbdt or hybrid (the extra rows then "
-                            "train the gbdt part), or drop --extra")
+        if self.style_term and neural in PROBED and self.extra and not self.probe:
+            raise DataError("--style-term with --extra: the --extra rows teach the head who wins through its linear "
+                            "probe; drop --no-probe, or drop --extra")
         if self.style_term and self.gbdt_extra == "all":
             raise DataError("--style-term fits who wins apart from the ties (like --gbdt-extra direction); drop "
                             "--gbdt-extra all")

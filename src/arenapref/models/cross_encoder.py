@@ -8,7 +8,7 @@ over the whole sequence is nearly the same vector whichever response is better).
 markers' token ids (`field_marker_ids`, from the Renderer), the first "Response A:" and the first "Response B:"
 after it.
 With side features (`side_features` > 0, training/probe.py) the head reads [pooled, features of A, of B, pair + prompt];
-with a style term (`style_term`) the logits get the dual tower's style offset (models/dual_tower.style_offset).
+with a style term (`style_term`) the head factors as the dual tower's (models/dual_tower.classify_logits).
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from transformers.modeling_outputs import ModelOutput
 from arenapref.models.dual_tower import (
     add_feature_buffers,
     add_style_buffers,
+    classify_logits,
     encoder_config,
     encoder_from_dict,
     freeze_pooler,
-    standardized_features,
-    style_offset,
 )
 from arenapref.models.loading import pretrained
 from arenapref.models.losses import preference_loss
@@ -149,9 +148,7 @@ class CrossEncoderModel(PreTrainedModel):
 
     def forward(self, input_ids, attention_mask, labels=None, soft_labels=None, features=None, **unused):
         pooled = self.dropout(self.encode(input_ids, attention_mask))
-        feats = standardized_features(self, features, pooled)
-        logits = self.head(pooled if feats is None else torch.cat([pooled, *feats], dim=-1))
-        logits = logits + style_offset(self, features, pooled)
+        logits = classify_logits(self, pooled, features)
         loss = None
         if labels is not None or soft_labels is not None:
             loss = preference_loss(logits, labels, soft_labels)

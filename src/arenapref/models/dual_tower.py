@@ -3,8 +3,9 @@
 classify: masked mean pooling per side, concat, Linear(2H -> 3) with N(0, 0.02) weights and zero bias, cross-entropy.
           With side features (`side_features` > 0, training/probe.py) the head reads [pooled A, pooled B, features of A,
           features of B, pair + prompt features] instead; with none it is exactly that plain head. With a style term
-          (`style_term`, models/style_term.py) the logits get [t/2, -t/2, 0], t = the style term of the rows' style
-          differences (fixed weights, fitted by the probe), and the head reads no length or markdown side feature.
+          (`style_term`, models/style_term.py) the head factors: P(tie) from its tie row, P(A wins | not a tie)
+          from its A-vs-B rows, which read no length or markdown side feature, plus the style term of the rows'
+          style differences (fixed weights, fitted by the probe): classify_logits.
 rank:     a scalar score per side. `rank_loss="davidson"` (default) trains a Bradley-Terry model with ties
           (Davidson 1970): P(A) ∝ e^{s_a}, P(B) ∝ e^{s_b}, P(tie) ∝ ν e^{(s_a+s_b)/2}, so the same scores give proper
           3-way probabilities. `rank_loss="mse"` is the MSE rank regression (per side: win 1, loss 0, tie 0.5);
@@ -91,18 +92,41 @@ def set_style_term(model: nn.Module, term) -> None:
     model.style_scale.copy_(torch.as_tensor(term.scale, dtype=model.style_scale.dtype))
 
 
-def style_offset(model: nn.Module, features: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | float:
-    """(B, 3) logits [t/2, -t/2, 0] of the style term t = x . beta (x: the style differences over their training
-    scale, a feature constant in training stays 0): softmax then moves P(A) / P(B) by e^t. 0 for a model without a
-    style term; "controlled" predictions pass style differences of 0 (inference/backend.model_features)."""
-    if not getattr(model.config, "style_term", False):
-        return 0.0
+def style_logit(model: nn.Module, features: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) style term t = x . beta of a style-term model (x: the style differences carried after the features,
+    over their training scale; a feature constant in training stays 0). "controlled" predictions pass style
+    differences of 0 (inference/backend.model_features)."""
     base = 2 * model.config.side_features + model.config.shared_features
     ratios = features[:, base:base + len(STYLE_FEATURES)].to(device=like.device, dtype=like.dtype)
     scale = model.style_scale.to(like.dtype)
     x = torch.where(scale > 0, ratios / torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(ratios))
-    t = x @ model.style_coef.to(like.dtype)
-    return torch.stack([t / 2, -t / 2, torch.zeros_like(t)], dim=1)
+    return x @ model.style_coef.to(like.dtype)
+
+
+def factored_logits(d: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """(B, 3) log-probabilities of P(tie) = sigmoid(u), P(A wins | not a tie) = sigmoid(d)."""
+    decisive = nn.functional.logsigmoid(-u)
+    return torch.stack([decisive + nn.functional.logsigmoid(d), decisive + nn.functional.logsigmoid(-d),
+                        nn.functional.logsigmoid(u)], dim=1)
+
+
+def classify_logits(model: nn.Module, pooled: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+    """A 3-way head's logits from (B, P) pooled inputs (a dual tower's two sides side by side, a cross-encoder's
+    pair) and raw features. A style-term head (models/style_term.py) factors them: P(tie) = sigmoid(u), u the tie
+    row on every feature with the two side blocks replaced by their mean (exchanging which answer is longer leaves
+    it as it is); P(A wins | not a tie) = sigmoid(d + t), d = row 0 - row 1 on the pooled inputs and the content
+    features only (length and markdown masked), t the style term."""
+    feats = standardized_features(model, features, pooled)
+    if feats is None:
+        return model.head(pooled)
+    if not getattr(model.config, "style_term", False):
+        return model.head(torch.cat([pooled, *feats], dim=-1))
+    side_a, side_b, shared = feats
+    mask = torch.as_tensor(CONTENT_MASK, device=pooled.device, dtype=pooled.dtype)
+    content = model.head(torch.cat([pooled, side_a * mask, side_b * mask, shared], dim=-1))
+    both = (side_a + side_b) / 2
+    u = model.head(torch.cat([pooled, both, both, shared], dim=-1))[:, 2]
+    return factored_logits(content[:, 0] - content[:, 1] + style_logit(model, features, pooled), u)
 
 
 def set_feature_stats(model: nn.Module, mean, std) -> None:
@@ -123,9 +147,6 @@ def standardized_features(model: nn.Module, features: torch.Tensor | None, like:
     f = features.to(device=like.device, dtype=like.dtype)
     shared = standardize_columns(model, f[:, 2 * s:2 * s + q], slice(s, s + q))
     side_a, side_b = standardize_columns(model, f[:, :s]), standardize_columns(model, f[:, s:2 * s])
-    if getattr(model.config, "style_term", False):  # length and markdown are the style term's
-        mask = torch.as_tensor(CONTENT_MASK, device=like.device, dtype=like.dtype)
-        side_a, side_b = side_a * mask, side_b * mask
     return side_a, side_b, shared
 
 
@@ -239,10 +260,9 @@ class DualTowerModel(PreTrainedModel):
         """(B, 2, H) pooled sides (+ (B, 2S + Q) raw side features) -> logits (B, 3) and, for rank models, side
         scores (B, 2)."""
         pooled = self.dropout(pooled)
-        feats = standardized_features(self, features, pooled)
         if self.config.objective == "classify":
-            parts = [pooled.reshape(pooled.shape[0], -1)] + ([] if feats is None else list(feats))
-            return self.head(torch.cat(parts, dim=-1)) + style_offset(self, features, pooled), None
+            return classify_logits(self, pooled.reshape(pooled.shape[0], -1), features), None
+        feats = standardized_features(self, features, pooled)
         if feats is not None:
             pooled = torch.cat([pooled, torch.stack(feats[:2], dim=1)], dim=-1)
         scores = self.head(pooled).squeeze(-1)

@@ -5,8 +5,10 @@ Works unchanged under `torchrun` / `accelerate launch` (the Trainer handles dist
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,11 +44,9 @@ from arenapref.training.dataset import FlattenCollator, PreferenceDataset
 from arenapref.training.distill import read_teacher_probs, soft_targets
 from arenapref.training.probe import (
     ProbeData,
-    ab_offset,
-    alternate_style,
+    StyleProbe,
     choose_direction,
     choose_probe,
-    content_only,
     direction_refits,
     fold_into_head,
     side_difference,
@@ -148,17 +148,23 @@ def train_neural(cfg: TrainConfig, log=print, valid_out: dict | None = None) -> 
         joint_swapped = None
         if recipe.inputs == "joint":
             joint_swapped = swapped or encode(swap_frame(train_frame))
-        direction = None if extra_frame is None else direction_rows(model, [train_frame, extra_frame])
+        direction = extra = None
+        if extra_frame is not None and style is None:
+            direction = direction_rows(model, [train_frame, extra_frame])
+        elif extra_frame is not None:  # a style-term head's A-vs-B logit reads the extra rows' text
+            extra_frame = extra_frame[extra_frame["label"].to_numpy() < 2].reset_index(drop=True)
+            extra = extra_frame, encode(extra_frame), encode(swap_frame(extra_frame)) if joint_swapped else None
         meta_extra["probe"] = linear_probe(model, cfg, train_inputs, train_labels, train_features,
                                            prompt_groups(train_frame), pad_id, args.device, joint_swapped, log,
-                                           direction, style)
-        if direction is not None:
-            meta_extra["probe"]["direction"]["extra_rows"] = int(len(extra_frame))
+                                           direction, style, extra)
+        if extra_frame is not None:
+            meta_extra["probe"]["direction" if style is None else "ab"]["extra_rows"] = int(len(extra_frame))
     if style is not None:
         term = meta_extra.get("probe", {}).pop("style_term", style[1])
         meta_extra["style_term"] = {**term.to_meta(), "content": CONTENT_READ,
-                                    "fitted": "alternated with the linear probe; fixed while fine-tuning"
-                                    if "probe" in meta_extra else "alone, before fine-tuning; fixed while fine-tuning"}
+                                    "fitted": "alternated with the linear probe's A-vs-B logit; fixed while "
+                                              "fine-tuning" if "probe" in meta_extra else
+                                              "alone, before fine-tuning; fixed while fine-tuning"}
     if cfg.epochs > 0:
         model, meta_extra["fine_tune"] = fine_tune(model, cfg, args, recipe, train_ds, valid_ds, pad_id, resume_from,
                                                    "probe" in meta_extra, log)
@@ -293,10 +299,10 @@ def calibrate_modes(logits: np.ndarray, swap_logits: np.ndarray, labels: np.ndar
 
 
 def uses_direction(cfg: TrainConfig) -> bool:
-    """Whether --extra rows teach only the head's direction (training/probe.py): a probed 3-way head with side
-    features."""
+    """Whether --extra rows teach only who wins (training/probe.py): a probed 3-way head with side features, through
+    its direction model, or with a style term through its A-vs-B logit."""
     return (cfg.model in ("dual-tower", "cross-encoder") and cfg.objective == "classify" and cfg.probe
-            and cfg.head_features and not cfg.style_term)
+            and cfg.head_features)
 
 
 def split_direction_rows(cfg: TrainConfig, train_frame, log):
@@ -307,8 +313,9 @@ def split_direction_rows(cfg: TrainConfig, train_frame, log):
     is_extra = train_frame["is_extra"].to_numpy(bool)
     own = train_frame[~is_extra].drop(columns="is_extra").reset_index(drop=True)
     extra = train_frame[is_extra].reset_index(drop=True)
-    log(f"--extra: {len(extra)} rows teach the head who wins (a direction model on side features, training/probe.py); "
-        f"the head's 3-way fit, fine-tuning and calibration use the {len(own)} --data training rows")
+    how = "its A-vs-B logit, on their text" if cfg.style_term else "a direction model on side features"
+    log(f"--extra: {len(extra)} rows teach the head who wins ({how}, training/probe.py); the head's tie fit, "
+        f"fine-tuning and calibration use the {len(own)} --data training rows")
     return own, extra
 
 
@@ -327,57 +334,131 @@ def direction_rows(model, frames: list) -> tuple[np.ndarray, np.ndarray, np.ndar
             source[decisive])
 
 
+def frozen_pooled(model, inputs: list, joint_swapped: list | None, pad_id: int, device, cache: bool = False):
+    """The frozen encoder's pooled vectors of encoded rows: (N, 2, H) and None for a dual tower, (N, H) of the rows
+    and (N, H) of their A/B-exchanged renderings for a cross-encoder. `cache`: every sequence's vector is kept on
+    disk (beside the token cache, data/token_cache.py), in one file per encoder weights keyed by the sequence's
+    token ids, so rows read again (the --extra rows of a style-term head, minutes per thousand rows on a CPU; a
+    cross-validation's folds read subsets of them) are encoded once."""
+    sequences = ([a for a, _ in inputs] + [b for _, b in inputs] if joint_swapped is None
+                 else list(inputs) + list(joint_swapped))
+    budget = call_budget(None, device)
+    if cache:
+        vectors = cached_vectors(model, sequences, lambda todo: pooled_sequences(
+            model, todo, pad_id, budget, device).float().cpu().numpy())
+    else:
+        vectors = pooled_sequences(model, sequences, pad_id, budget, device).float().cpu().numpy()
+    if joint_swapped is None:  # dual tower: every side its own sequence
+        return vectors.reshape(2, len(inputs), -1).transpose(1, 0, 2), None
+    return vectors[:len(inputs)], vectors[len(inputs):]
+
+
+def cached_vectors(model, sequences: list, encode) -> np.ndarray:
+    """(len(sequences), H) vectors, those of sequences already in the encoder's cache file read from it, the rest
+    from `encode(list of sequences)` and added to the file (rewritten atomically; a damaged file is started anew)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    path = default_cache_dir().parent / "pooled" / f"{digest.hexdigest()[:40]}.npz"
+    keys = [hashlib.sha1(np.asarray(seq, dtype=np.int64).tobytes()).digest() for seq in sequences]
+    known_keys, known = np.zeros(0, dtype="S20"), None
+    try:
+        with np.load(path) as saved:
+            known_keys, known = saved["keys"], saved["vectors"]
+    except (OSError, KeyError, ValueError):
+        pass
+    index = {k: i for i, k in enumerate(known_keys.tolist())}
+    todo = list(dict.fromkeys(k for k in keys if k not in index))
+    if todo:
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        new = encode([sequences[first[k]] for k in todo])
+        known = new if known is None else np.vstack([known, new.astype(known.dtype)])
+        known_keys = np.concatenate([known_keys, np.array(todo, dtype="S20")])
+        index.update({k: len(index) + i for i, k in enumerate(todo)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+            np.savez(handle, keys=known_keys, vectors=known)
+        os.replace(handle.name, path)
+    return known[[index[k] for k in keys]]
+
+
 def linear_probe(model, cfg: TrainConfig, inputs: list, labels: np.ndarray, features: np.ndarray | None,
                  groups: np.ndarray, pad_id: int, device, joint_swapped: list | None, log,
-                 direction: tuple | None = None, style: tuple | None = None) -> dict:
+                 direction: tuple | None = None, style: tuple | None = None, extra: tuple | None = None) -> dict:
     """LP of LP-FT (training/probe.py): encode the training rows once with the frozen encoder, fit the head by L-BFGS
     (C and the pooled block's weight by grouped CV on these rows unless --probe-c is given), write it into the
     model's head. `direction` (direction_rows of --data + --extra) first fits the direction model the head is
-    fitted on top of; `style` (the rows' style differences, the style term fitted alone) a style term, alternated
-    with the head (probe.alternate_style), whose last fit is returned as "style_term" and set in the model.
+    fitted on top of. `style` (the rows' style differences, the style term fitted alone): a style-term head
+    (style_probe); `extra` its decisive --extra rows (frame, encoded rows, encoded swapped rows or None).
     Returns what was chosen."""
     model.to(device).eval()
     t0 = time.time()
-    budget = call_budget(None, device)
-    if joint_swapped is None:  # dual tower: every side its own sequence
-        sides = [a for a, _ in inputs] + [b for _, b in inputs]
-        pooled = pooled_sequences(model, sides, pad_id, budget, device).float().cpu().numpy()
-        pooled, swapped = pooled.reshape(2, len(inputs), -1).transpose(1, 0, 2), None
-    else:
-        both = pooled_sequences(model, list(inputs) + list(joint_swapped), pad_id, budget, device).float().cpu().numpy()
-        pooled, swapped = both[:len(inputs)], both[len(inputs):]
+    pooled, swapped = frozen_pooled(model, inputs, joint_swapped, pad_id, device)
     log(f"linear probe: encoded {len(inputs)} training rows with the frozen encoder in {time.time() - t0:.0f}s")
     std_features = None
     if features is not None:
         std_features = standardize(features, model.feature_mean.cpu().numpy(), model.feature_std.cpu().numpy())
-        if style is not None:  # the head reads no length or markdown side feature
-            std_features = content_only(std_features)
-    fitted_direction = None if direction is None else choose_direction(*direction[:3], seed=cfg.seed, log=log)
     data = ProbeData("pair" if joint_swapped is None else "joint", pooled, labels, std_features, swapped,
-                     rank=getattr(model.config, "objective", "classify") == "rank",
-                     direction=None if fitted_direction is None else fitted_direction["weights"],
-                     offset=None if style is None else ab_offset(style[1].logit(style[0])))
+                     rank=getattr(model.config, "objective", "classify") == "rank")
+    if style is not None:
+        return style_probe(model, cfg, data, style[0], groups, pad_id, device, extra, log)
+    fitted_direction = None if direction is None else choose_direction(*direction[:3], seed=cfg.seed, log=log)
+    if fitted_direction is not None:
+        data = ProbeData(data.kind, pooled, labels, std_features, swapped, direction=fitted_direction["weights"])
     if cfg.probe_c is None:
         refits = None if fitted_direction is None else direction_refits(
             side_difference(std_features), direction[0], direction[1], direction[3], fitted_direction["C"])
         chosen = choose_probe(data, groups, seed=cfg.seed, log=log, offset_for=refits)
     else:
         chosen = {"C": cfg.probe_c, "scale": 1.0}
-    if style is None:
-        params = data.fit(chosen["C"], chosen["scale"], np.arange(len(labels)))
-    else:
-        params, chosen["style_term"] = alternate_style(data, chosen["C"], chosen["scale"], *style, log=log)
-        set_style_term(model, chosen["style_term"])
-    weight, bias = fold_into_head(data, params, chosen["scale"], pooled.shape[-1])
-    with torch.no_grad():
-        model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))
-        model.head.bias.copy_(torch.as_tensor(bias, dtype=model.head.bias.dtype))
-        if data.rank:
+    params = data.fit(chosen["C"], chosen["scale"], np.arange(len(labels)))
+    set_head(model, *fold_into_head(data, params, chosen["scale"], pooled.shape[-1]))
+    if data.rank:
+        with torch.no_grad():
             model.log_nu.fill_(float(params[1]))
     chosen["train_log_loss"] = data.log_loss(params, chosen["scale"], np.arange(len(labels)))
     if fitted_direction is not None:
         chosen["direction"] = {k: v for k, v in fitted_direction.items() if k != "weights"}
     return {k: v for k, v in chosen.items() if k != "grid"}
+
+
+def set_head(model, weight: np.ndarray, bias: np.ndarray) -> None:
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))
+        model.head.bias.copy_(torch.as_tensor(bias, dtype=model.head.bias.dtype))
+
+
+def style_probe(model, cfg: TrainConfig, data: ProbeData, ratios: np.ndarray, groups: np.ndarray, pad_id: int,
+                device, extra: tuple | None, log) -> dict:
+    """The probe of a style-term head (probe.StyleProbe): its tie row on the --data rows, its A-vs-B rows and the
+    style term on their decisive rows and the decisive --extra rows, whose text the frozen encoder reads once
+    (cached: frozen_pooled)."""
+    extra_data = extra_ratios = None
+    extra_labels = np.zeros(0, dtype=np.int64)
+    if extra is not None:
+        frame, inputs, swapped = extra
+        t0 = time.time()
+        pooled, pooled_swapped = frozen_pooled(model, inputs, swapped, pad_id, device, cache=True)
+        log(f"linear probe: the frozen encoder's vectors of {len(frame)} decisive --extra rows ready in "
+            f"{time.time() - t0:.0f}s (cached for the next run)")
+        extra_labels = frame["label"].to_numpy()
+        extra_features = standardize(head_features(frame), model.feature_mean.cpu().numpy(),
+                                     model.feature_std.cpu().numpy())
+        extra_data = data.rows_like(pooled, extra_labels, extra_features, pooled_swapped)
+        extra_ratios = style_ratios(frame)
+    probe = StyleProbe(data, ratios, extra_data, extra_ratios)
+    alone = fit_style_term(*decisive_style(probe.all_ratios(), np.concatenate([data.labels, extra_labels])))
+    if cfg.probe_c is None:
+        chosen = probe.choose(groups, alone, seed=cfg.seed, log=log)
+    else:
+        chosen = {part: {"C": cfg.probe_c, "scale": 1.0} for part in ("tie", "ab")}
+    params, chosen["style_term"] = probe.fit(chosen, alone, log=log)
+    set_style_term(model, chosen["style_term"])
+    set_head(model, *fold_into_head(data, params, 1.0, data.pooled.shape[-1]))
+    rows = np.arange(len(data.labels))
+    chosen["train_log_loss"] = log_loss(data.labels, probe.predict(params, rows, chosen["style_term"].logit(ratios)))
+    return chosen
 
 
 def fine_tune(model, cfg: TrainConfig, args, recipe, train_ds, valid_ds, pad_id: int, resume_from, after_probe: bool,

@@ -24,6 +24,7 @@ thousand rows of encoding and measured no better (docs/benchmarks.md, "Choosing 
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -31,11 +32,15 @@ import torch
 
 from arenapref.data.features import SIDE_COUNT, content_side_mask, swap_features
 from arenapref.data.swap import swap_columns, swap_labels
-from arenapref.models.style_term import STYLE_ALTERNATIONS, decisive_style, fit_style_term
+from arenapref.models.style_term import STYLE_ALTERNATIONS, fit_style_term
 
 # Grid of the probe's inverse L2 strength C and of the pooled block's weight (see the module docstring).
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SCALE_GRID = (0.03, 0.1, 0.3, 1.0)
+# A style-term head's A-vs-B grid when --extra rows (thousands) join its fit: each fit then takes seconds, and on
+# arena_sample + arena_extra the larger C and pooled weights were never chosen (docs/style-control.md).
+EXTRA_C_GRID = (1e-3, 3e-3, 1e-2)
+EXTRA_SCALE_GRID = (0.1, 0.3)
 # The direction model's C (fit_direction): thousands of rows over 31 inputs, so it matters little.
 DIRECTION_C_GRID = (0.01, 0.1, 1.0)
 
@@ -115,16 +120,12 @@ def fit_direction(D: np.ndarray, a_wins: np.ndarray, C: float, max_iter: int = 5
     return w.detach().numpy()
 
 
-def ab_offset(s: np.ndarray) -> np.ndarray:
-    """(N, 3) logits [s/2, -s/2, 0]: softmax then gives P(A) / P(B) = exp(s) whatever the tie logit is (the
-    direction model's offset, and a style term's: models/dual_tower.style_offset is the same in the model)."""
-    return np.column_stack([s / 2, -s / 2, np.zeros_like(s)])
-
-
 def direction_offset(D: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The direction model's logits ab_offset(w . d), d the rows' direction inputs (side_difference): its
-    P(A beats B) holds exactly among decisive outcomes."""
-    return ab_offset(D @ w)
+    """The direction model's (N, 3) logits [s/2, -s/2, 0], s = w . d, d the rows' direction inputs
+    (side_difference): softmax then gives P(A) / P(B) = exp(s) whatever the tie logit is, so its P(A beats B) holds
+    exactly among decisive outcomes."""
+    s = D @ w
+    return np.column_stack([s / 2, -s / 2, np.zeros_like(s)])
 
 
 def choose_direction(D: np.ndarray, a_wins: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0,
@@ -162,14 +163,13 @@ class ProbeData:
     """
 
     def __init__(self, kind: str, pooled: np.ndarray, labels: np.ndarray, features: np.ndarray | None = None,
-                 pooled_swapped: np.ndarray | None = None, rank: bool = False, direction: np.ndarray | None = None,
-                 offset: np.ndarray | None = None):
+                 pooled_swapped: np.ndarray | None = None, rank: bool = False, direction: np.ndarray | None = None):
         self.kind, self.rank, self.labels = kind, rank, np.asarray(labels)
         if direction is not None and (rank or features is None):
             raise ValueError("a direction model needs a 3-way head with side features")
         self.direction = direction
-        # Fixed (N, 3) logits under the head's: the direction model's, or a style term's (ab_offset).
-        self.offset = offset if direction is None else direction_offset(side_difference(features), direction)
+        # Fixed (N, 3) logits under the head's: the direction model's.
+        self.offset = None if direction is None else direction_offset(side_difference(features), direction)
         flat = pooled.reshape(-1, pooled.shape[-1]).astype(np.float64)
         if pooled_swapped is not None:
             flat = np.vstack([flat, pooled_swapped.astype(np.float64)])
@@ -178,6 +178,15 @@ class ProbeData:
         self.pooled = (pooled - self.mean) / self.std
         self.pooled_swapped = None if pooled_swapped is None else (pooled_swapped - self.mean) / self.std
         self.features = features
+
+    def rows_like(self, pooled: np.ndarray, labels: np.ndarray, features: np.ndarray | None,
+                  pooled_swapped: np.ndarray | None = None) -> ProbeData:
+        """Other rows (held out, or --extra) with these rows' pooled standardisation."""
+        other = copy.copy(self)
+        other.labels, other.features, other.offset, other.direction = np.asarray(labels), features, None, None
+        other.pooled = (pooled - self.mean) / self.std
+        other.pooled_swapped = None if pooled_swapped is None else (pooled_swapped - self.mean) / self.std
+        return other
 
     def design(self, scale: float, rows: np.ndarray):
         """Rank: (Xa, Xb). Classify: (X, X_swapped) whose rows are the rows and their A/B mirrors."""
@@ -207,13 +216,6 @@ class ProbeData:
         offset = None if offset is None else np.vstack([offset[rows], swap_columns(offset[rows])])
         return fit_softmax(np.vstack([first, second]), np.concatenate([y, swap_labels(y)]), C, offset=offset)
 
-    def content_logit(self, params, scale: float, rows: np.ndarray) -> np.ndarray:
-        """A 3-way head's own A-vs-B logit (without the offset), the row's and its mirror's averaged, so it changes
-        sign when A and B are exchanged: the content term of a style-term model."""
-        W, b = params
-        direct, mirror = (x @ W.T + b for x in self.design(scale, rows))
-        return ((direct[:, 0] - direct[:, 1]) - (mirror[:, 0] - mirror[:, 1])) / 2
-
     def log_loss(self, params, scale: float, rows: np.ndarray, offset: np.ndarray | None = None) -> float:
         first, second = self.design(scale, rows)
         if self.rank:
@@ -226,28 +228,187 @@ class ProbeData:
         return float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(self.labels[rows])))
 
 
+# -- a style-term head (models/dual_tower.factored_logits) ----------------------------------------------------------
+# Its logits factor as P(tie) = sigmoid(u), P(A wins | not a tie) = sigmoid(d + t): u reads every feature with the
+# side blocks symmetrised (ties keep their own model, and exchanging which answer is longer leaves u as it is), d
+# reads the pooled text and the content features only (length and markdown masked) and t is the style term. The
+# probe fits u on the --data rows, d and t on the decisive --data rows and, given, the decisive --extra rows (who
+# wins among decisive battles is what those rows can teach without teaching that ties never happen).
 def content_only(features: np.ndarray) -> np.ndarray:
     """Standardised [side A, side B, shared] features with the side features a style-term head does not read
     (length and markdown: data/features.content_side_mask) set to 0, as the model masks them."""
     return features * np.concatenate([content_side_mask()] * 2 + [np.ones(features.shape[1] - 2 * SIDE_COUNT)])
 
 
-def alternate_style(data: ProbeData, C: float, scale: float, ratios: np.ndarray, term, log=print):
-    """A style-term head (models/style_term.py): the head given the style term, then the style term given the head's
-    content logit, STYLE_ALTERNATIONS times, as the gbdt alternates trees and style (models/gbdt.py). `term` is the
-    style term fitted alone; `data.offset` must be its ab_offset. Returns the head's parameters and the last
-    style term (fitted given that head, so its intervals are conditional on the content term)."""
-    rows = np.arange(len(data.labels))
-    decisive = data.labels < 2
-    decisive_ratios, a_wins = decisive_style(ratios, data.labels)
-    for _ in range(STYLE_ALTERNATIONS):
-        data.offset = ab_offset(term.logit(ratios))
-        params = data.fit(C, scale, rows)
-        content = data.content_logit(params, scale, rows)
-        term = fit_style_term(decisive_ratios, a_wins, offset=content[decisive], scale=term.scale)
-    log("style term (log-odds of A winning per standard deviation): " + ", ".join(
-        f"{r['feature']} {r['coef']:+.3f}" for r in term.table()))
-    return params, term
+def symmetric_sides(features: np.ndarray) -> np.ndarray:
+    """Standardised [side A, side B, shared] with both side blocks replaced by their mean: what the tie row reads."""
+    s = SIDE_COUNT
+    both = (features[:, :s] + features[:, s:2 * s]) / 2
+    return np.hstack([both, both, features[:, 2 * s:]])
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, C: float, offset: np.ndarray | None = None, intercept: bool = True,
+                 max_iter: int = 500) -> tuple[np.ndarray, float]:
+    """Binary logistic regression: minimises C * sum(log loss) + ||w||^2 / 2 (intercept unpenalised), `offset`
+    added to the logit, fixed. Returns w (D,) and the intercept (0.0 without)."""
+    x = torch.as_tensor(X, dtype=torch.float64)
+    t = torch.as_tensor(y, dtype=torch.float64)
+    off = 0.0 if offset is None else torch.as_tensor(offset, dtype=torch.float64)
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=intercept)
+
+    def objective():
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b + off, t, reduction="sum")
+        return C * loss + 0.5 * (w * w).sum()
+
+    _minimise([w, b] if intercept else [w], objective, max_iter)
+    return w.detach().numpy(), float(b.detach())
+
+
+def binary_log_loss(z: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.logaddexp(0, z) - y * z))
+
+
+class StyleProbe:
+    """The probe of a style-term head. `data`: the --data rows with their standardised features (all of them: the
+    tie logit reads them symmetrised, the A-vs-B logit only content_only's); `ratios` their style differences;
+    `extra` (optional): the decisive --extra rows, their pooled vectors standardised like the --data rows', and
+    `extra_ratios`."""
+
+    def __init__(self, data: ProbeData, ratios: np.ndarray, extra: ProbeData | None = None,
+                 extra_ratios: np.ndarray | None = None):
+        self.tie_data = copy.copy(data)
+        self.tie_data.features = symmetric_sides(data.features)
+        self.data = copy.copy(data)
+        self.data.features = content_only(data.features)
+        if extra is not None:
+            extra = copy.copy(extra)
+            extra.features = content_only(extra.features)
+        self.extra = extra
+        self.ratios = ratios
+        self.extra_ratios = np.zeros((0, ratios.shape[1])) if extra is None else extra_ratios
+        self.extra_wins = np.zeros(0) if extra is None else (extra.labels == 0).astype(np.float64)
+
+    def direction_design(self, source: ProbeData, scale: float, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(X, X_mirror) of the A-vs-B logit d. A dual tower's d is antisymmetric (weights (w, -w) on the two
+        sides), so X is [pooled A - pooled B, features A - features B] and the mirror is -X: half the rows and
+        width of the full fit, and the same optimum. A cross-encoder's row and mirror are its two renderings."""
+        if source.kind == "pair":
+            s = SIDE_COUNT
+            f = source.features[rows]
+            x = np.hstack([scale * (source.pooled[rows, 0] - source.pooled[rows, 1]), f[:, :s] - f[:, s:2 * s]])
+            return x, -x
+        return source.design(scale, rows)
+
+    def direction_rows(self, scale: float, rows: np.ndarray, offset: np.ndarray):
+        """Decisive training rows of `rows` (+ every extra row), mirrored: X, A-wins, offsets."""
+        rows = rows[self.data.labels[rows] < 2]
+        parts = [self.direction_design(self.data, scale, rows)]
+        wins = [(self.data.labels[rows] == 0).astype(np.float64)]
+        offsets = [offset[rows]]
+        if self.extra is not None:
+            parts.append(self.direction_design(self.extra, scale, np.arange(len(self.extra.labels))))
+            wins.append(self.extra_wins)
+            offsets.append(offset[len(self.data.labels):])
+        x = np.vstack([p[0] for p in parts] + [p[1] for p in parts])
+        y, o = np.concatenate(wins), np.concatenate(offsets)
+        return x, np.concatenate([y, 1 - y]), np.concatenate([o, -o])
+
+    def content(self, w: np.ndarray, scale: float) -> np.ndarray:
+        """Content logit d (the row's and its mirror's averaged) of every --data row, then every extra row."""
+        out = []
+        for source in (self.data, self.extra):
+            if source is not None:
+                x, mirror = self.direction_design(source, scale, np.arange(len(source.labels)))
+                out.append((x @ w - mirror @ w) / 2)
+        return np.concatenate(out)
+
+    def all_ratios(self) -> np.ndarray:
+        return np.vstack([self.ratios, self.extra_ratios])
+
+    def choose(self, groups: np.ndarray, term, folds: int = 5, seed: int = 0, c_grid=C_GRID,
+               scale_grid=SCALE_GRID, log=print) -> dict:
+        """(C, scale) of the tie logit and of the A-vs-B logit (style term `term` fixed), each by prompt-grouped
+        k-fold CV on the --data rows; extra rows are in every training split, never held out."""
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        labels, n = self.data.labels, len(self.data.labels)
+        folds = max(2, min(folds, len(np.unique(groups)), int(np.bincount(labels, minlength=3).min()) or 2))
+        splits = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(n), labels, groups))
+        offset = term.logit(self.all_ratios())
+        tie_table, ab_table = [], []
+        for C, scale in itertools.product(c_grid, scale_grid):
+            tie_loss = 0.0
+            for tr, va in splits:
+                w, b = self.fit_tie(C, scale, tr)
+                tie_loss += binary_log_loss(self.tie_data.design(scale, va)[0] @ w + b, labels[va] == 2) * len(va)
+            tie_table.append({"C": C, "scale": scale, "cv_log_loss": tie_loss / n})
+        if self.extra is not None:
+            c_grid, scale_grid = EXTRA_C_GRID, EXTRA_SCALE_GRID
+        for C, scale in itertools.product(c_grid, scale_grid):
+            ab_loss = 0.0
+            for tr, va in splits:
+                x, y, o = self.direction_rows(scale, tr, offset)
+                w, _ = fit_logistic(x, y, C, o, intercept=False)
+                held = va[labels[va] < 2]
+                z = self.direction_design(self.data, scale, held)[0] @ w + offset[held]
+                ab_loss += binary_log_loss(z, labels[held] == 0) * len(held)
+            ab_table.append({"C": C, "scale": scale, "cv_log_loss": ab_loss / int((labels < 2).sum())})
+        tie, ab = (min(t, key=lambda r: r["cv_log_loss"]) for t in (tie_table, ab_table))
+        log(f"linear probe, style-term head: tie C={tie['C']:g} weight {tie['scale']:g} (CV log loss "
+            f"{tie['cv_log_loss']:.4f}), A vs B C={ab['C']:g} weight {ab['scale']:g} (CV log loss on decisive rows "
+            f"{ab['cv_log_loss']:.4f}; {folds}-fold grouped, {n} training rows"
+            + ("" if self.extra is None else f" + {len(self.extra.labels)} decisive extra rows") + ")")
+        return {"tie": tie, "ab": ab, "folds": folds}
+
+    def fit_tie(self, C: float, scale: float, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        x, mirror = self.tie_data.design(scale, rows)
+        is_tie = (self.data.labels[rows] == 2).astype(np.float64)
+        return fit_logistic(np.vstack([x, mirror]), np.concatenate([is_tie, is_tie]), C)
+
+    def fit(self, chosen: dict, term, log=print):
+        """The tie logit, then the A-vs-B logit given the style term and the style term given the A-vs-B logit,
+        STYLE_ALTERNATIONS times (as the gbdt alternates trees and style). Returns the head's (W (3, D), b (3,)) on
+        the probe's design and the last style term (its intervals conditional on the content term)."""
+        rows = np.arange(len(self.data.labels))
+        w_tie, b_tie = self.fit_tie(chosen["tie"]["C"], chosen["tie"]["scale"], rows)
+        scale, ratios = chosen["ab"]["scale"], self.all_ratios()
+        a_wins = np.concatenate([self.data.labels == 0, self.extra_wins]).astype(np.float64)
+        decisive = np.concatenate([self.data.labels < 2, np.ones(len(self.extra_wins), bool)])
+        for _ in range(STYLE_ALTERNATIONS):
+            x, y, o = self.direction_rows(scale, rows, term.logit(ratios))
+            w, _ = fit_logistic(x, y, chosen["ab"]["C"], o, intercept=False)
+            term = fit_style_term(ratios[decisive], a_wins[decisive], offset=self.content(w, scale)[decisive],
+                                  scale=term.scale)
+        log("style term (log-odds of A winning per standard deviation): " + ", ".join(
+            f"{r['feature']} {r['coef']:+.3f}" for r in term.table()))
+        return self.head(w, scale, w_tie, b_tie, chosen["tie"]["scale"]), term
+
+    def head(self, w: np.ndarray, scale: float, w_tie: np.ndarray, b_tie: float, tie_scale: float):
+        """(W, b) of the model's 3-row head on the probe's full design with pooled weight 1 (fold_into_head with
+        scale 1): rows 0 / 1 give d = row 0 - row 1 on the content inputs, row 2 the tie logit u."""
+        hidden = self.data.pooled.shape[-1]
+        blocks = 2 if self.data.kind == "pair" else 1
+        width = blocks * hidden + self.data.features.shape[1]
+        if self.data.kind == "pair":  # back from [A - B] to (w, -w) on the two sides
+            s = SIDE_COUNT
+            pooled, side = scale * w[:hidden], w[hidden:]
+            d = np.concatenate([pooled, -pooled, side, -side, np.zeros(width - 2 * hidden - 2 * s)])
+        else:
+            d = np.concatenate([scale * w[:hidden], w[hidden:]])
+        tie = np.concatenate([tie_scale * w_tie[:blocks * hidden], w_tie[blocks * hidden:]])
+        return np.vstack([d / 2, -d / 2, tie]), np.array([0.0, 0.0, b_tie])
+
+    def predict(self, params, rows: np.ndarray, style_logit: np.ndarray | None) -> np.ndarray:
+        """(len(rows), 3) probabilities of the --data rows `rows` from head(...) params (tests, benches);
+        `style_logit` None: controlled (style term 0)."""
+        W, b = params
+        x_content, _ = self.data.design(1.0, rows)
+        x_tie, _ = self.tie_data.design(1.0, rows)
+        d = x_content @ (W[0] - W[1]) + (0.0 if style_logit is None else style_logit)
+        t = 1 / (1 + np.exp(-(x_tie @ W[2] + b[2])))
+        p = 1 / (1 + np.exp(-d))
+        return np.column_stack([(1 - t) * p, (1 - t) * (1 - p), t])
 
 
 def direction_refits(inputs: np.ndarray, D: np.ndarray, a_wins: np.ndarray, source: np.ndarray, C: float):

@@ -1,0 +1,113 @@
+"""The style-term head at the linear probe, on frozen vectors: how much of its as-voted cost and of its controlled
+signal comes from the head's form and how much from the --extra rows' text, in minutes instead of bench/style_control's
+hours (no fine-tuning, one encoding pass).
+
+    python bench/style_probe.py [--data-dir ../shared/data] [--folds 5] [--seed 42] [--no-extra]
+
+The hybrid's neural part before fine-tuning: all-MiniLM-L6-v2 dual tower (max length 128, the default), pooled
+vectors of arena_sample.csv through the frozen encoder once; per grouped fold (the folds of `arenapref cv`), the
+probe exactly as `train` runs it (C and pooled weight by its own grouped CV on the training rows): today's 3-way head
+(training/probe.choose_probe), the style-term head (probe.StyleProbe), and the style-term head whose A-vs-B logit
+also learns from the decisive rows of arena_extra.csv (their vectors cached across runs: training/neural.
+cached_vectors; extra rows sharing a prompt with the held-out fold left out, as `cv` does). Out-of-fold log loss and
+A-vs-B accuracy on the decisive rows where the shorter / longer answer won, as voted and controlled (style_control.py's
+summary). Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from arenapref.config import TrainConfig  # noqa: E402
+from arenapref.data.features import feature_stats, head_features, standardize  # noqa: E402
+from arenapref.data.split import prompt_groups  # noqa: E402
+from arenapref.data.tables import load_frame  # noqa: E402
+from arenapref.data.text import Renderer, TextSettings, encode_rows  # noqa: E402
+from arenapref.evaluation.metrics import softmax  # noqa: E402
+from arenapref.models.families import DUAL_TOWER  # noqa: E402
+from arenapref.models.style_term import decisive_style, fit_style_term, style_ratios  # noqa: E402
+from arenapref.training.cv import grouped_folds  # noqa: E402
+from arenapref.training.neural import frozen_pooled  # noqa: E402
+from arenapref.training.probe import ProbeData, StyleProbe, choose_probe  # noqa: E402
+from style_control import summary  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no-extra", action="store_true")
+    opts = parser.parse_args()
+    start = time.time()
+    quiet = lambda *a, **k: None  # noqa: E731
+    frame = load_frame(opts.data_dir / "arena_sample.csv", require_labels=True)
+    cfg = TrainConfig(data="-", output="-", model="dual-tower", style_term=True)
+    tokenizer = DUAL_TOWER.tokenizer(cfg.backbone)
+    model = DUAL_TOWER.build(cfg, tokenizer).eval()
+    renderer = Renderer(tokenizer, TextSettings(max_length=cfg.max_length))
+
+    def vectors(rows, cache: bool) -> np.ndarray:
+        with torch.no_grad():
+            return frozen_pooled(model, encode_rows(renderer, "pair", rows), None, tokenizer.pad_token_id, "cpu",
+                                 cache=cache)[0]
+
+    pooled = vectors(frame, False)
+    labels, features, ratios = frame["label"].to_numpy(), head_features(frame), style_ratios(frame)
+    extra = None
+    if not opts.no_extra:
+        extra = load_frame(opts.data_dir / "arena_extra.csv", require_labels=True)
+        extra = extra[extra["label"].to_numpy() < 2].reset_index(drop=True)
+        extra_pooled, extra_features, extra_ratios = vectors(extra, True), head_features(extra), style_ratios(extra)
+        extra_groups = prompt_groups(extra)
+        print(f"encoded {len(extra)} decisive extra rows, {time.time() - start:.0f}s", file=sys.stderr)
+    names = ["today", "style_term as-voted", "style_term controlled"]
+    names += [] if extra is None else ["style_term+extra as-voted", "style_term+extra controlled"]
+    oof = {name: np.zeros((len(frame), 3)) for name in names}
+    groups = prompt_groups(frame)
+    for k, (train, held) in enumerate(grouped_folds(frame, opts.folds, opts.seed)):
+        stats = feature_stats(features[train])
+        std = standardize(features, *stats)
+        data = ProbeData("pair", pooled[train], labels[train], std[train])
+        held_data = data.rows_like(pooled[held], labels[held], std[held])
+        chosen = choose_probe(data, groups[train], seed=opts.seed, log=quiet)
+        W, b = data.fit(chosen["C"], chosen["scale"], np.arange(len(train)))
+        oof["today"][held] = softmax(held_data.design(chosen["scale"], np.arange(len(held)))[0] @ W.T + b)
+        runs = [("style_term", None)]
+        if extra is not None:  # as `cv` does: no extra row shares a prompt with a held-out row
+            keep = ~np.isin(extra_groups, groups[held])
+            runs.append(("style_term+extra", keep))
+        for name, keep in runs:
+            extra_data = None if keep is None else data.rows_like(
+                extra_pooled[keep], extra["label"].to_numpy()[keep], standardize(extra_features[keep], *stats))
+            probe = StyleProbe(data, ratios[train], extra_data, None if keep is None else extra_ratios[keep])
+            extra_labels = np.zeros(0) if keep is None else extra["label"].to_numpy()[keep]
+            alone = fit_style_term(*decisive_style(probe.all_ratios(), np.concatenate([labels[train], extra_labels])))
+            params, term = probe.fit(probe.choose(groups[train], alone, seed=opts.seed, log=quiet), alone, log=quiet)
+            held_probe = StyleProbe(held_data, ratios[held])
+            oof[f"{name} as-voted"][held] = held_probe.predict(params, np.arange(len(held)), term.logit(ratios[held]))
+            oof[f"{name} controlled"][held] = held_probe.predict(params, np.arange(len(held)), None)
+        print(f"fold {k + 1}/{opts.folds} done, {time.time() - start:.0f}s", file=sys.stderr)
+    cv = {name: summary(frame, probs) for name, probs in oof.items()}
+    for name, row in cv.items():
+        ab = {k: row[k]["ab_accuracy"] for k in ("decisive", "shorter_won", "longer_won")}
+        print(f"{name:<30} log loss {row['log_loss']:.4f}  A-vs-B right: decisive {ab['decisive']:.3f}  "
+              f"shorter won {ab['shorter_won']:.3f}  longer won {ab['longer_won']:.3f}")
+    print(json.dumps({"bench": "style_probe", "folds": opts.folds, "seed": opts.seed, "rows": int(len(frame)),
+                      "extra_rows": 0 if extra is None else int(len(extra)),
+                      "seconds": round(time.time() - start, 1), "cv": cv}))
+
+
+if __name__ == "__main__":
+    main()

@@ -354,9 +354,10 @@ def frozen_pooled(model, inputs: list, joint_swapped: list | None, pad_id: int, 
 
 
 def cached_vectors(model, sequences: list, encode) -> np.ndarray:
-    """(len(sequences), H) vectors, those of sequences already in the encoder's cache file read from it, the rest
-    from `encode(list of sequences)` and added to the file (rewritten atomically; a damaged file is started anew)."""
-    digest = hashlib.sha256()
+    """(len(sequences), H) vectors, those of sequences already in the cache file of the model's configuration and
+    encoder weights read from it, the rest from `encode(list of sequences)` and added to the file (rewritten
+    atomically; a damaged file is started anew)."""
+    digest = hashlib.sha256(model.config.to_json_string().encode())  # how the model pools, besides the weights
     for name, tensor in sorted(model.encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

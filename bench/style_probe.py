@@ -11,7 +11,9 @@ probe exactly as `train` runs it (C and pooled weight by its own grouped CV on t
 also learns from the decisive rows of arena_extra.csv (their vectors cached across runs: training/neural.
 cached_vectors; extra rows sharing a prompt with the held-out fold left out, as `cv` does). Out-of-fold log loss and
 A-vs-B accuracy on the decisive rows where the shorter / longer answer won, as voted and controlled (style_control.py's
-summary). Last line: one JSON object.
+summary). Out of domain: the same heads fitted on every arena_sample.csv row (+ the extra rows), pairwise accuracy on
+hh_rlhf_harmless_test.csv and pandalm_human_test.csv (P(chosen) > P(rejected), ties left out). Last line: one JSON
+object.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from arenapref.models.style_term import decisive_style, fit_style_term, style_ra
 from arenapref.training.cv import grouped_folds  # noqa: E402
 from arenapref.training.neural import frozen_pooled  # noqa: E402
 from arenapref.training.probe import ProbeData, StyleProbe, choose_probe  # noqa: E402
-from style_control import summary  # noqa: E402
+from style_control import longer_rule, pairwise, summary  # noqa: E402
 
 
 def main() -> None:
@@ -74,39 +76,55 @@ def main() -> None:
         print(f"encoded {len(extra)} decisive extra rows, {time.time() - start:.0f}s", file=sys.stderr)
     names = ["today", "style_term as-voted", "style_term controlled"]
     names += [] if extra is None else ["style_term+extra as-voted", "style_term+extra controlled"]
-    oof = {name: np.zeros((len(frame), 3)) for name in names}
     groups = prompt_groups(frame)
-    for k, (train, held) in enumerate(grouped_folds(frame, opts.folds, opts.seed)):
+
+    def heads(train, held_pooled, held_features, held_ratios, keep) -> dict:
+        """Every head fitted on the sample rows `train` (+ the extra rows `keep`), its probabilities on held rows."""
         stats = feature_stats(features[train])
-        std = standardize(features, *stats)
-        data = ProbeData("pair", pooled[train], labels[train], std[train])
-        held_data = data.rows_like(pooled[held], labels[held], std[held])
+        std, held_std = standardize(features[train], *stats), standardize(held_features, *stats)
+        data = ProbeData("pair", pooled[train], labels[train], std)
+        held_data = data.rows_like(held_pooled, np.zeros(len(held_pooled), dtype=np.int64), held_std)
+        n = np.arange(len(held_pooled))
         chosen = choose_probe(data, groups[train], seed=opts.seed, log=quiet)
         W, b = data.fit(chosen["C"], chosen["scale"], np.arange(len(train)))
-        oof["today"][held] = softmax(held_data.design(chosen["scale"], np.arange(len(held)))[0] @ W.T + b)
-        runs = [("style_term", None)]
-        if extra is not None:  # as `cv` does: no extra row shares a prompt with a held-out row
-            keep = ~np.isin(extra_groups, groups[held])
-            runs.append(("style_term+extra", keep))
-        for name, keep in runs:
-            extra_data = None if keep is None else data.rows_like(
-                extra_pooled[keep], extra["label"].to_numpy()[keep], standardize(extra_features[keep], *stats))
-            probe = StyleProbe(data, ratios[train], extra_data, None if keep is None else extra_ratios[keep])
-            extra_labels = np.zeros(0) if keep is None else extra["label"].to_numpy()[keep]
+        out = {"today": softmax(held_data.design(chosen["scale"], n)[0] @ W.T + b)}
+        for name, rows in [("style_term", None)] + ([] if extra is None else [("style_term+extra", keep)]):
+            extra_data = None if rows is None else data.rows_like(
+                extra_pooled[rows], extra["label"].to_numpy()[rows], standardize(extra_features[rows], *stats))
+            probe = StyleProbe(data, ratios[train], extra_data, None if rows is None else extra_ratios[rows])
+            extra_labels = np.zeros(0) if rows is None else extra["label"].to_numpy()[rows]
             alone = fit_style_term(*decisive_style(probe.all_ratios(), np.concatenate([labels[train], extra_labels])))
             params, term = probe.fit(probe.choose(groups[train], alone, seed=opts.seed, log=quiet), alone, log=quiet)
-            held_probe = StyleProbe(held_data, ratios[held])
-            oof[f"{name} as-voted"][held] = held_probe.predict(params, np.arange(len(held)), term.logit(ratios[held]))
-            oof[f"{name} controlled"][held] = held_probe.predict(params, np.arange(len(held)), None)
+            held_probe = StyleProbe(held_data, held_ratios)
+            out[f"{name} as-voted"] = held_probe.predict(params, n, term.logit(held_ratios))
+            out[f"{name} controlled"] = held_probe.predict(params, n, None)
+        return out
+
+    oof = {name: np.zeros((len(frame), 3)) for name in names}
+    for k, (train, held) in enumerate(grouped_folds(frame, opts.folds, opts.seed)):
+        # as `cv` does: no extra row shares a prompt with a held-out row
+        keep = None if extra is None else ~np.isin(extra_groups, groups[held])
+        for name, probs in heads(train, pooled[held], features[held], ratios[held], keep).items():
+            oof[name][held] = probs
         print(f"fold {k + 1}/{opts.folds} done, {time.time() - start:.0f}s", file=sys.stderr)
+    out_of_domain = {}
+    everything = np.arange(len(frame))
+    for ood_name in ("hh_rlhf_harmless", "pandalm_human"):
+        ood = load_frame(opts.data_dir / f"{ood_name}_test.csv", require_labels=True)
+        probs = heads(everything, vectors(ood, False), head_features(ood), style_ratios(ood),
+                      None if extra is None else np.ones(len(extra), bool))
+        out_of_domain[ood_name] = {"longer_rule": longer_rule(ood), **{n: pairwise(ood, p) for n, p in probs.items()}}
+        print(f"out of domain: {ood_name} done, {time.time() - start:.0f}s", file=sys.stderr)
     cv = {name: summary(frame, probs) for name, probs in oof.items()}
     for name, row in cv.items():
         ab = {k: row[k]["ab_accuracy"] for k in ("decisive", "shorter_won", "longer_won")}
         print(f"{name:<30} log loss {row['log_loss']:.4f}  A-vs-B right: decisive {ab['decisive']:.3f}  "
               f"shorter won {ab['shorter_won']:.3f}  longer won {ab['longer_won']:.3f}")
+    for name, row in out_of_domain.items():
+        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
     print(json.dumps({"bench": "style_probe", "folds": opts.folds, "seed": opts.seed, "rows": int(len(frame)),
                       "extra_rows": 0 if extra is None else int(len(extra)),
-                      "seconds": round(time.time() - start, 1), "cv": cv}))
+                      "seconds": round(time.time() - start, 1), "cv": cv, "out_of_domain_pairwise": out_of_domain}))
 
 
 if __name__ == "__main__":

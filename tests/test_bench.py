@@ -120,3 +120,27 @@ def test_style_control_benchmark_runs(tmp_path, arena_csv):
                                                                 "gbdt style_term as-voted",
                                                                 "gbdt style_term controlled"}
     assert "shorter won" in proc.stdout
+
+
+def test_style_probe_benchmark_runs(tmp_path, arena_csv, monkeypatch):
+    """bench/style_probe.py on 200 arena rows, 150 extra rows (the sample's last ones, another prompt set) and 60 rows
+    of each out-of-domain file, 2 folds: the three probe heads, as voted and controlled, in and out of domain."""
+    import pandas as pd
+
+    monkeypatch.setenv("ARENAPREF_CACHE", str(tmp_path / "cache"))
+    arena = pd.read_csv(arena_csv, dtype=str, keep_default_na=False)
+    arena.head(200).to_csv(tmp_path / "arena_sample.csv", index=False)
+    arena.tail(150).to_csv(tmp_path / "arena_extra.csv", index=False)
+    for name in ("hh_rlhf_harmless_test", "pandalm_human_test"):
+        source = arena_csv.parent / f"{name}.csv"
+        pd.read_csv(source, dtype=str, keep_default_na=False).head(60).to_csv(tmp_path / f"{name}.csv", index=False)
+    result, _ = run_bench("style_probe.py", "--data-dir", tmp_path, "--folds", 2)
+    heads = {"today", "style_term as-voted", "style_term controlled", "style_term+extra as-voted",
+             "style_term+extra controlled"}
+    assert set(result["cv"]) == heads and 0 < result["extra_rows"] < 150
+    for name in heads:
+        assert 0.8 < result["cv"][name]["log_loss"] < 1.4
+    assert result["cv"]["style_term controlled"]["log_loss"] != result["cv"]["style_term as-voted"]["log_loss"]
+    for name in ("hh_rlhf_harmless", "pandalm_human"):
+        assert set(result["out_of_domain_pairwise"][name]) == heads | {"longer_rule"}
+    assert len(list((tmp_path / "cache" / "pooled").glob("*.npz"))) == 1  # the extra rows' vectors, kept

@@ -19,7 +19,8 @@ would teach a 3-way head that ties never happen. Its rows instead fit a directio
 battle from the side-feature differences (fit_direction, on the decisive rows of --data and every extra file);
 its logits [s/2, -s/2, 0] are a fixed offset under the probe's 3-way fit on the --data rows, and are folded into the
 head with it. Only the extra rows' hand-made features are read: their pooled vectors would cost minutes per
-thousand rows of encoding and measured no better (docs/benchmarks.md, "Choosing the recipe").
+thousand rows of encoding and measured no better (docs/benchmarks.md, "Choosing the recipe"). A style-term head
+(StyleProbe) is the exception: its A-vs-B logit reads no length, and there the extra rows' text does help.
 """
 
 from __future__ import annotations

@@ -41,3 +41,20 @@ def test_torchrun_two_processes(small_csv, tiny_deberta, tmp_path):
     assert coins["rank 0: swap-augment epoch 0"] != coins["rank 0: swap-augment epoch 1"]
     probs = Judge.from_pretrained(out).predict_proba(load_frame(small_csv))
     assert probs.shape == (96, 3) and np.allclose(probs.sum(1), 1, atol=1e-6)
+
+
+def test_end_of_a_distributed_run_takes_the_process_group_down(tmp_path):
+    """`train` under torchrun ends with a barrier and destroy_process_group in every process: a process that left
+    with its gloo group up aborted now and then ("terminate called without an active exception"), failing the run."""
+    import torch.distributed as dist
+
+    from arenapref.training import end_distributed_run
+
+    end_distributed_run()  # outside a distributed run: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        end_distributed_run()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -38,7 +38,10 @@ def train(config: Path | None = CONFIG, flags: dict = None):
     cfg = load_config(config, flags)
     check_train_inputs(cfg)
     quiet_libraries(uses_transformers(cfg.model))
-    metrics = training.train(cfg)
+    try:
+        metrics = training.train(cfg)
+    finally:
+        training.end_distributed_run()
     if metrics:
         console.print(metrics_table(metrics, f"validation ({cfg.output})"))
 

@@ -124,7 +124,8 @@ def test_style_control_benchmark_runs(tmp_path, arena_csv):
 
 def test_style_probe_benchmark_runs(tmp_path, arena_csv, monkeypatch):
     """bench/style_probe.py on 200 arena rows, 150 extra rows (the sample's last ones, another prompt set) and 60 rows
-    of each out-of-domain file, 2 folds: the three probe heads, as voted and controlled, in and out of domain."""
+    of each out-of-domain file, 2 folds: the three probe heads, as voted and controlled, and the two diagnostic heads,
+    in and out of domain; each log loss split into its tie and A-vs-B parts."""
     import pandas as pd
 
     monkeypatch.setenv("ARENAPREF_CACHE", str(tmp_path / "cache"))
@@ -135,11 +136,13 @@ def test_style_probe_benchmark_runs(tmp_path, arena_csv, monkeypatch):
         source = arena_csv.parent / f"{name}.csv"
         pd.read_csv(source, dtype=str, keep_default_na=False).head(60).to_csv(tmp_path / f"{name}.csv", index=False)
     result, _ = run_bench("style_probe.py", "--data-dir", tmp_path, "--folds", 2)
-    heads = {"today", "style_term as-voted", "style_term controlled", "style_term+extra as-voted",
-             "style_term+extra controlled"}
+    heads = {"today", "factored all features", "factored all features+style_term", "style_term as-voted",
+             "style_term controlled", "style_term+extra as-voted", "style_term+extra controlled"}
     assert set(result["cv"]) == heads and 0 < result["extra_rows"] < 150
     for name in heads:
-        assert 0.8 < result["cv"][name]["log_loss"] < 1.4
+        row = result["cv"][name]
+        assert 0.8 < row["log_loss"] < 1.4
+        assert abs(row["tie_part"] + row["ab_part"] - row["log_loss"]) < 2e-4
     assert result["cv"]["style_term controlled"]["log_loss"] != result["cv"]["style_term as-voted"]["log_loss"]
     for name in ("hh_rlhf_harmless", "pandalm_human"):
         assert set(result["out_of_domain_pairwise"][name]) == heads | {"longer_rule"}
